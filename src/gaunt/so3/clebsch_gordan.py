@@ -1,0 +1,121 @@
+"""Clebsch-Gordan coefficients in e3nn's real basis (``o3.wigner_3j`` convention), exact in float64.
+
+Construction, per triple (l1, l2, l3):
+
+1. Complex Condon-Shortley coefficients ``<l1 m1 l2 m2 | l3 m3>`` from Racah's formula, summed in
+   extended precision (``numpy.longdouble``) from a factorial table, all (m1, m2) at once.
+2. Change to the real basis of ``so3.harmonics``: with ``Y_real = U Y_complex``,
+   ``U[+m] = ((-1)^m Y^m + Y^-m) / sqrt 2`` and ``U[-m] = ((-1)^m Y^m - Y^-m) / (i sqrt 2)``,
+
+       C[a, b, c] = i^(l1 + l2 - l3) / sqrt(2 l3 + 1) * sum U1[a, m1] U2[b, m2] conj(U3[c, m3]) <l1 m1 l2 m2 | l3 m3>
+
+   The phase ``i^(l1+l2-l3)`` makes C real and fixes e3nn's sign; ``1/sqrt(2 l3 + 1)`` gives unit
+   Frobenius norm, as e3nn. U has two non-zeros per row, so the change of basis is 8 gathers.
+
+C is the invariant tensor: ``einsum("ai,bj,ck,ijk->abc", D1, D2, D3, C) == C`` for every rotation.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+@lru_cache(maxsize=8)
+def _factorials(n: int) -> np.ndarray:
+    f = np.ones(n + 1, dtype=np.longdouble)
+    for i in range(1, n + 1):
+        f[i] = f[i - 1] * i
+    return f
+
+
+def is_triangle(l1: int, l2: int, l3: int) -> bool:
+    """True when |l1 - l2| <= l3 <= l1 + l2 (the coupling is allowed)."""
+    return abs(l1 - l2) <= l3 <= l1 + l2
+
+
+def _check_ls(*ls: int) -> None:
+    for l in ls:
+        if not isinstance(l, (int, np.integer)) or isinstance(l, bool) or l < 0:
+            raise ValueError(f"degrees must be non-negative integers, got {ls}")
+
+
+@lru_cache(maxsize=None)
+def complex_clebsch_gordan(l1: int, l2: int, l3: int) -> np.ndarray:
+    """Condon-Shortley ``<l1 m1 l2 m2 | l3 m3>`` as a float64 array ``[2l1+1, 2l2+1, 2l3+1]`` (index m + l)."""
+    _check_ls(l1, l2, l3)
+    out = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
+    if not is_triangle(l1, l2, l3):
+        return out
+    f = _factorials(l1 + l2 + l3 + 1)
+    m1 = np.arange(-l1, l1 + 1)[:, None]
+    m2 = np.arange(-l2, l2 + 1)[None, :]
+    m3 = m1 + m2
+    valid = np.abs(m3) <= l3
+    k = np.arange(l1 + l2 - l3 + 1)[:, None, None]
+    # Racah: sum_k (-1)^k / [k! (l1+l2-l3-k)! (l1-m1-k)! (l2+m2-k)! (l3-l2+m1+k)! (l3-l1-m2+k)!]
+    args = np.broadcast_arrays(k, l1 + l2 - l3 - k, l1 - m1 - k, l2 + m2 - k, l3 - l2 + m1 + k, l3 - l1 - m2 + k)
+    allowed = np.all(np.stack(args) >= 0, axis=0)
+    denominator = np.ones(allowed.shape, dtype=np.longdouble)
+    for a in args:
+        denominator = denominator * f[np.clip(a, 0, None)]
+    total = np.where(allowed, np.where(k % 2 == 0, 1, -1) / denominator, 0).sum(axis=0)
+    m3c = np.clip(m3, -l3, l3)
+    triangle = (2 * l3 + 1) * f[l3 + l1 - l2] * f[l3 - l1 + l2] * f[l1 + l2 - l3] / f[l1 + l2 + l3 + 1]
+    projections = f[l3 + m3c] * f[l3 - m3c] * f[l1 - m1] * f[l1 + m1] * f[l2 - m2] * f[l2 + m2]
+    cg = np.sqrt(triangle * projections) * total
+    i1, i2 = np.nonzero(valid)
+    out[i1, i2, m3[valid] + l3] = cg[valid].astype(np.float64)
+    return out
+
+
+@lru_cache(maxsize=None)
+def _real_from_complex(l: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The two non-zeros of each row a of U (real = U complex): columns and coefficients."""
+    a = np.arange(2 * l + 1)
+    m = np.abs(a - l)
+    sign = (-1.0) ** m
+    s = 1 / np.sqrt(2.0)
+    col_pos, col_neg = l + m, l - m
+    coef_pos = np.where(a > l, sign * s, np.where(a < l, sign * s / 1j, 1.0)).astype(complex)
+    coef_neg = np.where(a > l, s, np.where(a < l, -s / 1j, 0.0)).astype(complex)
+    return col_pos, coef_pos, col_neg, coef_neg
+
+
+@lru_cache(maxsize=None)
+def _real_clebsch_gordan_np(l1: int, l2: int, l3: int) -> np.ndarray:
+    shape = (2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1)
+    if not is_triangle(l1, l2, l3):
+        return np.zeros(shape)
+    cg = complex_clebsch_gordan(l1, l2, l3)
+    u1, u2, u3 = _real_from_complex(l1), _real_from_complex(l2), _real_from_complex(l3)
+    total = np.zeros(shape, dtype=complex)
+    for c1, k1 in ((u1[0], u1[1]), (u1[2], u1[3])):
+        for c2, k2 in ((u2[0], u2[1]), (u2[2], u2[3])):
+            for c3, k3 in ((u3[0], u3[1]), (u3[2], u3[3])):
+                coef = k1[:, None, None] * k2[None, :, None] * np.conj(k3)[None, None, :]
+                total += coef * cg[np.ix_(c1, c2, c3)]
+    real = (1j ** ((l1 + l2 - l3) % 4) * total).real / np.sqrt(2 * l3 + 1)
+    real[np.abs(real) < 1e-15] = 0.0  # exact zeros stay zeros (selection rules)
+    return real
+
+
+@lru_cache(maxsize=None)
+def _cached_torch(kind, l1: int, l2: int, l3: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(kind(l1, l2, l3), dtype=dtype, device=device)
+
+
+def clebsch_gordan(
+    l1: int, l2: int, l3: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Real Clebsch-Gordan tensor ``[2l1+1, 2l2+1, 2l3+1]``, equal to e3nn's ``o3.wigner_3j``.
+
+    Unit Frobenius norm; zero when (l1, l2, l3) violates the triangle rule. Cached per
+    (l1, l2, l3, dtype, device); do not modify the returned tensor in place.
+    """
+    _check_ls(l1, l2, l3)
+    return _cached_torch(_real_clebsch_gordan_np, int(l1), int(l2), int(l3), dtype, torch.device(device or "cpu"))
+
+
+__all__ = ["clebsch_gordan", "complex_clebsch_gordan", "is_triangle"]
