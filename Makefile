@@ -1,0 +1,27 @@
+# Two entry points (see README.md):
+#   make demo   -- the main job: a short demonstration of the math and the products
+#   make test   -- the default test suite (creates its own virtual environment)
+# Both build .venv with pip from pyproject.toml on first use; nothing needs installing by hand.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: demo test test-slow clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m gaunt.cli demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache
