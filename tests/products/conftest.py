@@ -108,16 +108,13 @@ def assert_matches_descriptor(
 ) -> None:
     """``product(x1, x2, w) == dense_product(product.descriptor(), x1, x2, path_weights(w))``.
 
-    ``path_weights`` is the product's own map to per-path weights when it has one, else the weight
-    itself (the internal parameter when ``weight`` is None).
+    ``path_weights`` is the product's map to per-path weights (``TensorProduct.path_weights``: the
+    identity by default, the internal parameter when ``weight`` is None).
     """
     from gaunt.products.descriptor import dense_product
 
     out = product(x1, x2, weight)
-    if hasattr(product, "path_weights"):
-        w = product.path_weights(weight)
-    else:
-        w = product.weight if weight is None and product.internal_weights else weight
+    w = product.path_weights(weight)
     expected = dense_product(product.descriptor(), x1, x2, w)
     torch.testing.assert_close(out, expected, rtol=rtol, atol=atol)
 

@@ -112,6 +112,23 @@ class TensorProduct(torch.nn.Module):
     def _forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
+    # ------------------------------------------------------------ description
+    def descriptor(self):
+        """What the product computes: a ``descriptor.ProductDescriptor`` (paths, coefficients, couplings)."""
+        raise NotImplementedError(f"{type(self).__name__} does not provide a descriptor")
+
+    def path_weights(self, weight: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Map this product's weights (the internal ones when ``weight`` is None) to the descriptor's
+        flat per-path weights ``[..., descriptor().weight_numel]``, so that
+        ``self(x1, x2, w) == dense_product(self.descriptor(), x1, x2, self.path_weights(w))``.
+
+        Default: the weights already are per-path (identity). Products with another
+        parametrisation override this.
+        """
+        if weight is None:
+            return self.weight if self.internal_weights else None
+        return weight
+
     def extra_repr(self) -> str:
         return f"{self.irreps_in1} x {self.irreps_in2} -> {self.irreps_out}, weight_numel={self.weight_numel}"
 

@@ -182,10 +182,10 @@ def dense_product(
     shapes = [x1.shape[:-1], x2.shape[:-1]] + ([weight.shape[:-1]] if n > 0 else [])
     batch = torch.broadcast_shapes(*shapes)
     z = math.prod(batch)
-    x1 = x1.expand(*batch, -1).reshape(z, -1)
-    x2 = x2.expand(*batch, -1).reshape(z, -1)
+    x1 = x1.expand(*batch, -1).reshape(z, d.irreps_in1.dim)
+    x2 = x2.expand(*batch, -1).reshape(z, d.irreps_in2.dim)
     if n > 0:
-        weight = weight.to(x1.dtype).expand(*batch, -1).reshape(z, -1)
+        weight = weight.to(x1.dtype).expand(*batch, -1).reshape(z, n)
     outs = [x1.new_zeros(z, mul, ir.dim) for mul, ir in d.irreps_out]
     s1, s2 = d.irreps_in1.slices(), d.irreps_in2.slices()
     for path, wslice in zip(d.paths, d.weight_slices()):
@@ -198,7 +198,7 @@ def dense_product(
             operands.append(weight[:, wslice].reshape(z, *d.path_weight_shape(path)))
         term = torch.einsum(_EINSUM[path.mode, path.has_weight], *operands)
         outs[path.i_out] = outs[path.i_out] + path.coefficient * term.reshape(outs[path.i_out].shape)
-    out = torch.cat([o.reshape(z, -1) for o in outs], dim=-1) if outs else x1.new_zeros(z, 0)
+    out = torch.cat([o.reshape(z, o.shape[1] * o.shape[2]) for o in outs], dim=-1) if outs else x1.new_zeros(z, 0)
     return out.reshape(*batch, d.irreps_out.dim)
 
 

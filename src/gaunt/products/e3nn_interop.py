@@ -4,8 +4,9 @@ Every product describes itself as a :class:`~gaunt.products.descriptor.ProductDe
 with a coupling tensor (Clebsch-Gordan, Gaunt, ...) and a coefficient. Every coupling kind is an
 SO(3)-invariant tensor, hence a multiple of e3nn's ``wigner_3j`` for the same (l1, l2, l3):
 ``coupling = ratio * wigner_3j``. With e3nn's normalisations switched off (``"none"``: alpha = 1),
-the e3nn instruction ``(i1, i2, i_out, mode, has_weight, coefficient * ratio)`` then reproduces
-the path exactly, and per-path weights pass through unchanged.
+a path's factor ``f = coefficient * ratio`` is folded into its weights (weighted paths: e3nn weight
+= f * our weight), or into e3nn's instruction ``path_weight`` for unweighted paths (e3nn multiplies
+by ``sqrt(path_weight)``, so that takes ``f**2`` and needs ``f >= 0``).
 
 Used by the tests (an independent oracle) and by ``gaunt bench`` (the peer computing the same
 function). e3nn is imported lazily: it is a test/benchmark dependency, not a runtime one.
@@ -31,30 +32,42 @@ def coupling_ratio(kind: str, l1: int, l2: int, l3: int) -> float:
     return ratio
 
 
-def to_e3nn(descriptor: ProductDescriptor, shared_weights: bool = True):
-    """An ``e3nn.o3.TensorProduct`` (external weights) equal to ``dense_product(descriptor, ...)``.
-
-    Call it as ``tp(x1, x2, weight)`` with the same flat per-path weights (``path_weights()`` of a
-    product). Paths whose coupling vanishes identically are kept (with coefficient 0) so that the
-    weight layout is unchanged.
+def to_e3nn(descriptor: ProductDescriptor, shared_weights: bool = True, dtype: torch.dtype = torch.float64):
+    """``(tp, scale)``: an ``e3nn.o3.TensorProduct`` with external weights, and a ``[weight_numel]``
+    tensor, such that ``tp(x1, x2, scale * w) == dense_product(descriptor, x1, x2, w)`` for flat
+    per-path weights ``w`` (a product's ``path_weights()``). The weight layout is unchanged.
+    e3nn builds its coefficients in the default dtype, so it is built with ``dtype`` as default.
     """
     from e3nn import o3
 
-    instructions = []
+    instructions, scale = [], []
     for path in descriptor.paths:
         (_, ir1), (_, ir2), (_, ir3) = descriptor.irreps(path)
-        ratio = coupling_ratio(path.coupling, ir1.l, ir2.l, ir3.l)
-        instructions.append((path.i_in1, path.i_in2, path.i_out, path.mode, path.has_weight, path.coefficient * ratio))
-    return o3.TensorProduct(
-        descriptor.irreps_in1.to_e3nn(),
-        descriptor.irreps_in2.to_e3nn(),
-        descriptor.irreps_out.to_e3nn(),
-        instructions,
-        irrep_normalization="none",
-        path_normalization="none",
-        internal_weights=False,
-        shared_weights=shared_weights,
-    )
+        factor = path.coefficient * coupling_ratio(path.coupling, ir1.l, ir2.l, ir3.l)
+        if path.has_weight:
+            scale.append(torch.full((descriptor.path_weight_numel(path),), factor, dtype=torch.float64))
+            path_weight = 1.0
+        elif factor < 0:
+            raise ValueError(f"to_e3nn: unweighted path {path} has a negative factor, which e3nn cannot express")
+        else:
+            path_weight = factor**2
+        instructions.append((path.i_in1, path.i_in2, path.i_out, path.mode, path.has_weight, path_weight))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        tp = o3.TensorProduct(
+            descriptor.irreps_in1.to_e3nn(),
+            descriptor.irreps_in2.to_e3nn(),
+            descriptor.irreps_out.to_e3nn(),
+            instructions,
+            irrep_normalization="none",
+            path_normalization="none",
+            internal_weights=False,
+            shared_weights=shared_weights,
+        )
+    finally:
+        torch.set_default_dtype(previous)
+    return tp, torch.cat(scale) if scale else torch.zeros(0, dtype=torch.float64)
 
 
 __all__ = ["coupling_ratio", "to_e3nn"]

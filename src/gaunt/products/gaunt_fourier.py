@@ -1,0 +1,143 @@
+"""The Gaunt tensor product (Luo et al., ICLR 2024) computed in the 2D Fourier basis.
+
+For every channel u the inputs are read as functions on the sphere (orthonormal real harmonics):
+
+    f1_u = sum_{l1 m1} w1[u, l1] x1[u, l1, m1] Y[l1 m1],     f2_u likewise with w2, x2,
+    z[u, l3, m3] = w3[u, l3] * integral of f1_u f2_u Y[l3 m3] over the sphere
+                 = w3[u, l3] sum_{l1 l2} w1[u, l1] w2[u, l2] sum_{m1 m2} G[l1 m1, l2 m2, l3 m3] x1 x2
+
+with G the real Gaunt coefficients (``so3.gaunt_coefficients``, zero unless l1 + l2 + l3 is even).
+
+Algorithm (per channel; all channels and batch entries are one matrix dimension, never a loop):
+
+1. Synthesis, O(L^3): with polar angle theta extended to the whole circle, f(theta, phi) =
+   sum_{u, v} F[u, v] exp(i (u theta + v phi)), |u|, |v| <= L (``so3.fourier``). f is real, so only
+   the half v >= 0 is formed: for each order k = v >= 0, Re F[., k] and Im F[., k] are each one real
+   matrix [2L+1, L+1] acting on the L+1 coefficients of one sign of m = +-k: one batched matmul.
+2. Product, O(L^2 log L): inverse real 2D FFT to samples on an N_u x N_v torus grid, pointwise
+   product, forward real 2D FFT. N_u = 2 (L1 + L2) + 1 makes the convolution in u exact (the
+   projection needs every u of the product). In v only |v| <= L3 is read back, so circular aliasing
+   is harmless once N_v >= L1 + L2 + L3 + 1 (and N_v >= 2 max(L1, L2) + 1 to hold the inputs).
+3. Projection, O(L^3): x[l, +-k] = Re / -Im of sum_u Q[k, l, u] H[u, k], with
+   Q[k, l, u] = pi (P[l, k, u] + conj P[l, k, -u]) and P the theta integrals of ``fourier_basis``
+   (the half spectrum H carries both signs of v through H[u, -v] = conj H[-u, v]); one complex
+   batched matmul over k.
+
+Cost per channel: about 4 L1^2 N_u + 4 L2^2 N_u real multiply-adds for synthesis (N_u ~ 2 (L1+L2)),
+4 L3^2 N_u complex ones for projection, and three real 2D FFTs of N_u x N_v (O(L^2 log L)): O(L^3),
+against O(L^5) for the plain Clebsch-Gordan sum over (l1, l2, l3, m1, m2, m3) at L1 = L2 = L3 = L.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..so3 import fourier_basis, sh_to_fourier
+from ._spherical_irreps import SphereFunctionProduct
+
+
+def _synthesis_matrices(lmax: int, n_u: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gather table ``[2K, K]`` (dense lm, -1 = zero; K = lmax + 1) and matrices ``S [2K, n_u, K]``.
+
+    Row k < K gives Re F[u, v=k] from x[l, m_a(k)], row K + k gives Im F[u, v=k] from x[l, m_b(k)]:
+    for even k the real part comes from m = +k and the imaginary part from m = -k, for odd k the
+    other way round (the theta factor of order k is real for even k, imaginary for odd k). u is in
+    FFT order (frequency u at index u mod n_u).
+    """
+    K = lmax + 1
+    coefficients = sh_to_fourier(torch.eye(K * K, dtype=torch.float64), lmax).numpy()  # [lm, u, v] centred
+    u_index = np.arange(-lmax, lmax + 1) % n_u
+    table = -np.ones((2 * K, K), dtype=np.int64)
+    S = np.zeros((2 * K, n_u, K))
+    for k in range(K):
+        column = coefficients[:, :, lmax + k]  # v = +k: [lm, u]
+        for l in range(k, K):  # noqa: E741
+            plus, minus = l * l + l + k, l * l + l - k
+            src_re, src_im = (plus, minus) if k % 2 == 0 else (minus, plus)
+            table[k, l] = src_re
+            S[k, u_index, l] = column[src_re].real
+            assert np.abs(column[src_re].imag).max() < 1e-12
+            if k > 0:
+                table[K + k, l] = src_im
+                S[K + k, u_index, l] = column[src_im].imag
+                assert np.abs(column[src_im].real).max() < 1e-12
+    return table, S
+
+
+def _projection_matrices(lmax: int, umax: int, n_u: int) -> np.ndarray:
+    """Complex ``Q [K, K, n_u]`` (order k, degree l, u in FFT order): x[l, +k] = Re(Q H), x[l, -k] = -Im(Q H)."""
+    P = fourier_basis(lmax, umax).projection.numpy()  # [l, k, u] centred, |u| <= umax
+    Q = math.pi * (P + np.conj(P[:, :, ::-1]))
+    out = np.zeros((lmax + 1, lmax + 1, n_u), dtype=complex)
+    out[:, :, np.arange(-umax, umax + 1) % n_u] = Q.transpose(1, 0, 2)
+    return out
+
+
+class GauntProduct(SphereFunctionProduct):
+    """Gaunt tensor product via 2D FFT: ``[..., in1.dim] x [..., in2.dim] -> [..., out.dim]``.
+
+    Accepted irreps (``ValueError`` otherwise): each of ``irreps_in1``, ``irreps_in2``, ``irreps_out``
+    is ``mul x l`` blocks in increasing l, each degree at most once (missing degrees are zero), one
+    mul, parities ``p = s (-1)^l`` with one sign s per irreps (e.g. ``"16x0e+16x1o+16x2e"``, or the
+    pseudo ``"16x0o+16x1e"``). ``mul2`` is ``mul1`` or 1 (x2 broadcast over channels, e.g. edge
+    harmonics ``"0e+1o+2e"``); ``mul_out = mul1`` and ``s_out = s1 s2``. Layout: e3nn ``mul_ir``.
+
+    Weights (factorised, as in the paper): ``w1 [mul, L1+1]``, ``w2 [mul, L2+1]``, ``w3 [mul, L3+1]``
+    concatenated, ``weight_numel = mul (L1 + L2 + L3 + 3)``. Internal by default, initialised to ones
+    (the plain Gaunt product) or Gaussian with ``weight_init="randn"``; external shared
+    ``[weight_numel]`` or per-sample ``[..., weight_numel]`` weights as in ``base.TensorProduct``.
+
+    See the module docstring for the algorithm and its O(L^3) cost. ``descriptor()`` lists the Gaunt
+    paths (l1 + l2 + l3 even) and ``path_weights`` maps the factorised weights onto them.
+    """
+
+    def __init__(self, irreps_in1, irreps_in2, irreps_out, internal_weights: bool | None = None,
+                 shared_weights: bool | None = None, weight_init: str = "ones", check_finite: bool = False) -> None:  # fmt: skip
+        super().__init__(irreps_in1, irreps_in2, irreps_out, internal_weights, shared_weights, weight_init, check_finite)
+        in1, in2, out = self.layouts
+        L1, L2, L3 = in1.lmax, in2.lmax, out.lmax
+        self.n_u = 2 * (L1 + L2) + 1
+        self.n_v = max(L1 + L2 + L3 + 1, 2 * max(L1, L2) + 1)
+        table1, s1 = _synthesis_matrices(L1, self.n_u)
+        table2, s2 = _synthesis_matrices(L2, self.n_u)
+        q = _projection_matrices(L3, L1 + L2, self.n_u)
+        K3 = L3 + 1
+        lm = np.arange(K3 * K3)
+        l = np.floor(np.sqrt(lm)).astype(np.int64)  # noqa: E741
+        m = lm - l * l - l
+        # output read from view_as_real(z): [k = |m|, l, re/im, mul, *batch]; m < 0 is -Im
+        self._register_tables(table1, table2, [np.abs(m), l, (m < 0).astype(np.int64)], lm, np.where(m < 0, -1.0, 1.0))
+        self.register_buffer("_synthesis1", torch.as_tensor(s1), persistent=False)
+        self.register_buffer("_synthesis2", torch.as_tensor(s2), persistent=False)
+        # stored as real [..., 2] (re, im) so that module.to(dtype) and .double() treat it like the others
+        self.register_buffer("_projection", torch.view_as_real(torch.as_tensor(q)).contiguous(), persistent=False)
+
+    def _to_grid(self, X: torch.Tensor, synthesis: torch.Tensor) -> torch.Tensor:
+        """``X [2K, K, *rest]`` -> samples ``[N_v, N_u, *rest]`` of f on the torus grid."""
+        K = X.shape[1]
+        a = torch.bmm(synthesis.to(X.dtype), X.reshape(2 * K, K, -1))  # [2K, N_u, Z]: Re F, then Im F
+        spectrum = torch.complex(a[:K], a[K:])  # [K (v = 0..L), N_u, Z]
+        # inverse 2D FFT as two 1D passes, the first (over u) on the K non-zero rows in v only
+        f = torch.fft.irfft(torch.fft.ifft(spectrum, dim=1, norm="forward"), n=self.n_v, dim=0, norm="forward")
+        return f.reshape(self.n_v, self.n_u, *X.shape[2:])
+
+    def _sphere_product(self, X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
+        if X1.numel() == 0 or X2.numel() == 0:  # empty batch: MKL rejects zero-size FFTs
+            K3 = self._projection.shape[0]
+            rest = torch.broadcast_shapes(X1.shape[2:], X2.shape[2:])
+            return X1.new_zeros(K3, K3, 2, *rest) + 0 * (X1.sum() + X2.sum())  # keeps the graph connected
+        h = self._to_grid(X1, self._synthesis1) * self._to_grid(X2, self._synthesis2)  # [N_v, N_u, mul, *batch]
+        K3 = self._projection.shape[0]
+        q = torch.view_as_complex(self._projection.to(h.dtype))
+        H = torch.fft.rfft(h, dim=0, norm="forward")[:K3]  # [K3 (v = 0..L3), N_u, mul, *batch], then u:
+        H = torch.fft.fft(H, dim=1, norm="forward")
+        z = torch.bmm(q, H.reshape(K3, self.n_u, -1)).reshape(K3, K3, *H.shape[2:])  # [k, l, mul, *batch]
+        return torch.view_as_real(z).movedim(-1, 2)  # [k, l, re/im, mul, *batch]
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", fft grid {self.n_u} x {self.n_v}"
+
+
+__all__ = ["GauntProduct"]
