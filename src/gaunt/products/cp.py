@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from ..so3 import Irreps, irreps_wigner_d, random_rotation
+from ..so3 import irreps_wigner_d, random_rotation
 from .base import TensorProduct
 from .cg import CGProduct
 from .descriptor import ProductDescriptor
@@ -116,18 +116,16 @@ class _GreedyALS:
         self.sequence.append((a, b, g, error))
 
 
-_CACHE: dict[tuple, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], _GreedyALS]] = {}
+_EXACT: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_ALS: dict[tuple, _GreedyALS] = {}
 
 
-def _decomposer(tensor: torch.Tensor, seed: int, iterations: int, key: tuple | None):
-    """(exact factors, greedy ALS sequence) of a tensor, cached under ``key`` when given."""
-    if key is not None and (key, seed, iterations) in _CACHE:
-        return _CACHE[key, seed, iterations]
-    array = tensor.detach().to("cpu", torch.float64).numpy()
-    result = (_exact_cp(array), _GreedyALS(array, seed, iterations))
-    if key is not None:
-        _CACHE[key, seed, iterations] = result
-    return result
+def _exact_factors(array: np.ndarray, key: tuple | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if key is None:
+        return _exact_cp(array)
+    if key not in _EXACT:
+        _EXACT[key] = _exact_cp(array)
+    return _EXACT[key]
 
 
 def cp_decomposition(
@@ -140,18 +138,22 @@ def cp_decomposition(
     """
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise ValueError(f"rank must be a positive integer, got {rank!r}")
-    exact, als = _decomposer(tensor, seed, iterations, key)
+    array = tensor.detach().to("cpu", torch.float64).numpy()
+    exact = _exact_factors(array, key)
     if rank >= exact[0].shape[1]:
         a, b, g = exact
-        error = float(np.linalg.norm(als.tensor - _reconstruct(a, b, g))) / max(als.norm, 1e-300)
+        error = float(np.linalg.norm(array - _reconstruct(a, b, g)) / max(np.linalg.norm(array), 1e-300))
     else:
+        als = _GreedyALS(array, seed, iterations) if key is None else _ALS.get((key, seed, iterations))
+        if als is None:
+            als = _ALS[key, seed, iterations] = _GreedyALS(array, seed, iterations)
         a, b, g, error = als.get(rank)
     return (*(torch.from_numpy(np.ascontiguousarray(f)) for f in (a, b, g)), error)  # type: ignore[return-value]
 
 
 def exact_rank(tensor: torch.Tensor, key: tuple | None = None) -> int:
     """Number of terms of the exact slice-SVD decomposition (the rank at which ``CPProduct`` is exact)."""
-    return _decomposer(tensor, 0, 0, key)[0][0].shape[1]
+    return _exact_factors(tensor.detach().to("cpu", torch.float64).numpy(), key)[0].shape[1]
 
 
 # einsum on projected inputs a [z, u, r], b [z, v, r] (and weights) -> h [z, mul_out, r]
@@ -284,8 +286,10 @@ class CPProduct(TensorProduct):
 
         # projections on the rank directions: (A^T x1)[z, u, r], (B^T x2)[z, v, r]
         s1, s2 = self.irreps_in1.slices(), self.irreps_in2.slices()
-        p1 = {i: x1[:, s1[i]].reshape(z, self.irreps_in1[i].mul, shape[0]) @ segment(o, shape) for i, o, shape in self._in1}
-        p2 = {i: x2[:, s2[i]].reshape(z, self.irreps_in2[i].mul, shape[0]) @ segment(o, shape) for i, o, shape in self._in2}
+        p1 = {i: x1[:, s1[i]].reshape(z, self.irreps_in1[i].mul, shape[0]) @ segment(o, shape)
+              for i, o, shape in self._in1}  # fmt: skip
+        p2 = {i: x2[:, s2[i]].reshape(z, self.irreps_in2[i].mul, shape[0]) @ segment(o, shape)
+              for i, o, shape in self._in2}  # fmt: skip
         # per path: h[z, mul_out, r] = (A^T x1)_r (B^T x2)_r with the multiplicity mode and weights
         hs: dict[int, list[torch.Tensor]] = {}
         zw = "z" if per_sample else ""
@@ -295,7 +299,7 @@ class CPProduct(TensorProduct):
                 wp = weight[..., w[0] : w[1]]
                 operands.append(wp.reshape(*wp.shape[:-1], *w[2]))
             h = torch.einsum(equation.format(z=zw), *operands)
-            hs.setdefault(i_out, []).append(h.reshape(z, -1, r))
+            hs.setdefault(i_out, []).append(h.reshape(z, self.irreps_out[i_out].mul, r))
         # per output block: z[k] = sum over its paths and r of c G[k, r] h[r]
         outs: list[torch.Tensor | None] = [None] * len(self.irreps_out)
         for i_out, o, shape in self._out:
@@ -319,7 +323,8 @@ class CPProduct(TensorProduct):
         else:
             shape = (self.weight_numel,) if self.shared_weights else (n_samples, self.weight_numel)
             weight = torch.randn(*shape, generator=g, dtype=torch.float64).to(device)
-        d1, d2, d3 = (irreps_wigner_d(irreps, rotation).to(device) for irreps in (self.irreps_in1, self.irreps_in2, self.irreps_out))
+        d1, d2, d3 = (irreps_wigner_d(irreps, rotation).to(device)
+                      for irreps in (self.irreps_in1, self.irreps_in2, self.irreps_out))  # fmt: skip
         x1, x2 = x1.to(device), x2.to(device)
         out = self(x1, x2, weight)
         rotated = self((d1 @ x1[..., None])[..., 0], (d2 @ x2[..., None])[..., 0], weight)

@@ -202,8 +202,9 @@ PRODUCTS: dict[str, tuple[str, Callable[[type, int], torch.nn.Module]]] = {
     "GridGauntProduct": ("gaunt.products.gaunt_grid", _build_feature_product),
     "VectorGauntProduct": ("gaunt.products.vector", _build_feature_product),
     "SO2Product": ("gaunt.products.so2", _build_edge_product),
-    "CPProduct": ("gaunt.products.cp", _build_feature_product),
 }
+# CPProduct is left out on purpose: below full rank it is only approximately equivariant, so the
+# measures above (spans of equivariant maps) do not apply; its measure is cp.cp_rank_sweep.
 
 
 def available_products(names: Iterable[str] | None = None) -> dict[str, type]:

@@ -242,9 +242,9 @@ class SO2Product(TensorProduct):
 
         # 2. SO(2) convolution: kernel per (input, output) component pair, summed over l2 and paths
         assert weight is not None  # weight_numel > 0: every output block has a path
-        values = weight[..., self.entry_weight] * self.entry_value.to(x1.dtype)
+        values = weight.index_select(-1, self.entry_weight) * self.entry_value.to(x1.dtype)
         kernel = values.new_zeros(values.shape[:-1] + self.block_in.shape).index_add(-1, self.entry_block, values)
-        terms = x_rot[..., self.block_in] * kernel
+        terms = x_rot.index_select(-1, self.block_in) * kernel  # (index_select: much faster than x[..., idx])
         out_rot = terms.new_zeros(terms.shape[:-1] + (self.irreps_out.dim,)).index_add(-1, self.block_out, terms)
 
         # 3. back to the lab frame: out[u] = D_l3^T out'[u]
@@ -254,7 +254,8 @@ class SO2Product(TensorProduct):
         ], dim=-1)  # fmt: skip
 
     def extra_repr(self) -> str:
-        return f"{self.irreps_in1} x Y(edge, lmax={self.lmax_edge}) -> {self.irreps_out}, weight_numel={self.weight_numel}"
+        edge = f"Y(edge, lmax={self.lmax_edge})"
+        return f"{self.irreps_in1} x {edge} -> {self.irreps_out}, weight_numel={self.weight_numel}"
 
 
 __all__ = ["SO2Product", "EdgeWigner", "edge_frame", "so2_instructions"]

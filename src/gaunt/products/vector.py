@@ -333,7 +333,7 @@ class VectorGauntProduct(TensorProduct):
         """Input ``x [*b, dim]`` weighted by ``w [*bw, mul, L+1]`` -> its F fields on the grid
         ``[F, n_phi, n_theta, mul, *b']`` (F = 3: f, e_theta . grad f, e_phi . grad f; or F = 1: f)."""
         index, windex = getattr(self, f"_index{i}"), getattr(self, f"_windex{i}")
-        X = gather(x, index.flatten(), True).movedim(-1, 0).unflatten(0, index.shape)  # [M, Lp, mul_x, *b]
+        X = gather(x, index, True)  # [M, Lp, mul_x, *b]
         X = X * w.flatten(-2).movedim(-1, 0)[windex]  # c[l, m] = w[u, l] x[u, l, m]: [M, Lp, mul, *b']
         theta, phi = getattr(self, f"_theta{i}").to(X.dtype), getattr(self, f"_phi{i}").to(X.dtype)
         M, Lp, rest = X.shape[0], X.shape[1], X.shape[2:]
