@@ -67,11 +67,12 @@ class GridGauntProduct(SphereFunctionProduct):
         grid = spherical_grid(in1.lmax + in2.lmax + out.lmax)
         theta, phi = grid.theta.numpy(), grid.phi.numpy()
         self.n_theta, self.n_phi = len(theta), len(phi)
+        self._grid_points = self.n_theta * self.n_phi
         w_theta = grid.weights.numpy().reshape(self.n_theta, self.n_phi).sum(1) / (2 * math.pi)  # Gauss-Legendre
         L3 = out.lmax
         lm = np.arange((L3 + 1) ** 2)
         l = np.floor(np.sqrt(lm)).astype(np.int64)  # noqa: E741
-        self._register_tables(_table(in1.lmax), _table(in2.lmax), [lm - l * l - l + L3, l], lm, np.ones(len(lm)))
+        self._register_tables(_table(in1.lmax), _table(in2.lmax), [lm - l * l - l + L3, l], np.ones(len(lm)))
         as_t = torch.as_tensor
         self.register_buffer("_theta1", as_t(_theta_factors(in1.lmax, theta)), persistent=False)
         self.register_buffer("_theta2", as_t(_theta_factors(in2.lmax, theta)), persistent=False)
