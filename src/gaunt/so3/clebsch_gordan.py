@@ -10,7 +10,8 @@ Construction, per triple (l1, l2, l3):
        C[a, b, c] = i^(l1 + l2 - l3) / sqrt(2 l3 + 1) * sum U1[a, m1] U2[b, m2] conj(U3[c, m3]) <l1 m1 l2 m2 | l3 m3>
 
    The phase ``i^(l1+l2-l3)`` makes C real and fixes e3nn's sign; ``1/sqrt(2 l3 + 1)`` gives unit
-   Frobenius norm, as e3nn. U has two non-zeros per row, so the change of basis is 8 gathers.
+   Frobenius norm, as e3nn. U has two non-zeros per row and the complex tensor is non-zero only
+   for m3 = m1 + m2, so the change of basis touches O(d1 d2) entries, not d1 d2 d3.
 
 C is the invariant tensor: ``einsum("ai,bj,ck,ijk->abc", D1, D2, D3, C) == C`` for every rotation.
 """
@@ -71,16 +72,15 @@ def complex_clebsch_gordan(l1: int, l2: int, l3: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def _real_from_complex(l: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The two non-zeros of each row a of U (real = U complex): columns and coefficients."""
-    a = np.arange(2 * l + 1)
-    m = np.abs(a - l)
-    sign = (-1.0) ** m
+def _real_from_complex(l: int) -> np.ndarray:
+    """Dense U (real = U complex), ``[2l+1 real index, 2l+1 complex m + l]``; two non-zeros per row."""
+    u = np.zeros((2 * l + 1, 2 * l + 1), dtype=complex)
+    u[l, l] = 1.0
     s = 1 / np.sqrt(2.0)
-    col_pos, col_neg = l + m, l - m
-    coef_pos = np.where(a > l, sign * s, np.where(a < l, sign * s / 1j, 1.0)).astype(complex)
-    coef_neg = np.where(a > l, s, np.where(a < l, -s / 1j, 0.0)).astype(complex)
-    return col_pos, coef_pos, col_neg, coef_neg
+    for m in range(1, l + 1):
+        u[l + m, l + m], u[l + m, l - m] = (-1) ** m * s, s
+        u[l - m, l + m], u[l - m, l - m] = (-1) ** m * s / 1j, -s / 1j
+    return u
 
 
 @lru_cache(maxsize=None)
@@ -90,12 +90,22 @@ def _real_clebsch_gordan_np(l1: int, l2: int, l3: int) -> np.ndarray:
         return np.zeros(shape)
     cg = complex_clebsch_gordan(l1, l2, l3)
     u1, u2, u3 = _real_from_complex(l1), _real_from_complex(l2), _real_from_complex(l3)
+    # Real entry (a, b, c) collects complex entries (m1, m2, m1 + m2) with m1 = +-|m_a|, m2 = +-|m_b|
+    # and the two real rows c = l3 +- |m1 + m2| of U3: O(d1 d2) terms instead of a dense d1 d2 d3 sum.
+    a, b = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    abs_m1, abs_m2 = np.abs(a - l1), np.abs(b - l2)
     total = np.zeros(shape, dtype=complex)
-    for c1, k1 in ((u1[0], u1[1]), (u1[2], u1[3])):
-        for c2, k2 in ((u2[0], u2[1]), (u2[2], u2[3])):
-            for c3, k3 in ((u3[0], u3[1]), (u3[2], u3[3])):
-                coef = k1[:, None, None] * k2[None, :, None] * np.conj(k3)[None, None, :]
-                total += coef * cg[np.ix_(c1, c2, c3)]
+    for s1 in (1, -1):
+        for s2 in (1, -1):
+            m1, m2 = s1 * abs_m1, s2 * abs_m2
+            m3 = m1 + m2
+            keep = (np.abs(m3) <= l3) & ((s1 == 1) | (abs_m1 > 0)) & ((s2 == 1) | (abs_m2 > 0))
+            ka, kb, k1, k2, k3 = a[keep], b[keep], m1[keep] + l1, m2[keep] + l2, m3[keep] + l3
+            value = u1[ka, k1] * u2[kb, k2] * cg[k1, k2, k3]
+            for sign in (1, -1):
+                c = l3 + sign * np.abs(k3 - l3)
+                once = (sign == 1) | (k3 != l3)  # m3 = 0 has a single real row
+                np.add.at(total, (ka[once], kb[once], c[once]), value[once] * np.conj(u3[c[once], k3[once]]))
     real = (1j ** ((l1 + l2 - l3) % 4) * total).real / np.sqrt(2 * l3 + 1)
     real[np.abs(real) < 1e-15] = 0.0  # exact zeros stay zeros (selection rules)
     return real
