@@ -1,6 +1,5 @@
-"""Command line: ``gaunt demo`` (the main job: a tour of the math and the products).
-
-Later subcommands (bench, check, train, ...) are added here as they land.
+"""Command line: ``gaunt demo`` (the main job: a tour of the math and the products),
+``gaunt check`` (equivariance and gradient checks of every product and layer), ``gaunt bench``.
 """
 from __future__ import annotations
 
@@ -69,11 +68,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gaunt", description="Fast E(3)-equivariant tensor products.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="tour of the exact math and the products (the main job)")
-    args = parser.parse_args(argv)
+    sub.add_parser("check", help="equivariance and gradient checks of every product and layer", add_help=False)
+    sub.add_parser("bench", help="benchmark the products against e3nn computing the same function", add_help=False)
+    args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         _math_demo()
         _products_demo()
-    return 0
+        return 0
+    if args.command == "check":
+        from .checks import main as check_main
+
+        return check_main(rest)
+    from .bench import main as bench_main
+
+    return bench_main(rest)
 
 
 if __name__ == "__main__":
