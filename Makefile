@@ -1,5 +1,5 @@
 # Two entry points (see README.md):
-#   make demo   -- the main job: a short demonstration of the math and the products
+#   make demo   -- the main job: tour of the math and products, `gaunt check`, `gaunt bench --quick`
 #   make test   -- the default test suite (creates its own virtual environment)
 # Both build .venv with pip from pyproject.toml on first use; nothing needs installing by hand.
 
@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	$(PY) -m gaunt.cli demo
+	$(PY) -m gaunt.cli check
+	$(PY) -m gaunt.cli bench --quick --out runs/bench-quick
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -3,16 +3,26 @@
 Basic layers: :class:`Linear` (channel mixing), :class:`Gate` / :class:`NormActivation` /
 :class:`S2Activation` (nonlinearities), :class:`EquivariantLayerNorm`, and the radial features
 :class:`BesselBasis`, :class:`PolynomialCutoff`, :class:`RadialMLP`.
+
+The Gaunt paper's three applications, each with a ``product=`` switch (``make_product``):
+:class:`FeatureInteraction`, :class:`EquivariantConvolution` (with the edge-on-axis fast path
+:class:`EdgeAlignedGauntProduct`) and :class:`ManyBodyProduct` (MACE-style correlation order nu).
 """
 from .activation import Gate, NormActivation, NormalizedActivation
 from .linear import Linear
 from .norm import EquivariantLayerNorm
 from .radial import BesselBasis, PolynomialCutoff, RadialMLP
 from .s2_activation import S2Activation
+from ._registry import make_product
+from .convolution import EdgeAlignedGauntProduct, EquivariantConvolution
+from .interaction import FeatureInteraction
+from .many_body import CGManyBody, GauntManyBody, ManyBodyProduct
 
 __all__ = [
     "Linear",
     "Gate", "NormActivation", "NormalizedActivation", "S2Activation",
     "EquivariantLayerNorm",
     "BesselBasis", "PolynomialCutoff", "RadialMLP",
+    "make_product", "FeatureInteraction", "EquivariantConvolution", "EdgeAlignedGauntProduct",
+    "ManyBodyProduct", "CGManyBody", "GauntManyBody",
 ]  # fmt: skip

@@ -1,0 +1,156 @@
+"""``gaunt bench``: every product timed against e3nn computing the same function.
+
+Usage (``gaunt bench --help`` lists every option)::
+
+    gaunt bench --quick                    # < 2 min on 2 CPU cores: L in {1,2,4,6}, 16 channels, batch 1000,
+                                           # float32, fwd+bwd, both shapes, all products, e3nn + CGProduct
+    gaunt bench --headline --out benchmarks  # the issue's configuration: feature shape, 64 channels,
+                                           # batch 10000, float32, fwd+bwd, L = 1..16
+    gaunt bench                            # the full sweep (hours): L 1..16, channels 1/16/64/128,
+                                           # batch 1e3/1e4/1e5, float32/float64, fwd and fwd+bwd
+
+Options (a preset first, then any explicit option overrides it):
+
+    --shapes feature edge      --L 1-16 | 1,2,4,6       --channels 16 64     --batch 1000 10000
+    --dtype float32 float64    --direction fwd fwd+bwd   --products NAME...   --peers e3nn CGProduct ...
+    --device cpu|cuda          --out DIR (results.json, summary.md, PNG plots; default bench-results)
+    --point-budget S (60)      --build-budget S (120: e3nn construction)      --total-budget S (none)
+    --memory-budget GIB (8)    --min-time S (1)          --min-repeats N (3)  --threads N
+    --plot-channels N --plot-batch N (default 64 / 10000 when swept)          --no-plots
+    --untimed NAME...  (check agreement against it, never time it)
+    --report A.json B.json ... (no run: merge saved results -- a later run's timed point replaces an
+                                earlier skipped one -- then write the summary, plots and merged JSON)
+
+Writes ``DIR/results.json`` (schema ``gaunt-bench/1``: config, machine, one record per point, fits),
+``DIR/summary.md`` (tables, exponents, targets) and ``DIR/time_vs_L_*.png``; prints rich tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from .products import PEERS, PRODUCTS
+from .sweep import DIRECTIONS, DTYPES, GiB, Sweep, SweepConfig
+
+QUICK = dict(Ls=(1, 2, 4, 6), channels=(16,), batches=(1000,), dtypes=("float32",), directions=("fwd+bwd",),
+             point_budget_s=10.0, build_budget_s=20.0, min_time_s=0.2, total_budget_s=110.0)  # fmt: skip
+HEADLINE = dict(shapes=("feature",), Ls=tuple(range(1, 17)), channels=(64,), batches=(10000,), dtypes=("float32",),
+                directions=("fwd+bwd",))  # fmt: skip
+
+
+def parse_L(spec: str) -> tuple[int, ...]:
+    """``"1-16"``, ``"1,2,4,6"`` or a mix (``"1-4,8,16"``) -> sorted degrees."""
+    out: set[int] = set()
+    for part in spec.split(","):
+        if "-" in part:
+            lo, hi = part.split("-")
+            out.update(range(int(lo), int(hi) + 1))
+        elif part.strip():
+            out.add(int(part))
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"bad L specification {spec!r}")
+    return tuple(sorted(out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gaunt bench", description="Time every product against e3nn computing the same function.")
+    preset = p.add_mutually_exclusive_group()
+    preset.add_argument("--quick", action="store_true", help="short run (< 2 min on 2 cores); part of the main job")
+    preset.add_argument("--headline", action="store_true", help="feature, 64 ch, batch 1e4, float32, fwd+bwd, L 1..16")
+    p.add_argument("--shapes", nargs="+", choices=tuple(PRODUCTS))
+    p.add_argument("--L", type=parse_L, help="degrees: '1-16' or '1,2,4,6'")
+    p.add_argument("--channels", nargs="+", type=int)
+    p.add_argument("--batch", nargs="+", type=lambda s: int(float(s)), help="batch sizes (1e4 accepted)")
+    p.add_argument("--dtype", nargs="+", choices=tuple(DTYPES))
+    p.add_argument("--direction", nargs="+", choices=DIRECTIONS)
+    p.add_argument("--products", nargs="+", choices=sorted({n for v in PRODUCTS.values() for n in v}))
+    p.add_argument("--peers", nargs="+", choices=PEERS)
+    p.add_argument("--device", default=None, help="cpu (default) or cuda")
+    p.add_argument("--out", default="bench-results", help="output directory")
+    p.add_argument("--point-budget", type=float, help="seconds per point (predicted calls x min repeats)")
+    p.add_argument("--build-budget", type=float, help="seconds for one e3nn construction (predicted)")
+    p.add_argument("--total-budget", type=float, help="seconds for the whole sweep (then the rest is skipped)")
+    p.add_argument("--memory-budget", type=float, help="GiB per call (default 8)")
+    p.add_argument("--min-time", type=float, help="timed seconds per point (default 1)")
+    p.add_argument("--min-repeats", type=int, help="timed calls per point (default 3)")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--plot-channels", type=int)
+    p.add_argument("--plot-batch", type=int)
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--untimed", nargs="+", default=None, help="implementations used for the agreement check only")
+    p.add_argument("--report", nargs="+", metavar="JSON", help="no run: merge these results files and report them")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SweepConfig:
+    values = dict(QUICK if args.quick else HEADLINE if args.headline else {})
+    explicit = dict(shapes=args.shapes, Ls=args.L, channels=args.channels, batches=args.batch, dtypes=args.dtype,
+                    directions=args.direction, products=args.products, peers=args.peers, device=args.device,
+                    point_budget_s=args.point_budget, build_budget_s=args.build_budget, total_budget_s=args.total_budget,
+                    min_time_s=args.min_time, min_repeats=args.min_repeats, seed=args.seed, untimed=args.untimed,
+                    memory_budget_bytes=None if args.memory_budget is None else int(args.memory_budget * GiB))  # fmt: skip
+    values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in explicit.items() if v is not None})
+    return SweepConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``gaunt bench`` (options in the module docstring / ``--help``); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = config_from_args(args)
+    if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
+        print("gaunt bench: --device cuda requested but CUDA is not available", file=sys.stderr)
+        return 2
+    from .report import markdown_report, print_report
+
+    os.makedirs(args.out, exist_ok=True)
+    if args.report:
+        from .sweep import merge_results
+
+        documents = []
+        for path in args.report:
+            with open(path) as f:
+                documents.append(json.load(f))
+        results = merge_results(documents)
+    else:
+        print(f"gaunt bench: {len(config.shapes)} shape(s), L={list(config.Ls)}, channels={list(config.channels)}, "
+              f"batch={list(config.batches)}, {list(config.dtypes)}, {list(config.directions)}, device={config.device}, "
+              f"{torch.get_num_threads()} thread(s)")  # fmt: skip
+        command = "gaunt bench " + " ".join(argv)
+        results = Sweep(config, checkpoint=lambda partial: _write_json(dict(partial, command=command, partial=True),
+                                                                      args.out)).run()  # fmt: skip
+        results["command"] = command
+    _write_json(results, args.out)
+    with open(os.path.join(args.out, "summary.md"), "w") as f:
+        f.write(f"`{results['command']}` ({time.strftime('%Y-%m-%d')}, {results['elapsed_s']:.0f} s)\n\n")
+        f.write(markdown_report(results))
+    print_report(results)
+    if not args.no_plots:
+        try:
+            from .plots import plot_results
+
+            paths = plot_results(results, args.out, args.plot_channels, args.plot_batch)
+            print(f"plots: {', '.join(paths)}")
+        except ImportError as exc:
+            print(f"plots skipped: matplotlib is not installed ({exc})")
+    print(f"results: {os.path.join(args.out, 'results.json')} ({results['elapsed_s']:.0f} s)")
+    return 0
+
+
+def _write_json(results: dict, out: str) -> None:
+    """Write ``out/results.json`` atomically (also called after every group, so a stopped run keeps its data)."""
+    path = os.path.join(out, "results.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    os.replace(path + ".tmp", path)
+
+
+__all__ = ["main", "build_parser", "config_from_args", "parse_L", "QUICK", "HEADLINE"]

@@ -1,0 +1,265 @@
+"""What ``gaunt bench`` runs: the benchmark shapes, our products, and peers computing the same function.
+
+Shapes (``mul`` channels, degrees ``0..L``, ordinary parity ``p = (-1)^l``, e3nn ``mul_ir`` layout):
+
+* ``feature``: ``x1, x2 [B, mul x (0..L)] -> [B, mul x (0..L)]``, channel-wise (the Gaunt paths,
+  mode ``uuu``): the product of two node features.
+* ``edge``: ``x1 [B, mul x (0..L)]`` times edge harmonics ``1 x (0..L)`` ``-> [B, mul x (0..L)]``,
+  channel-wise (mode ``uvu``). The Gaunt products take the harmonics as ``x2`` (computed once, not
+  timed); ``SO2Product`` takes the edge vectors ``[B, 3]`` and its peers compute the harmonics from
+  the vectors inside the timed call (so both sides start from the vectors).
+
+A *runner* is one implementation in one dtype: ``runner.forward(inputs, weight) -> out`` with ``inputs``
+a dict of ``[B, ...]`` tensors (``x1``, ``x2`` or ``vectors``) and ``weight`` its own weight layout.
+Peers are built from the product's descriptor (``descriptor()`` + ``path_weights``), so every peer
+computes the product's function exactly: e3nn's ``o3.TensorProduct`` (``e3nn_interop.to_e3nn``), our
+``CGProduct`` on the same paths (CG couplings, the coupling ratios folded into the weights), and, only
+where importable and on CUDA, cuEquivariance and OpenEquivariance (otherwise skipped, reason stated).
+Descriptors are put in a canonical path order first (the weights permuted alike), so products with
+the same function share one peer.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..products.descriptor import ProductDescriptor
+from ..products.e3nn_interop import coupling_ratio, to_e3nn
+from ..so3 import Irreps, spherical_harmonics
+
+SHAPES = ("feature", "edge")
+PRODUCTS = {"feature": ("GauntProduct", "GridGauntProduct", "VectorGauntProduct"),
+            "edge": ("GauntProduct", "GridGauntProduct", "VectorGauntProduct", "SO2Product")}  # fmt: skip
+PEERS = ("e3nn", "CGProduct", "cuequivariance", "openequivariance")
+SPHERE_PRODUCTS = ("GauntProduct", "GridGauntProduct", "VectorGauntProduct")
+
+
+def sh_irreps(mul: int, L: int) -> str:
+    """``"mul x 0e + mul x 1o + ... + mul x L((-1)^L)"``."""
+    return "+".join(f"{mul}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(L + 1))
+
+
+def build_product(name: str, shape: str, L: int, mul: int) -> torch.nn.Module:
+    """One of our products for a shape, external shared weights, float64 tables, on CPU."""
+    from .. import products
+
+    cls = getattr(products, name)
+    node = sh_irreps(mul, L)
+    if name == "SO2Product":
+        if shape != "edge":
+            raise ValueError("SO2Product only has the edge shape")
+        return cls(node, node, L, internal_weights=False, shared_weights=True)
+    second = node if shape == "feature" else sh_irreps(1, L)
+    return cls(node, second, node, internal_weights=False, shared_weights=True)
+
+
+def canonical(descriptor: ProductDescriptor) -> tuple[ProductDescriptor, torch.Tensor]:
+    """``(d, perm)``: the descriptor with paths sorted by (i_in1, i_in2, i_out, coupling) and the index
+    ``perm`` with ``w_canonical = w[..., perm]`` for flat per-path weights."""
+    slices = descriptor.weight_slices()
+    order = sorted(range(len(descriptor.paths)), key=lambda k: (lambda p: (p.i_in1, p.i_in2, p.i_out, p.coupling))(descriptor.paths[k]))
+    perm = [i for k in order if slices[k] is not None for i in range(slices[k].start, slices[k].stop)]
+    paths = tuple(descriptor.paths[k] for k in order)
+    return ProductDescriptor(descriptor.irreps_in1, descriptor.irreps_in2, descriptor.irreps_out, paths), torch.tensor(perm, dtype=torch.long)
+
+
+def _pairs_size(d: ProductDescriptor) -> tuple[int, int]:
+    """(sum over input pairs of mul1 mul2' d1 d2, sum over paths of mul_out d3): per-sample sizes of the
+    outer products a dense implementation forms (mul2' = 1 for ``uu`` modes) and of its path outputs."""
+    pairs = {}
+    out = 0
+    for p in d.paths:
+        (m1, i1), (m2, i2), (m3, i3) = d.irreps(p)
+        pairs[(p.i_in1, p.i_in2)] = m1 * (1 if p.mode.startswith("uu") else m2) * i1.dim * i2.dim
+        out += m3 * i3.dim
+    return sum(pairs.values()), out
+
+
+@dataclass
+class Runner:
+    """One implementation in one dtype on one device.
+
+    ``forward(inputs, weight) -> [B, out_dim]`` with ``inputs`` a dict of ``[B, ...]`` tensors;
+    ``weights(w64[, product, perm])`` turns a product's float64 weights into this runner's weights (a
+    peer maps them onto its paths, so that it computes that product's function); ``memory(batch, backward)``
+    estimates the peak bytes of one call (inputs, outputs and intermediates).
+    """
+
+    name: str
+    role: str  # "product" | "peer"
+    forward: Callable[[dict, torch.Tensor], torch.Tensor]
+    weights: Callable[[torch.Tensor], torch.Tensor]
+    memory: Callable[[int, bool], int]
+    function: str = ""  # label shared by a product and its peers (set by the sweep)
+    build_s: float = 0.0
+
+
+# ----------------------------------------------------------------------------- memory estimates
+def _sphere_memory(product: torch.nn.Module, itemsize: int) -> Callable[[int, bool], int]:
+    """Grid products: ``k`` grid-sized tensors per (sample, channel) live at the peak; in a forward
+    pass only one block of samples at a time (``chunk_elements``; VectorGauntProduct has no blocks),
+    in a backward pass all the saved ones. k calibrated on measured peaks (rounded up): forward 8
+    (Gaunt 12, complex spectra), backward 6 (Gaunt 10, Vector 12)."""
+    name = type(product).__name__
+    grid = getattr(product, "_grid_points", None) or product.n_theta * product.n_phi
+    k_forward = 12 if name == "GauntProduct" else 8
+    k_backward = {"GauntProduct": 10, "VectorGauntProduct": 12}.get(name, 6)
+    io = product.irreps_in1.dim + product.irreps_in2.dim + product.irreps_out.dim
+    chunk = getattr(product, "chunk_elements", None)
+
+    def memory(batch: int, backward: bool) -> int:
+        rows = batch if (backward or not chunk) else min(batch, max(1, chunk // (product.mul * grid)))
+        k = k_backward if backward else k_forward
+        return itemsize * (k * rows * product.mul * grid + (2 if backward else 1) * batch * io)
+
+    return memory
+
+
+def _dense_memory(d: ProductDescriptor, itemsize: int, extra_per_sample: int = 0) -> Callable[[int, bool], int]:
+    """Dense CG-style implementations (e3nn, CGProduct): the outer products ``x1 x2`` of the input pairs
+    (``[mul, d1, d2]`` per sample): kept for the backward pass (factor 1.2 with the path outputs),
+    about half alive at once in a forward pass (calibrated on measured peaks, rounded up)."""
+    pairs, outs = _pairs_size(d)
+    io = d.irreps_in1.dim + d.irreps_in2.dim + d.irreps_out.dim + extra_per_sample
+
+    def memory(batch: int, backward: bool) -> int:
+        return int(itemsize * batch * ((1.2 if backward else 0.6) * pairs + outs + 2 * io))
+
+    return memory
+
+
+def _so2_memory(product: torch.nn.Module, itemsize: int) -> Callable[[int, bool], int]:
+    """SO2Product: Wigner blocks sum (2l+1)^2 (a few copies), the rotated features and the sparse terms."""
+    wig = sum((2 * l + 1) ** 2 for l in range(product.lmax_rot + 1))
+    io = product.irreps_in1.dim + product.irreps_out.dim
+    terms = int(product.block_in.numel())
+
+    def memory(batch: int, backward: bool) -> int:
+        return itemsize * batch * (6 * wig + (4 if backward else 2) * (2 * io + terms))
+
+    return memory
+
+
+# ----------------------------------------------------------------------------- runners
+def product_runner(product: torch.nn.Module, dtype: torch.dtype, device) -> Runner:
+    """Our product in ``dtype`` (a copy moved with ``.to(device, dtype)``, as a user would)."""
+    name = type(product).__name__
+    module = copy.deepcopy(product).to(device=device, dtype=dtype)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if name == "SO2Product":
+        forward = lambda ins, w: module(ins["x1"], ins["vectors"], w)  # noqa: E731
+        memory = _so2_memory(module, itemsize)
+    else:
+        forward = lambda ins, w: module(ins["x1"], ins["x2"], w)  # noqa: E731
+        memory = _sphere_memory(module, itemsize)
+    return Runner(name, "product", forward, lambda w64, *_: w64.to(device=device, dtype=dtype), memory)
+
+
+def _peer_second_input(product: torch.nn.Module, use_e3nn: bool) -> Callable[[dict], torch.Tensor]:
+    """The peers' x2: given harmonics, or (SO2) the harmonics of the edge vectors, computed in-call."""
+    if type(product).__name__ != "SO2Product":
+        return lambda ins: ins["x2"]
+    if use_e3nn:
+        from e3nn import o3
+
+        irreps = product.irreps_edge.to_e3nn()
+        return lambda ins: o3.spherical_harmonics(irreps, ins["vectors"], normalize=True, normalization="component")
+    lmax = product.lmax_edge
+    return lambda ins: spherical_harmonics(lmax, ins["vectors"], normalization="component")
+
+
+def _folded_instructions(d: ProductDescriptor) -> tuple[list[tuple], torch.Tensor]:
+    """e3nn instructions with no normalisation and the per-weight factor ``coefficient * ratio`` (as
+    ``to_e3nn``): ``CG-based product(x1, x2, scale * w) == dense_product(d, x1, x2, w)``."""
+    instructions, scale = [], []
+    for path in d.paths:
+        (_, ir1), (_, ir2), (_, ir3) = d.irreps(path)
+        factor = path.coefficient * coupling_ratio(path.coupling, ir1.l, ir2.l, ir3.l)
+        if path.has_weight:
+            scale.append(torch.full((d.path_weight_numel(path),), factor, dtype=torch.float64))
+            instructions.append((path.i_in1, path.i_in2, path.i_out, path.mode, True, 1.0))
+        else:
+            instructions.append((path.i_in1, path.i_in2, path.i_out, path.mode, False, factor**2))
+    return instructions, torch.cat(scale) if scale else torch.zeros(0, dtype=torch.float64)
+
+
+def build_e3nn(d: ProductDescriptor) -> tuple[torch.nn.Module, torch.Tensor]:
+    """e3nn's TensorProduct for ``d`` built in float64 (``to_e3nn``); other dtypes are ``deepcopy().to(dtype)``
+    of it, which equals building in that dtype (e3nn casts its float64 wigner_3j tables; checked in tests)."""
+    return to_e3nn(d, shared_weights=True, dtype=torch.float64)
+
+
+def peer_runner(peer: str, product: torch.nn.Module, d: ProductDescriptor, perm: torch.Tensor,
+                dtype: torch.dtype, device, built: object = None) -> Runner:  # fmt: skip
+    """A peer computing ``product``'s function, ``d, perm = canonical(product.descriptor())``; ``built``
+    is a prebuilt float64 e3nn ``(tp, scale)``. Raises ``RuntimeError`` with the reason where the peer
+    cannot run here (not installed, needs CUDA). ``runner.weights(w64)`` takes the weights of any
+    product whose canonical descriptor is ``d``, via that product's ``path_weights``."""
+    device = torch.device(device)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    edge = 3 if type(product).__name__ == "SO2Product" else 0
+    memory = _dense_memory(d, itemsize, edge)
+    if peer == "e3nn":
+        tp, scale = built if built is not None else build_e3nn(d)
+        module = copy.deepcopy(tp).to(device=device, dtype=dtype)
+        second = _peer_second_input(product, use_e3nn=True)
+        forward = lambda ins, w: module(ins["x1"], second(ins), w)  # noqa: E731
+    elif peer == "CGProduct":
+        from ..products import CGProduct
+
+        instructions, scale = _folded_instructions(d)
+        module = CGProduct(d.irreps_in1, d.irreps_in2, d.irreps_out, instructions, irrep_normalization="none",
+                           path_normalization="none", internal_weights=False, shared_weights=True)  # fmt: skip
+        module = module.to(device=device, dtype=dtype)
+        second = _peer_second_input(product, use_e3nn=False)
+        forward = lambda ins, w: module(ins["x1"], second(ins), w)  # noqa: E731
+    elif peer in ("cuequivariance", "openequivariance"):
+        from . import gpu_peers
+
+        module, scale, call = gpu_peers.build(peer, d, dtype, device)  # raises RuntimeError with the reason
+        second = _peer_second_input(product, use_e3nn=False)
+        forward = lambda ins, w: call(module, ins["x1"], second(ins), w)  # noqa: E731
+    else:
+        raise ValueError(f"unknown peer {peer!r}; expected one of {PEERS}")
+
+    def weights(w64: torch.Tensor, source: torch.nn.Module = product, order: torch.Tensor = perm) -> torch.Tensor:
+        """Peer weights computing ``source(x1, x2, w64)`` (``order``: ``canonical(source.descriptor())[1]``)."""
+        return (scale.to(w64.dtype) * source.path_weights(w64)[..., order]).to(device=device, dtype=dtype)
+
+    return Runner(peer, "peer", forward, weights, memory)
+
+
+# ----------------------------------------------------------------------------- inputs
+def make_inputs(product: torch.nn.Module, shape: str, batch: int, dtype: torch.dtype, device,
+                generator: torch.Generator) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Random inputs in ``dtype``: ``{"x1", "x2"}`` (feature: Gaussian; edge: x2 = harmonics of random
+    directions, integral normalisation) or ``{"x1", "vectors"}`` (SO2Product), made on CPU, then moved."""
+    x1 = torch.randn(batch, product.irreps_in1.dim, generator=generator, dtype=dtype)
+    if type(product).__name__ == "SO2Product":
+        ins = {"x1": x1, "vectors": torch.randn(batch, 3, generator=generator, dtype=torch.float64)}
+    elif shape == "edge":
+        vectors = torch.randn(batch, 3, generator=generator, dtype=torch.float64)
+        ins = {"x1": x1, "x2": spherical_harmonics(Irreps(product.irreps_in2).lmax, vectors)}
+    else:
+        ins = {"x1": x1, "x2": torch.randn(batch, product.irreps_in2.dim, generator=generator, dtype=dtype)}
+    return {k: v.to(device=device, dtype=dtype) for k, v in ins.items()}
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """``max |out - ref| / max |ref|`` (in float64); inf for a shape mismatch or non-finite values."""
+    if out.shape != ref.shape:
+        return math.inf
+    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
+    scale = float(ref.abs().max()) if ref.numel() else 1.0
+    err = float((out - ref).abs().max()) if ref.numel() else 0.0
+    if not math.isfinite(err):
+        return math.inf
+    return err / max(scale, 1e-300)
+
+
+__all__ = ["SHAPES", "PRODUCTS", "PEERS", "sh_irreps", "build_product", "canonical", "Runner", "product_runner",
+           "peer_runner", "build_e3nn", "make_inputs", "relative_error"]  # fmt: skip

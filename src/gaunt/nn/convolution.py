@@ -1,0 +1,403 @@
+"""Equivariant point convolution (NequIP / MACE "interaction" messages) with any tensor product.
+
+For a graph with node features ``x [N, irreps_node.dim]``, edges ``(j -> i)`` given as
+``edge_index = [senders j; receivers i]`` ``[2, E]``, edge vectors ``r_ij [E, 3]`` and invariant
+radial features ``rho_ij [E, n_radial]`` (e.g. Bessel functions of ``|r_ij|`` times a cutoff):
+
+    m_ij  = product( x_j, Y(r_ij); weights = RadialMLP(rho_ij) )        (per-edge weights)
+    out_i = (1 / avg_num_neighbors) sum_{j -> i} m_ij                    (index_add over receivers)
+
+``Y`` are the edge harmonics ``0e + 1o + ... + lmax_edge`` in "component" normalisation
+(``|Y_l| ^2 = 2l + 1``). ``product=`` selects the product (all channel-wise: output channel u only
+sees input channel u):
+
+* ``"cg"``: Clebsch-Gordan ``uvu`` paths, one weight per (path, channel), e3nn normalisation;
+  O(L^6) per channel and edge at L_node = L_edge = L_out = L.
+* ``"so2"``: the same function (same paths, same weights) in the edge frame (eSCN), O(L^3).
+* ``"gaunt"`` / ``"grid"``: Gaunt product of ``x_j`` with ``Y(r_ij)`` (Fourier / quadrature) with
+  factorised per-edge weights ``w1 [mul, L1+1], w2 [mul, L2+1], w3 [mul, L3+1]``; O(L^3).
+* ``"gaunt_z"``: the same function as ``"gaunt"``, by the Gaunt paper's fast path for convolutions
+  (:class:`EdgeAlignedGauntProduct`); O(L^3) with a 1D instead of a 2D convolution.
+* ``"vector"``: the parity-complete ``VectorGauntProduct`` (Gaunt + odd paths).
+* ``"auto"``: "grid" for sphere-function irreps, else "cg" (logged, stored in ``.chosen``).
+
+Gaunt products need ``irreps_node = mul x (l, s(-1)^l)`` (degrees increasing, one mul) and
+``irreps_out`` of the same mul and sign s (the edge harmonics have s = +1).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..products import GauntProduct, TensorProduct
+from ..products._spherical_irreps import check_spherical_product, gather, split_weights
+from ..products.so2 import EdgeWigner, so2_instructions
+from ..so3 import Irreps, fourier_basis, sh_to_fourier, spherical_harmonics
+from ._registry import is_sphere_function_product, make_product
+from .radial import RadialMLP
+
+logger = logging.getLogger("gaunt.nn")
+
+CONVOLUTION_PRODUCTS = ("cg", "so2", "gaunt", "grid", "gaunt_z", "vector", "auto")
+
+
+# ============================================================================ half-spectrum tables
+def half_spectrum_synthesis(lmax: int, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real synthesis of the columns v = 0..K-1 of the 2D Fourier coefficients of ``f = sum x[l m] Y[l m]``.
+
+    Returns a gather table ``[2K, lmax+1]`` of dense indices ``l^2 + l + m`` (-1: zero) and matrices
+    ``S [2K, 2 lmax + 1 (u, centred), lmax + 1]``: row k gives ``Re F[u, k] = sum_l S[k, u, l] x[l, m_re]``,
+    row K + k gives ``Im F[u, k]`` from ``x[l, m_im]``. Only m = +-k feed column k (``so3.fourier``); the
+    theta factor p[l k u] is real for even k and imaginary for odd k, so the real part comes from
+    m_re = +k (even k) or -k (odd k) and the imaginary part from the other sign. f real: v < 0 follows.
+    """
+    coefficients = sh_to_fourier(torch.eye((lmax + 1) ** 2, dtype=torch.float64), lmax).numpy()  # [lm, u, v]
+    table = -np.ones((2 * K, lmax + 1), dtype=np.int64)
+    synthesis = np.zeros((2 * K, 2 * lmax + 1, lmax + 1))
+    for k in range(K):
+        column = coefficients[:, :, lmax + k]
+        for l in range(k, lmax + 1):  # noqa: E741
+            plus, minus = l * l + l + k, l * l + l - k
+            src_re, src_im = (plus, minus) if k % 2 == 0 else (minus, plus)
+            assert np.abs(column[src_re].imag).max() < 1e-12
+            table[k, l], synthesis[k, :, l] = src_re, column[src_re].real
+            if k > 0:
+                assert np.abs(column[src_im].real).max() < 1e-12
+                table[K + k, l], synthesis[K + k, :, l] = src_im, column[src_im].imag
+    return table, synthesis
+
+
+def half_spectrum_projection(lmax: int, umax: int, K: int) -> np.ndarray:
+    """Real projection ``M [K, 2 (lmax+1), 2 (2 umax + 1)]`` of a real function's columns v = k < K onto
+    harmonics: with ``H = F[u, k]`` (u centred in -umax..umax), ``[x[l, +k]; x[l, -k]] = M[k] [Re H; Im H]``.
+
+    From ``so3.fourier_to_sh`` and ``F[u, -k] = conj F[-u, k]``: ``x[l, +k] = Re(Q H)``, ``x[l, -k] = -Im(Q H)``
+    with ``Q[k, l, u] = pi (P[l k u] + conj P[l k -u])``, P the theta integrals of ``fourier_basis``.
+    """
+    P = fourier_basis(lmax, umax).projection.numpy()  # [L+1, L+1, 2U+1]
+    Q = (math.pi * (P + np.conj(P[:, :, ::-1]))).transpose(1, 0, 2)[:K]  # [K, L+1, 2U+1]
+    return np.concatenate([np.concatenate([Q.real, -Q.imag], -1), np.concatenate([-Q.imag, -Q.real], -1)], 1)
+
+
+# ============================================================================ the fast path
+def _theta_factors(lmax: int, theta: np.ndarray) -> np.ndarray:
+    """``T[k, j, l] = Theta[l k](theta_j)`` for k, l = 0..lmax (zero for l < k), the theta factor of
+    ``Y[l, +k] = Theta[l k](theta) cos(k phi)``, continued to theta in (pi, 2 pi) as in ``so3.fourier``."""
+    points = torch.as_tensor(np.stack([np.zeros_like(theta), np.cos(theta), np.sin(theta)], -1))
+    y = spherical_harmonics(lmax, points, normalize=False).numpy()  # the point at phi = 0 (or pi): A_k = 1
+    T = np.zeros((lmax + 1, len(theta), lmax + 1))
+    for k in range(lmax + 1):
+        for l in range(k, lmax + 1):  # noqa: E741
+            T[k, :, l] = y[:, l * l + l + k]
+    return T
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous (CPU ``bmm`` falls back to a
+    per-matrix loop on the permuted gradients that ``gather`` produces, ~10x slower)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad.contiguous()
+
+
+class EdgeAlignedGauntProduct(TensorProduct):
+    """Gaunt product of node features with edge harmonics, computed in the edge frame ("gaunt_z").
+
+    Called as ``product(x1, edge_vectors, weight)`` with ``x1 [..., irreps_in1.dim]`` and
+    ``edge_vectors [..., 3]`` (direction only); returns ``[..., irreps_out.dim]`` equal to
+    ``GauntProduct(irreps_in1, irreps_edge, irreps_out)(x1, Y(edge), weight)`` with
+    ``Y = spherical_harmonics(lmax_edge, edge, "component")`` and the same factorised weights
+    ``w1 [mul, L1+1], w2 [mul, L2+1], w3 [mul, L3+1]`` (``weight_numel = mul (L1 + L2 + L3 + 3)``).
+
+    Algorithm (Gaunt paper, efficient equivariant convolution). Let ``R_e`` turn the edge onto the
+    polar axis +y (``so2.EdgeWigner``, robust at +-y). Then ``Y(R_e r) = Y(+y)`` has m = 0 only, so
+    the edge function ``f2 = sum_l2 w2[l2] sqrt(2 l2 + 1) Y[l2 0]`` does not depend on phi and its
+    2D Fourier coefficients live in the single column v = 0. The 2D convolution of the Gaunt product
+    collapses to one 1D convolution in u per column v of the (rotated) node function f1:
+
+        x'  = D(R_e) x1                                            (rotate into the edge frame)
+        F1[u, v] = sum_l w1[l] x'[l, +-v] p[l |v| u] (/2, /2i)     (synthesis, columns |v| <= min(L1, L3))
+        H[u, v]  = sum_u' F1[u - u', v] F2[u', 0]                  (1D convolution in u, per column)
+        z'[l3, m] = w3[l3] * projection of H onto Y[l3 m]          (only columns v = +-m)
+        out = D(R_e)^T z'                                          (rotate back)
+
+    f2 has m = 0, so the product keeps m: column v of f1 only feeds the output orders m = +-v.
+    ``method`` says how the 1D convolutions are evaluated (same result to float64 rounding):
+
+    * ``"direct"``: literally as written, on the Fourier coefficients (``conv1d`` with one kernel F2
+      per edge and channel), then the projection of the half spectrum (cost ~4 + 8 + 8 L^3).
+    * ``"dft"`` (default): by the convolution theorem on the N = 2 (L1 + L2) + 1 equispaced samples
+      theta_j = 2 pi j / N of the circle (exact: the product has |u| <= L1 + L2). The DFTs fold into
+      the synthesis and the projection, which become real matrices per order k,
+      ``s_+-(theta_j) = sum_l Theta[l k](theta_j) w1 x'[l, +-k]`` and
+      ``z'[l3, +-k] = sum_j P_k[l3, j] s_+-(theta_j) f2(theta_j)``, ``P_k = c_k Re DFT^-1(theta integrals)``:
+      two batched matmuls and one pointwise product (cost ~2 x 8 L^3 multiply-adds, no convolution loop).
+
+    Cost per edge and channel, L1 = L2 = L3 = L: rotations 2 sum_l (2l+1)^2 ~ (8/3) L^3 plus the above,
+    O(L^3); the Wigner blocks cost O(L^4) per edge, shared by the channels. Zero-length edges have no
+    direction (NaN output; ``check_finite=True`` raises).
+    """
+
+    def __init__(self, irreps_in1, lmax_edge: int, irreps_out, internal_weights: bool | None = None,
+                 shared_weights: bool | None = None, weight_init: str = "ones", method: str = "dft",
+                 check_finite: bool = False) -> None:  # fmt: skip
+        owner = "EdgeAlignedGauntProduct"
+        if not isinstance(lmax_edge, int) or isinstance(lmax_edge, bool) or lmax_edge < 0:
+            raise ValueError(f"{owner}: lmax_edge must be a non-negative integer, got {lmax_edge!r}")
+        if method not in ("dft", "direct"):
+            raise ValueError(f"{owner}: method must be 'dft' or 'direct', got {method!r}")
+        irreps_edge = Irreps.spherical_harmonics(lmax_edge)
+        in1, in2, out = check_spherical_product(irreps_in1, irreps_edge, irreps_out, owner)
+        numel = in1.mul * (in1.lmax + in2.lmax + out.lmax + 3)
+        super().__init__(in1.irreps, "1x1o", out.irreps, numel, internal_weights, shared_weights, check_finite)
+        if weight_init not in ("ones", "randn"):
+            raise ValueError(f"{owner}: weight_init must be 'ones' or 'randn', got {weight_init!r}")
+        if self.internal_weights and weight_init == "ones":
+            with torch.no_grad():
+                self.weight.fill_(1.0)
+        self.irreps_edge, self.lmax_edge, self.layouts, self.mul = irreps_edge, lmax_edge, (in1, in2, out), in1.mul
+        self.method = method
+        # the same function, for descriptor() / path_weights() (no weights of its own)
+        self.reference = GauntProduct(in1.irreps, irreps_edge, out.irreps, internal_weights=False, shared_weights=True)
+        self.edge_wigner = EdgeWigner(max(in1.lmax, out.lmax))
+        self._build_tables()
+
+    def _build_tables(self) -> None:
+        in1, in2, out = self.layouts
+        L1, L2, L3 = in1.lmax, in2.lmax, out.lmax
+        K = min(L1, L3) + 1  # orders k = 0..K-1 (the product keeps |m|)
+        U = L1 + L2  # u range of the product
+        c = np.sqrt(2 * np.arange(L2 + 1) + 1)  # Y_l2(+y) = sqrt(2 l2 + 1) at m = 0 (component normalisation)
+        if self.method == "direct":  # Fourier coefficients: rows k (Re F[u, k]) and K + k (Im F[u, k])
+            table, synthesis = half_spectrum_synthesis(L1, K)  # [2K, L1+1], [2K, 2L1+1, L1+1]
+            edge = fourier_basis(L2).synthesis[:, 0, :].real.numpy().T * c  # F2[u'] = sum_l2 (w2 c p)[l2 0 u']
+            projection = half_spectrum_projection(L3, U, K)  # [K, 2 (L3+1), 2 (2U+1)]
+            rows = [(k, (L3 + 1 if m < 0 else 0) + l) for l in range(L3 + 1) for m in range(-l, l + 1) for k in [abs(m)]]
+            width = 2 * (L3 + 1)  # z' [K, 2 (L3+1)]: x[l, +k], then x[l, -k]
+        else:  # samples on the circle: rows k (m = +k) and K + k (m = -k) share Theta[l k]
+            theta = 2 * np.pi * np.arange(2 * U + 1) / (2 * U + 1)
+            T = _theta_factors(max(L1, L2, L3), theta)
+            m_row = np.concatenate([np.arange(K), -np.arange(K)])  # order of each row (row K: m = -0, unused)
+            l = np.arange(L1 + 1)  # noqa: E741
+            table = np.where((l[None] >= np.abs(m_row)[:, None]) & ((m_row != 0) | (np.arange(2 * K) < K))[:, None],
+                             l * l + l + m_row[:, None], -1)  # fmt: skip
+            synthesis = T[np.abs(m_row)][:, :, : L1 + 1]  # [2K, N, L1+1]
+            edge = T[0][:, : L2 + 1] * c  # f2(theta_j) = sum_l2 w2 c Theta[l2 0](theta_j)
+            # P_k[l3, j] = c_k / N sum_u theta_int[l3 k u] exp(-i u theta_j), c_k = 2 pi (k = 0), pi (k > 0)
+            P = fourier_basis(L3, U).projection.numpy()  # [L3+1, L3+1 (k), 2U+1]
+            phase = np.exp(-1j * np.outer(np.arange(-U, U + 1), theta))  # [2U+1, N]
+            P_k = np.einsum("lku,uj->klj", P, phase) / len(theta)
+            assert np.abs(P_k.imag).max() < 1e-12
+            P_k = P_k.real * np.where(np.arange(L3 + 1) == 0, 2 * np.pi, np.pi)[:, None, None]
+            projection = P_k[np.abs(m_row)]  # [2K, L3+1, N]
+            rows = [(k if m >= 0 else K + k, l) for l in range(L3 + 1) for m in range(-l, l + 1) for k in [abs(m)]]
+            width = L3 + 1  # z' [2K, L3+1]
+        zero_slot = projection.shape[0] * width  # read-out of dense (l3, m3) from z' (+ a zero slot for |m3| >= K)
+        read = [r * width + col if abs(m) < K else zero_slot
+                for (r, col), m in zip(rows, [m for l in range(L3 + 1) for m in range(-l, l + 1)])]  # fmt: skip
+        index = np.moveaxis(in1.gather_index(table), 0, -1)  # [2K, L1+1, mul] into x' (zero slot: absent)
+        windex = np.arange(self.mul) * (L1 + 1) + np.broadcast_to(np.arange(L1 + 1), table.shape)[..., None]
+        for name, value in (("_index", index), ("_windex", windex), ("_synthesis", synthesis), ("_edge", edge),
+                            ("_projection", projection), ("_read", np.array(read, dtype=np.int64))):  # fmt: skip
+            self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(value)), persistent=False)
+
+    # ---------------------------------------------------------------------- description
+    def descriptor(self):
+        """The Gaunt paths of ``GauntProduct(irreps_in1, irreps_edge, irreps_out)``; its second input is
+        ``edge_harmonics(edge_vectors)``."""
+        return self.reference.descriptor()
+
+    def path_weights(self, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Factorised weights -> per-path weights ``w1 w2 w3`` (as ``GauntProduct.path_weights``)."""
+        if weight is None:
+            if not self.internal_weights:
+                raise ValueError("EdgeAlignedGauntProduct: weights are external; pass weight to path_weights")
+            weight = self.weight
+        return self.reference.path_weights(weight)
+
+    def edge_harmonics(self, edge_vectors: torch.Tensor) -> torch.Tensor:
+        """``Y(edge) [..., irreps_edge.dim]`` (component normalisation): the second input of ``descriptor()``."""
+        return spherical_harmonics(self.lmax_edge, edge_vectors, normalization="component")
+
+    # ---------------------------------------------------------------------- forward
+    def forward(self, x1: torch.Tensor, edge_vectors: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``x1 [..., irreps_in1.dim]``, ``edge_vectors [..., 3]`` -> ``[..., irreps_out.dim]``."""
+        weight = self._check_inputs(x1, edge_vectors, weight)
+        if self.check_finite and not torch.compiler.is_compiling() and edge_vectors.numel() > 0:
+            if bool((torch.linalg.vector_norm(edge_vectors, dim=-1) == 0).any()):
+                raise ValueError("EdgeAlignedGauntProduct: zero-length edge vector (its direction is undefined)")
+        return self._forward(x1, edge_vectors, weight)
+
+    def _forward(self, x1: torch.Tensor, edge_vectors: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        in1, in2, out = self.layouts
+        per_sample = not self.shared_weights
+        batch = torch.broadcast_shapes(x1.shape[:-1], edge_vectors.shape[:-1], weight.shape[:-1] if per_sample else ())
+        n = math.prod(batch)
+        x1 = x1.expand(*batch, -1).reshape(n, in1.dim)
+        edge = edge_vectors.expand(*batch, -1).reshape(n, 3)
+        weight = weight.expand(*batch, -1).reshape(n, self.weight_numel) if per_sample else weight.expand(n, -1)
+        if n == 0:  # empty batch: nothing to do (conv1d rejects zero groups)
+            return x1.new_zeros(*batch, out.dim) + 0 * (x1.sum() + edge.sum() + weight.sum())
+        w1, w2, w3 = split_weights(weight, self.layouts, self.mul)  # [n, mul, L+1]
+        wigner = self.edge_wigner(edge / torch.linalg.vector_norm(edge, dim=-1, keepdim=True))
+
+        # 1. into the edge frame: x'[u] = D_l(R_e) x[u] per block
+        x_rot = torch.cat([(x1[:, sl].unflatten(-1, (mul, ir.dim)) @ wigner[ir.l].transpose(-1, -2)).flatten(-2)
+                           for (mul, ir), sl in zip(self.irreps_in1, self.irreps_in1.slices())], dim=-1)  # fmt: skip
+        # 2. weighted coefficients w1[l] x'[l, m] by row (order k, sign) -> synthesis A [2K, n_u or N, Z], Z = (mul, n)
+        X = gather(_ContiguousGrad.apply(x_rot), self._index) * w1.flatten(-2).movedim(-1, 0)[self._windex]
+        A = torch.bmm(self._synthesis.to(X.dtype), X.flatten(2))
+        # 3. the edge function (coefficients F2[u'] or samples f2(theta_j)), real: [n_y or N, Z]
+        F2 = self._edge.to(X.dtype) @ w2.permute(2, 1, 0).reshape(in2.lmax + 1, -1)
+        # 4. 1D convolution in u of every column with F2, and projection onto Y[l3, +-k]
+        if self.method == "direct":
+            H = _convolve_columns(A, F2)  # [2K, 2U+1, Z]: Re H, then Im H
+            K = H.shape[0] // 2
+            z = torch.bmm(self._projection.to(H.dtype), H.unflatten(0, (2, K)).transpose(0, 1).reshape(K, -1, H.shape[-1]))
+        else:
+            z = torch.bmm(self._projection.to(A.dtype), A * F2)  # convolution theorem: pointwise on the samples
+        z = torch.cat([z.reshape(-1, self.mul, n), z.new_zeros(1, self.mul, n)])  # [rows + zero slot, mul, n]
+        z = z[self._read]  # dense z'[l3 m3] [(L3+1)^2, mul, n]
+        # 5. weights w3, then back to the lab frame: out[u] = D_l3^T z'[u], per output block
+        pieces = []
+        for (mul, ir) in self.irreps_out:
+            l3 = ir.l
+            block = z[l3 * l3 : (l3 + 1) ** 2].permute(2, 1, 0) * w3[:, :, l3, None]  # [n, mul, 2l+1]
+            pieces.append((block.contiguous() @ wigner[l3]).flatten(-2))  # (bmm is slow on permuted strides)
+        return torch.cat(pieces, dim=-1).reshape(*batch, out.dim)
+
+    def extra_repr(self) -> str:
+        return (f"{self.irreps_in1} x Y(edge, lmax={self.lmax_edge}) -> {self.irreps_out}, "
+                f"weight_numel={self.weight_numel}, method={self.method!r}")  # fmt: skip
+
+
+def _convolve_columns(A: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
+    """Full 1D linear convolution over the second dimension: ``H[s, i, z] = sum_j A[s, i - j, z] F[j, z]``.
+
+    ``A [S, n_a, Z]``, ``F [n_f, Z]`` (one kernel per z) -> ``[S, n_a + n_f - 1, Z]``; centred inputs give
+    a centred output. A depthwise ``conv1d`` (cross-correlation, hence the flipped kernel).
+    """
+    n_f, Z = F.shape
+    out = torch.nn.functional.conv1d(A.permute(0, 2, 1), F.T.flip(-1).unsqueeze(1), padding=n_f - 1, groups=Z)
+    return out.permute(0, 2, 1)
+
+
+# ============================================================================ the layer
+class EquivariantConvolution(torch.nn.Module):
+    """Point convolution ``out_i = (1/avg_num_neighbors) sum_{j -> i} product(x_j, Y(r_ij); MLP(rho_ij))``.
+
+    Args:
+        irreps_node: node feature irreps (input ``[..., N, irreps_node.dim]``).
+        lmax_edge: degree of the edge harmonics ``Y = 0e + 1o + ... + lmax_edge`` (component normalised).
+        irreps_out: output irreps ``[..., N, irreps_out.dim]`` (each block reachable, same mul as its input).
+        radial: number of invariant radial features per edge (input ``[..., E, radial]``).
+        product: "cg" | "so2" | "gaunt" | "grid" | "gaunt_z" | "vector" | "auto" (module docstring).
+        hidden: hidden widths of the radial MLP (``nn.radial.RadialMLP``, SiLU) mapping radial features to
+            the per-edge weights.
+        avg_num_neighbors: divide the sum of messages by this number (None: plain sum).
+        check_inputs: validate ``edge_index`` range and edge lengths (one device sync; skipped while compiling).
+        **product_kw: passed to the product (e.g. ``method="direct"`` for "gaunt_z", ``check_finite``).
+
+    Forward ``(node_features [..., N, dim], edge_index [2, E] (senders; receivers), edge_vectors
+    [..., E, 3], edge_radial [..., E, radial]) -> [..., N, irreps_out.dim]``; leading batch dimensions
+    (e.g. several configurations of one graph) broadcast. Weights: ``self.radial_mlp`` (the product
+    itself has none); ``self.product.chosen`` is the product used.
+    """
+
+    def __init__(self, irreps_node, lmax_edge: int, irreps_out, radial: int, product: str = "cg",
+                 hidden: Sequence[int] = (64,), avg_num_neighbors: float | None = None, check_inputs: bool = True,
+                 **product_kw) -> None:  # fmt: skip
+        super().__init__()
+        self.irreps_node, self.irreps_out = Irreps(irreps_node), Irreps(irreps_out)
+        if not isinstance(lmax_edge, int) or isinstance(lmax_edge, bool) or lmax_edge < 0:
+            raise ValueError(f"EquivariantConvolution: lmax_edge must be a non-negative integer, got {lmax_edge!r}")
+        if not isinstance(radial, int) or radial < 1:
+            raise ValueError(f"EquivariantConvolution: radial (number of radial features) must be >= 1, got {radial!r}")
+        if avg_num_neighbors is not None and not avg_num_neighbors > 0:
+            raise ValueError(f"EquivariantConvolution: avg_num_neighbors must be > 0, got {avg_num_neighbors!r}")
+        name = product.lower() if isinstance(product, str) else product
+        if name not in CONVOLUTION_PRODUCTS:
+            raise ValueError(f"EquivariantConvolution: unknown product {product!r}; expected one of {CONVOLUTION_PRODUCTS}")
+        self.irreps_edge = Irreps.spherical_harmonics(lmax_edge)
+        if name == "auto":
+            name = "grid" if is_sphere_function_product(self.irreps_node, self.irreps_edge, self.irreps_out) else "cg"
+            logger.info("EquivariantConvolution(product='auto'): chose %r for %s x %s -> %s",
+                        name, self.irreps_node, self.irreps_edge, self.irreps_out)  # fmt: skip
+        kw: dict = {**product_kw, "internal_weights": False, "shared_weights": False}
+        if name == "cg":
+            kw["instructions"] = so2_instructions(self.irreps_node, self.irreps_edge, self.irreps_out)  # as "so2"
+            reached = {ins[2] for ins in kw["instructions"]}
+            missing = [str(b) for k, b in enumerate(self.irreps_out) if k not in reached]
+            if missing:
+                raise ValueError(f"EquivariantConvolution: output blocks {missing} cannot be reached from "
+                                 f"{self.irreps_node} x {self.irreps_edge} (selection rules or multiplicities)")  # fmt: skip
+        self.product = make_product(name, self.irreps_node, self.irreps_edge, self.irreps_out, **kw)
+        self.chosen = name
+        self.takes_vectors = name in ("so2", "gaunt_z")
+        self.lmax_edge, self.radial = lmax_edge, radial
+        self.avg_num_neighbors, self.check_inputs = avg_num_neighbors, check_inputs
+        self.radial_mlp = RadialMLP(radial, hidden, self.product.weight_numel)
+
+    def _check(self, x: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor, radial: torch.Tensor) -> None:
+        name = "EquivariantConvolution"
+        for label, t in (("node_features", x), ("edge_index", edge_index), ("edge_vectors", vectors),
+                         ("edge_radial", radial)):  # fmt: skip
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name}: {label} must be a torch.Tensor, got {type(t).__name__}")
+        if x.dim() < 2 or x.shape[-1] != self.irreps_node.dim:
+            raise ValueError(f"{name}: node_features has shape {tuple(x.shape)}; expected [..., N, {self.irreps_node.dim}] "
+                             f"for irreps_node = {self.irreps_node}")  # fmt: skip
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"{name}: edge_index must have shape [2, E] (senders; receivers), got {tuple(edge_index.shape)}")
+        if edge_index.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"{name}: edge_index must be int64 or int32, got {edge_index.dtype}")
+        E = edge_index.shape[1]
+        if vectors.dim() < 2 or vectors.shape[-2:] != (E, 3):
+            raise ValueError(f"{name}: edge_vectors has shape {tuple(vectors.shape)}; expected [..., E={E}, 3]")
+        if radial.dim() < 2 or radial.shape[-2:] != (E, self.radial):
+            raise ValueError(f"{name}: edge_radial has shape {tuple(radial.shape)}; expected [..., E={E}, {self.radial}]")
+        if not (x.is_floating_point() and vectors.dtype == x.dtype and radial.dtype == x.dtype):
+            raise TypeError(f"{name}: dtype mismatch: node_features {x.dtype}, edge_vectors {vectors.dtype}, "
+                            f"edge_radial {radial.dtype} (all must be the same floating dtype)")  # fmt: skip
+        if len({x.device, edge_index.device, vectors.device, radial.device}) != 1:
+            raise ValueError(f"{name}: device mismatch: node_features on {x.device}, edge_index on {edge_index.device}, "
+                             f"edge_vectors on {vectors.device}, edge_radial on {radial.device}")  # fmt: skip
+        if self.check_inputs and not torch.compiler.is_compiling() and E > 0:
+            N = x.shape[-2]
+            low, high = int(edge_index.min()), int(edge_index.max())
+            if low < 0 or high >= N:
+                raise IndexError(f"{name}: edge_index out of range: entries span [{low}, {high}] but there are N = {N} nodes")
+            if bool((torch.linalg.vector_norm(vectors, dim=-1) == 0).any()):
+                raise ValueError(f"{name}: zero-length edge vector (self-loop?): its direction is undefined")
+
+    def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
+                edge_radial: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        self._check(node_features, edge_index, edge_vectors, edge_radial)
+        sender, receiver = edge_index[0].long(), edge_index[1].long()
+        x_j = node_features.index_select(-2, sender)  # [..., E, dim]
+        second = edge_vectors if self.takes_vectors else spherical_harmonics(
+            self.lmax_edge, edge_vectors, normalization="component", check=False)  # fmt: skip
+        messages = self.product(x_j, second, self.radial_mlp(edge_radial))  # [..., E, out]
+        batch = torch.broadcast_shapes(node_features.shape[:-2], messages.shape[:-2])
+        out = messages.new_zeros(*batch, node_features.shape[-2], self.irreps_out.dim)
+        out = out.index_add(-2, receiver, messages.expand(*batch, -1, -1))
+        if self.avg_num_neighbors is not None:
+            out = out / self.avg_num_neighbors
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"{self.irreps_node} x Y(lmax={self.lmax_edge}) -> {self.irreps_out}, product={self.chosen!r}, "
+                f"radial={self.radial}, avg_num_neighbors={self.avg_num_neighbors}")  # fmt: skip
+
+
+__all__ = ["EquivariantConvolution", "EdgeAlignedGauntProduct", "CONVOLUTION_PRODUCTS",
+           "half_spectrum_synthesis", "half_spectrum_projection"]
