@@ -32,14 +32,9 @@ def coupling_ratio(kind: str, l1: int, l2: int, l3: int) -> float:
     return ratio
 
 
-def to_e3nn(descriptor: ProductDescriptor, shared_weights: bool = True, dtype: torch.dtype = torch.float64):
-    """``(tp, scale)``: an ``e3nn.o3.TensorProduct`` with external weights, and a ``[weight_numel]``
-    tensor, such that ``tp(x1, x2, scale * w) == dense_product(descriptor, x1, x2, w)`` for flat
-    per-path weights ``w`` (a product's ``path_weights()``). The weight layout is unchanged.
-    e3nn builds its coefficients in the default dtype, so it is built with ``dtype`` as default.
-    """
-    from e3nn import o3
-
+def e3nn_instructions(descriptor: ProductDescriptor) -> tuple[list[tuple], torch.Tensor]:
+    """e3nn instructions (normalisations "none") and the ``[weight_numel]`` per-weight factor
+    ``coefficient * ratio`` that make an e3nn-semantics CG product equal ``dense_product(descriptor)``."""
     instructions, scale = [], []
     for path in descriptor.paths:
         (_, ir1), (_, ir2), (_, ir3) = descriptor.irreps(path)
@@ -52,6 +47,18 @@ def to_e3nn(descriptor: ProductDescriptor, shared_weights: bool = True, dtype: t
         else:
             path_weight = factor**2
         instructions.append((path.i_in1, path.i_in2, path.i_out, path.mode, path.has_weight, path_weight))
+    return instructions, torch.cat(scale) if scale else torch.zeros(0, dtype=torch.float64)
+
+
+def to_e3nn(descriptor: ProductDescriptor, shared_weights: bool = True, dtype: torch.dtype = torch.float64):
+    """``(tp, scale)``: an ``e3nn.o3.TensorProduct`` with external weights, and a ``[weight_numel]``
+    tensor, such that ``tp(x1, x2, scale * w) == dense_product(descriptor, x1, x2, w)`` for flat
+    per-path weights ``w`` (a product's ``path_weights()``). The weight layout is unchanged.
+    e3nn builds its coefficients in the default dtype, so it is built with ``dtype`` as default.
+    """
+    from e3nn import o3
+
+    instructions, scale = e3nn_instructions(descriptor)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -67,7 +74,7 @@ def to_e3nn(descriptor: ProductDescriptor, shared_weights: bool = True, dtype: t
         )
     finally:
         torch.set_default_dtype(previous)
-    return tp, torch.cat(scale) if scale else torch.zeros(0, dtype=torch.float64)
+    return tp, scale
 
 
-__all__ = ["coupling_ratio", "to_e3nn"]
+__all__ = ["coupling_ratio", "e3nn_instructions", "to_e3nn"]
