@@ -57,7 +57,7 @@ def _perturbed(factory, target: str, factor: float):
 
 def test_wrong_peer_gets_no_ratio(monkeypatch):
     monkeypatch.setattr(sweep_module, "peer_runner", _perturbed(sweep_module.peer_runner, "CGProduct", 1.001))
-    results = run(tiny(Ls=(2,), products=("GridGauntProduct",)))
+    results = run(tiny(Ls=(1,), products=("GridGauntProduct",)))
     wrong = find(results, implementation="CGProduct")
     assert wrong and all(r["status"] == "disagrees" for r in wrong)
     for r in wrong:
@@ -70,7 +70,7 @@ def test_wrong_peer_gets_no_ratio(monkeypatch):
 
 def test_wrong_product_gets_no_ratio(monkeypatch):
     monkeypatch.setattr(sweep_module, "product_runner", _perturbed(sweep_module.product_runner, "GauntProduct", -1.0))
-    results = run(tiny(Ls=(1,)))
+    results = run(tiny(Ls=(1,), products=("GauntProduct", "GridGauntProduct"), peers=("e3nn",)))
     (wrong,) = find(results, implementation="GauntProduct")
     assert wrong["status"] == "disagrees" and wrong.get("speedup_vs_e3nn") is None and wrong.get("time_s") is None
     assert wrong["error_float64"] == pytest.approx(2.0, rel=1e-9)
@@ -80,7 +80,7 @@ def test_wrong_product_gets_no_ratio(monkeypatch):
 def test_a_small_float32_error_is_tolerated_and_a_large_one_is_not(monkeypatch):
     # 1e-6 relative is a float32-size error: accepted in float32 but not in the float64 check
     monkeypatch.setattr(sweep_module, "product_runner", _perturbed(sweep_module.product_runner, "GridGauntProduct", 1 + 1e-6))
-    (r,) = find(run(tiny(Ls=(1,))), implementation="GridGauntProduct")
+    (r,) = find(run(tiny(Ls=(1,), products=("GridGauntProduct",), peers=("e3nn",))), implementation="GridGauntProduct")
     assert r["status"] == "disagrees" and r["error_float64"] > 1e-9 and r["error_dtype"] < 1e-4
 
 
@@ -116,7 +116,7 @@ def test_peers_compute_the_products_function_in_float64():
 def test_json_schema_of_a_tiny_run(tmp_path):
     out = tmp_path / "bench"
     argv = ["--shapes", "feature", "edge", "--L", "1,2", "--channels", "2", "--batch", "8", "--dtype", "float32",
-            "--direction", "fwd", "fwd+bwd", "--min-time", "0", "--min-repeats", "2", "--out", str(out), "--no-plots"]  # fmt: skip
+            "--direction", "fwd+bwd", "--min-time", "0", "--min-repeats", "2", "--out", str(out), "--no-plots"]  # fmt: skip
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["schema"] == "gaunt-bench/1" and results["command"].startswith("gaunt bench")
@@ -124,8 +124,8 @@ def test_json_schema_of_a_tiny_run(tmp_path):
         assert key in results["machine"]
     assert results["config"]["Ls"] == [1, 2] and results["memory_method"]
     records = results["records"]
-    # 2 shapes x 2 L x 2 directions; feature: 3 products + 4 peers, edge: 4 products + 2 x 4 peers
-    assert len(records) == 2 * 2 * (7 + 12)
+    # 2 shapes x 2 L; feature: 3 products + 4 peers, edge: 4 products + 2 x 4 peers
+    assert len(records) == 2 * (7 + 12)
     for r in records:
         assert RECORD_KEYS <= r.keys() and r["status"] in STATUSES
         if r["status"] == "ok" and r["role"] == "product":
@@ -142,13 +142,17 @@ def test_json_schema_of_a_tiny_run(tmp_path):
     assert "| L |" in (out / "summary.md").read_text()
 
 
-def test_plots_are_written(tmp_path):
+@pytest.fixture(scope="module")
+def small_results() -> dict:
+    return run(tiny(Ls=(1, 2), products=("GridGauntProduct",), peers=("e3nn", "CGProduct"), untimed=("CGProduct",)))
+
+
+def test_plots_are_written(tmp_path, small_results):
     pytest.importorskip("matplotlib")
     from gaunt.bench.plots import plot_results
 
-    results = run(tiny(Ls=(1, 2), peers=("e3nn",)))
-    paths = plot_results(results, str(tmp_path))
-    assert len(paths) == 1 and paths[0].endswith("time_vs_L_feature_float32_fwd.png")
+    paths = plot_results(small_results, str(tmp_path))
+    assert len(paths) == 1 and paths[0].endswith("time_vs_L_feature_float32_fwd.png")  # one (shape, dtype, direction)
     with open(paths[0], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -209,8 +213,27 @@ def test_cuda_peers_skip_with_a_reason_on_cpu():
         assert reason and ("not installed" in reason or "needs a CUDA device" in reason)
 
 
-def test_targets_are_reported_as_not_measured_without_data():
-    results = run(tiny(Ls=(1, 2), peers=("e3nn",)))
+def test_untimed_peer_is_checked_but_not_timed(small_results):
+    for r in find(small_results, implementation="CGProduct"):
+        assert r["status"] == "skipped" and r["reason"].startswith("not timed") and r.get("time_s") is None
+        assert r["reference"] == "e3nn" and r["error_float64"] <= 1e-9
+
+
+def test_merge_replaces_skipped_points_and_refits(small_results):
+    from gaunt.bench.sweep import merge_results
+
+    first = copy.deepcopy(small_results)
+    for r in first["records"]:
+        if r["L"] == 2:
+            r.update(status="skipped", reason="budget (test)", time_s=None)
+    merged = merge_results([first, small_results])
+    assert len(merged["records"]) == len(small_results["records"]) and len(merged["runs"]) == 2
+    (grid,) = [r for r in merged["records"] if r["implementation"] == "GridGauntProduct" and r["L"] == 2]
+    assert grid["status"] == "ok" and grid["time_s"] > 0
+
+
+def test_targets_are_reported_as_not_measured_without_data(small_results):
+    results = small_results
     assert evaluate_targets(results) == []  # the headline configuration was not run
     targets = evaluate_targets(results, channels=2, batch=8, direction="fwd")
     assert {t["met"] for t in targets if "L=6" in t["target"] or "L=10" in t["target"]} == {None}

@@ -50,7 +50,7 @@ def gaunt_as_cg(descriptor: ProductDescriptor) -> ProductDescriptor:
 
 
 # ----------------------------------------------------------------------------- the fast path (must-show)
-@pytest.mark.parametrize("method", ["dft", "direct"])
+@pytest.mark.parametrize("method", ["dft", "direct", "quadrature"])
 @pytest.mark.parametrize("irreps_node, lmax, irreps_out", [
     (NODE, LMAX, OUT),
     ("2x0e+2x1o+2x2e+2x3o", 1, "2x0e+2x1o"),         # L_out < L_node

@@ -26,7 +26,9 @@ def randomise(m: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
 
 
 def species_for(n: int, num_elements: int | None, seed: int = 2):
-    return None if num_elements is None else torch.randint(0, num_elements, (n,), generator=torch.Generator().manual_seed(seed))
+    if num_elements is None:
+        return None
+    return torch.randint(0, num_elements, (n,), generator=torch.Generator().manual_seed(seed))
 
 
 # ----------------------------------------------------------------------------- Gaunt == CG reference (must-show)

@@ -21,6 +21,10 @@ Options (a preset first, then any explicit option overrides it):
     --report A.json B.json ... (no run: merge saved results -- a later run's timed point replaces an
                                 earlier skipped one -- then write the summary, plots and merged JSON)
 
+``--quick`` also sets point budget 10 s, e3nn build budget 20 s, 0.2 s timed per point and a total
+budget of 110 s. On a shared machine prefer ``--threads 1``: with more threads than free cores every
+parallel op waits for a descheduled thread and the times mean little.
+
 Writes ``DIR/results.json`` (schema ``gaunt-bench/1``: config, machine, one record per point, fits),
 ``DIR/summary.md`` (tables, exponents, targets) and ``DIR/time_vs_L_*.png``; prints rich tables.
 """

@@ -18,7 +18,8 @@ CUDA peers). Then for every (batch, dtype, direction) every runner gets one reco
 3. Timing (``timing.time_call``): one warm-up call on up to 1024 samples, then the median of timed
    calls; forward ("fwd") runs under ``torch.no_grad``, forward+backward ("fwd+bwd") takes the
    gradients of every input and the weights with ``torch.autograd.grad`` and a fixed random cotangent.
-   ``speedup_vs_e3nn = t_e3nn / t`` for the same point and function.
+   ``speedup_vs_e3nn = t_e3nn / t`` for the same point and function (and ``cpu_speedup_vs_e3nn``
+   from the process CPU times, which other processes on a shared machine disturb less).
 """
 from __future__ import annotations
 
@@ -330,8 +331,10 @@ class Sweep:
         for r in records:
             if r.get("time_s") and r["status"] == "ok" and e3nn is not None:
                 r["speedup_vs_e3nn"] = e3nn["time_s"] / r["time_s"]
+                # the same from process CPU time: less sensitive to other processes taking the cores
+                r["cpu_speedup_vs_e3nn"] = e3nn["cpu_time_s"] / r["cpu_time_s"] if r["cpu_time_s"] > 0 else None
             else:
-                r["speedup_vs_e3nn"] = None
+                r["speedup_vs_e3nn"] = r["cpu_speedup_vs_e3nn"] = None
 
     def fits(self) -> list[dict]:
         return compute_fits(self.records, self.cfg.fit_range)
@@ -367,7 +370,7 @@ def merge_results(documents: list[dict]) -> dict:
     first = documents[0]
     fit_range = tuple(first["config"].get("fit_range", (4, 16)))
     records = list(merged.values())
-    return dict(first, records=records, fits=compute_fits(records, fit_range), command=" + ".join(
+    return dict(first, records=records, fits=compute_fits(records, fit_range), elapsed_s=sum(d.get("elapsed_s", 0.0) for d in documents), command=" + ".join(
         str(d.get("command")) for d in documents), runs=[{k: d.get(k) for k in ("command", "machine", "machine_end", "config",
                                                                               "elapsed_s")} for d in documents])  # fmt: skip
 

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from ..products import CGProduct
-from ..products._spherical_irreps import gather, parse_spherical_irreps
+from ..products._spherical_irreps import parse_spherical_irreps
 from ..so3 import Irreps, clebsch_gordan, gaunt_coefficients, spherical_grid, spherical_harmonics
 from .convolution import half_spectrum_projection, half_spectrum_synthesis
 
@@ -140,6 +140,8 @@ class CGManyBody(torch.nn.Module):
                 chain.append(sorted(reach & out_irreps if k == k_last else reach))
             if out_irreps & set(chain[-1]):
                 break
+        for k in range(len(chain) - 2, 0, -1):  # prune dead ends: keep what is read out or feeds T_{k+1}
+            chain[k] = [c for c in chain[k] if c in out_irreps or any(set(c * b) & set(chain[k + 1]) for b in in_irreps)]
         self.chain = [self.irreps_in] + [Irreps([(mul, ir) for ir in irs]) for irs in chain[1:]]
         self.steps = torch.nn.ModuleList(
             CGProduct(prev, self.irreps_in, nxt, instructions=[
@@ -190,7 +192,8 @@ class CGManyBody(torch.nn.Module):
         return out.expand(*A.shape[:-1], -1)
 
     def extra_repr(self) -> str:
-        return f"{self.irreps_in} -> {self.irreps_out}, correlation={self.correlation}, paths={self.paths!r}, chain={[str(c) for c in self.chain]}"
+        chain = " -> ".join(str(c) for c in self.chain)
+        return f"{self.irreps_in} -> {self.irreps_out}, correlation={self.correlation}, paths={self.paths!r}, chain: {chain}"
 
 
 # ============================================================================ Gaunt powers
@@ -335,7 +338,8 @@ class GauntManyBody(torch.nn.Module):
         w = self.weights.lookup(batch, species, A.dtype)
         w = w.reshape(n, w.shape[-1]) if w.dim() > 1 else w[None]  # [n or 1, numel]
         w1, w3 = w.split(self._sizes, dim=-1)
-        X = gather(A.reshape(n, A.shape[-1]), self._index) * w1.T[self._windex]  # [M, L+1, mul, n]: w1[u, l] A[u, l, m]
+        rows = torch.nn.functional.pad(A.reshape(n, A.shape[-1]), (0, 1)).T.contiguous()  # [dim + zero slot, n]
+        X = rows[self._index] * w1.T.contiguous()[self._windex]  # [M, L+1, mul, n]: w1[u, l] A[u, l, m]
         if n == 0:  # empty batch (zero-size FFTs are rejected)
             return A.new_zeros(*batch, self.irreps_out.dim) + 0 * (A.sum() + w.sum())
         Xz = X.reshape(X.shape[0], X.shape[1], self.mul * n)  # Z = (mul, n)
