@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..products.descriptor import ProductDescriptor
-from ..products.e3nn_interop import coupling_ratio, to_e3nn
+from ..products.e3nn_interop import e3nn_instructions, to_e3nn
 from ..so3 import Irreps, spherical_harmonics
 
 SHAPES = ("feature", "edge")
@@ -172,21 +172,6 @@ def _peer_second_input(product: torch.nn.Module, use_e3nn: bool) -> Callable[[di
     return lambda ins: spherical_harmonics(lmax, ins["vectors"], normalization="component")
 
 
-def _folded_instructions(d: ProductDescriptor) -> tuple[list[tuple], torch.Tensor]:
-    """e3nn instructions with no normalisation and the per-weight factor ``coefficient * ratio`` (as
-    ``to_e3nn``): ``CG-based product(x1, x2, scale * w) == dense_product(d, x1, x2, w)``."""
-    instructions, scale = [], []
-    for path in d.paths:
-        (_, ir1), (_, ir2), (_, ir3) = d.irreps(path)
-        factor = path.coefficient * coupling_ratio(path.coupling, ir1.l, ir2.l, ir3.l)
-        if path.has_weight:
-            scale.append(torch.full((d.path_weight_numel(path),), factor, dtype=torch.float64))
-            instructions.append((path.i_in1, path.i_in2, path.i_out, path.mode, True, 1.0))
-        else:
-            instructions.append((path.i_in1, path.i_in2, path.i_out, path.mode, False, factor**2))
-    return instructions, torch.cat(scale) if scale else torch.zeros(0, dtype=torch.float64)
-
-
 def build_e3nn(d: ProductDescriptor) -> tuple[torch.nn.Module, torch.Tensor]:
     """e3nn's TensorProduct for ``d`` built in float64 (``to_e3nn``); other dtypes are ``deepcopy().to(dtype)``
     of it, which equals building in that dtype (e3nn casts its float64 wigner_3j tables; checked in tests)."""
@@ -211,7 +196,7 @@ def peer_runner(peer: str, product: torch.nn.Module, d: ProductDescriptor, perm:
     elif peer == "CGProduct":
         from ..products import CGProduct
 
-        instructions, scale = _folded_instructions(d)
+        instructions, scale = e3nn_instructions(d)
         module = CGProduct(d.irreps_in1, d.irreps_in2, d.irreps_out, instructions, irrep_normalization="none",
                            path_normalization="none", internal_weights=False, shared_weights=True)  # fmt: skip
         module = module.to(device=device, dtype=dtype)
