@@ -1,0 +1,168 @@
+"""GauntPotential: symmetry (rotation, inversion, translation, permutation), conservative forces
+(finite differences, symmetric Hessian), gradcheck / double backward, bad input, save / load."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from gaunt.data.graph import collate
+from gaunt.models import GauntPotential, PotentialConfig, load_model, save_model
+from gaunt.so3 import random_rotation
+
+from potential_helpers import molecule_graph, random_molecule, tiny_model
+
+
+def _predict(model, graph):
+    out = model(graph)
+    return out["energy"].detach(), out["forces"].detach()
+
+
+def assert_symmetric(model, graph, Q: torch.Tensor, shift: torch.Tensor, perm: torch.Tensor, tol: float = 1e-10) -> None:
+    """E(Q x P + t) = E(x) and F(Q x P + t) = (P F(x)) Q^T for an orthogonal Q (rotation or improper)."""
+    energy, forces = _predict(model, graph)
+    moved = molecule_graph(graph.positions[perm] @ Q.T + shift, graph.atomic_numbers[perm], model.config.r_max)
+    energy2, forces2 = _predict(model, moved)
+    assert_close(energy2, energy, rtol=tol, atol=tol)
+    assert_close(forces2, forces[perm] @ Q.T, rtol=tol, atol=tol * max(1.0, float(forces.abs().max())))
+
+
+@pytest.mark.parametrize("improper", [False, True])
+def test_energy_invariant_forces_equivariant(product: str, improper: bool) -> None:
+    model, graph = tiny_model(product), random_molecule()
+    g = torch.Generator().manual_seed(3)
+    Q = random_rotation(dtype=torch.float64, generator=g) * (-1.0 if improper else 1.0)
+    shift = torch.randn(3, dtype=torch.float64, generator=g) * 5
+    perm = torch.randperm(graph.num_nodes, generator=g)
+    assert_symmetric(model, graph, Q, shift, perm)
+
+
+def test_inversion_alone(product: str) -> None:
+    model, graph = tiny_model(product), random_molecule(seed=1)
+    eye = torch.eye(3, dtype=torch.float64)
+    assert_symmetric(model, graph, -eye, torch.zeros(3, dtype=torch.float64), torch.arange(graph.num_nodes))
+
+
+def test_symmetry_checker_detects_a_broken_model() -> None:
+    """Test the tester: a model with an energy term that depends on the absolute x coordinate must fail."""
+
+    class Broken(GauntPotential):
+        def _node_energy(self, graph, index, positions, cell):
+            return super()._node_energy(graph, index, positions, cell) + 1e-3 * positions[:, 0]
+
+    torch.manual_seed(0)
+    broken = Broken(tiny_model("grid").config).double()
+    graph = random_molecule()
+    Q = random_rotation(dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(AssertionError):
+        assert_symmetric(broken, graph, Q, torch.zeros(3, dtype=torch.float64), torch.arange(graph.num_nodes))
+
+
+def test_forces_equal_finite_differences(product: str) -> None:
+    model, graph = tiny_model(product), random_molecule(n=5, seed=2)
+    _, forces = _predict(model, graph)
+    h = 1e-5
+    numeric = torch.zeros_like(forces)
+    for a in range(graph.num_nodes):
+        for c in range(3):
+            step = torch.zeros_like(graph.positions)
+            step[a, c] = h
+            plus = model(replace(graph, positions=graph.positions + step), compute_forces=False)["energy"]
+            minus = model(replace(graph, positions=graph.positions - step), compute_forces=False)["energy"]
+            numeric[a, c] = -(plus - minus).item() / (2 * h)
+    assert_close(forces, numeric, rtol=1e-6, atol=1e-7)
+
+
+def test_hessian_is_symmetric(product: str) -> None:
+    model, graph = tiny_model(product), random_molecule(n=5, seed=4)
+    positions = graph.positions.clone().requires_grad_(True)
+    forces = model(replace(graph, positions=positions), create_graph=True)["forces"].reshape(-1)
+    rows = [torch.autograd.grad(-forces[k], positions, retain_graph=True)[0].reshape(-1) for k in range(forces.numel())]
+    hessian = torch.stack(rows)
+    assert float(hessian.abs().max()) > 1e-6  # not vacuously symmetric
+    assert_close(hessian, hessian.T, rtol=1e-10, atol=1e-10)
+
+
+def test_gradcheck_and_double_backward(product: str) -> None:
+    model, graph = tiny_model(product, num_interactions=1), random_molecule(n=4, seed=5)
+
+    def energy(positions):
+        return model(replace(graph, positions=positions), compute_forces=False)["energy"]
+
+    def forces(positions):
+        return model(replace(graph, positions=positions), create_graph=True)["forces"]
+
+    positions = graph.positions.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(energy, (positions,))
+    assert torch.autograd.gradcheck(forces, (positions,))  # the derivative of the forces (the Hessian)
+
+
+def test_weights_get_force_gradients(product: str) -> None:
+    """Force training differentiates the forces w.r.t. the weights (double backward through every layer)."""
+    model, graph = tiny_model(product).train(), random_molecule(seed=6)
+    model(graph)["forces"].square().sum().backward()
+    # every weight except the read-out MLP's last bias (a constant energy, no force) shapes the forces
+    constant = {"readouts.1.net.2.bias"}
+    dead = [n for n, p in model.named_parameters() if p.numel() and n not in constant
+            and (p.grad is None or float(p.grad.abs().max()) == 0.0)]
+    assert not dead, f"parameters without force gradients: {dead}"
+
+def test_batch_equals_separate_structures() -> None:
+    model = tiny_model("grid")
+    graphs = [random_molecule(n=n, seed=s) for n, s in ((5, 1), (7, 2), (3, 3))]
+    batch = collate(graphs)
+    out = model(batch)
+    for k, g in enumerate(graphs):
+        single = model(g)
+        assert_close(out["energy"][k], single["energy"][0], rtol=1e-12, atol=1e-12)
+    assert_close(out["forces"], torch.cat([model(g)["forces"] for g in graphs]), rtol=1e-12, atol=1e-12)
+
+
+def test_isolated_atom_energy_is_e0_plus_shift() -> None:
+    model = tiny_model("grid")
+    atom = molecule_graph(torch.zeros(1, 3, dtype=torch.float64), torch.tensor([8]), 4.0)
+    out = model(atom)
+    readout_constant = model(atom, compute_forces=False)["node_energy"] - (-2042.0 + 0.1)
+    assert_close(out["energy"], torch.tensor([-2042.0 + 0.1], dtype=torch.float64) + readout_constant)
+    assert_close(out["forces"], torch.zeros(1, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("product", ["grid", "cg"])
+def test_save_load_round_trip(tmp_path, product) -> None:
+    model, graph = tiny_model(product), random_molecule()
+    path = tmp_path / "m.model"
+    save_model(model, path)
+    loaded = load_model(path)
+    assert loaded.config == model.config
+    assert_close(loaded(graph)["energy"], model(graph)["energy"], rtol=0, atol=0)
+    assert not list(tmp_path.glob(".*.tmp")), "temporary file left behind"
+
+
+def test_float32_model_matches_float64() -> None:
+    model64, graph = tiny_model("grid"), random_molecule()
+    model32 = tiny_model("grid").float()
+    out32 = model32(graph.to(dtype=torch.float32))
+    out64 = model64(graph)
+    assert out32["energy"].dtype == torch.float32
+    assert_close(out32["forces"].double(), out64["forces"], rtol=1e-4, atol=1e-4)
+
+
+def test_bad_input_errors() -> None:
+    model, graph = tiny_model("grid"), random_molecule()
+    with pytest.raises(ValueError, match="unknown atomic numbers \\[79\\]"):
+        model(replace(graph, atomic_numbers=graph.atomic_numbers.clone().index_fill_(0, torch.tensor([0]), 79)))
+    with pytest.raises(ValueError, match="NaN"):
+        model(replace(graph, positions=graph.positions.clone().index_fill_(0, torch.tensor([1]), float("nan"))))
+    with pytest.raises(TypeError, match="float32"):
+        model(graph.to(dtype=torch.float32))
+    empty = molecule_graph(torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, dtype=torch.long), 4.0)
+    with pytest.raises(ValueError, match="empty graph"):
+        model(empty)
+    with pytest.raises(ValueError, match="non-zero volume"):
+        model(graph, compute_stress=True)
+    with pytest.raises(ValueError, match="product"):
+        PotentialConfig(atomic_numbers=[1], product="e3nn")
+    with pytest.raises(ValueError, match="lacks elements \\[6\\]"):
+        PotentialConfig(atomic_numbers=[1, 6], atomic_energies={1: -13.6})
