@@ -10,6 +10,7 @@ from torch.testing import assert_close
 
 from gaunt.data.graph import collate
 from gaunt.models import GauntPotential, PotentialConfig, load_model, save_model
+from gaunt.nn import RadialMLP
 from gaunt.so3 import random_rotation
 
 from potential_helpers import molecule_graph, random_molecule, tiny_model
@@ -166,3 +167,41 @@ def test_bad_input_errors() -> None:
         PotentialConfig(atomic_numbers=[1], product="e3nn")
     with pytest.raises(ValueError, match="lacks elements \\[6\\]"):
         PotentialConfig(atomic_numbers=[1, 6], atomic_energies={1: -13.6})
+
+
+def _cutoff_jump(model) -> tuple[float, float]:
+    """(|E(r_max - 1e-9) - E(r_max + 1e-9)|, |E(r_max - 0.5) - E(r_max + 1e-9)|) for atom 3 moving along x away
+    from atom 0 (its distances to atoms 1 and 2 stay inside the cutoff). A smooth energy changes by
+    |F| * 2e-9 across the cutoff; a jump is a bug."""
+    r_max = model.config.r_max
+    base = torch.tensor([[0.0, 0.0, 0.0], [1.1, 0.0, 0.0], [0.0, 1.2, 0.3]], dtype=torch.float64)
+    numbers = torch.tensor([6, 1, 8, 7])
+
+    def energy(x: float) -> float:
+        positions = torch.cat([base, torch.tensor([[x, 0.0, 0.0]], dtype=torch.float64)])
+        return float(model(molecule_graph(positions, numbers, r_max), compute_forces=False)["energy"])
+
+    outside = energy(r_max + 1e-9)
+    return abs(energy(r_max - 1e-9) - outside), abs(energy(r_max - 0.5) - outside)
+
+
+def test_energy_is_continuous_as_an_edge_crosses_the_cutoff(product: str) -> None:
+    """Radial weights vanish at r_max (no biases in the radial MLP), so edges enter and leave smoothly."""
+    jump, interaction = _cutoff_jump(tiny_model(product))
+    assert jump < 1e-8
+    assert interaction > 1e-6  # atom 3 does interact with atom 0 inside the cutoff (not vacuous)
+
+
+def test_cutoff_check_detects_radial_biases() -> None:
+    """Test the tester: trained biases in the radial MLP make a jump at the cutoff (found by the NVE test)."""
+    model = tiny_model("grid")
+    torch.manual_seed(1)
+    for block in model.blocks:
+        mlp = block.conv.radial_mlp
+        widths = [m.in_features for m in mlp.layers if isinstance(m, torch.nn.Linear)] + [mlp.out_features]
+        block.conv.radial_mlp = RadialMLP(widths[0], widths[1:-1], widths[-1], bias=True).double()
+        for layer in block.conv.radial_mlp.layers:
+            if isinstance(layer, torch.nn.Linear):
+                layer.bias.data.normal_(0.0, 0.3)
+    jump, _ = _cutoff_jump(model)
+    assert jump > 1e-6

@@ -61,7 +61,9 @@ class InteractionBlock(torch.nn.Module):
         self.linear_up = Linear(self.irreps_node, self.irreps_node)
         self.conv = EquivariantConvolution(
             self.irreps_node, max_ell, self.irreps_A, radial=num_radial, product=convolution_product or product,
-            hidden=radial_hidden, avg_num_neighbors=avg_num_neighbors, check_inputs=False)  # fmt: skip
+            hidden=radial_hidden, avg_num_neighbors=avg_num_neighbors, check_inputs=False,
+            radial_bias=False,  # no bias: zero weights at the cutoff, so the energy is smooth there
+            radial_weights="all" if (convolution_product or product) in ("cg", "so2") else "edge")  # fmt: skip
         self.linear_A = Linear(self.irreps_A, self.irreps_A)
         self.many_body = ManyBodyProduct(self.irreps_A, self.irreps_out, correlation, product=product,
                                          num_elements=num_elements)  # fmt: skip

@@ -4,7 +4,12 @@
 
     h^(0)   = W_embed onehot(Z)                                   (mul x 0e)
     h^(t)   = InteractionBlock_t(h^(t-1); Y(r_ij), R(|r_ij|))    (``models.blocks``)
-    R(r)    = Bessel_n(r) * u(r / r_max)                           (n = 1..num_bessel, polynomial envelope u)
+    R(r)    = c Bessel_n(r) u(r / r_max)                           (n = 1..num_bessel, polynomial envelope u)
+
+c = sqrt(r_max^3 / 3) gives the radial features unit second moment for neighbours spread uniformly in
+the cutoff sphere (the Bessel functions are orthonormal with weight r^2 on [0, r_max]); the radial
+MLP keeps that scale, so the per-edge weights start O(1). This matters most for the Gaunt products,
+whose per-edge weight is a product of three MLP outputs (without c: ~0.15^3 instead of ~1).
 
 The last block keeps only scalars and is read out by a small MLP, earlier ones linearly (MACE).
 Forces ``F = -dE/dr`` and stress ``sigma = (1/V) dE/d(eps)`` (eps: a symmetric strain applied to
@@ -95,8 +100,10 @@ class GauntPotential(torch.nn.Module):
         self.register_buffer("atomic_energies",
                              torch.tensor([config.atomic_energies.get(z, 0.0) for z in zs], dtype=torch.float64))  # fmt: skip
         self.embedding = torch.nn.Linear(len(zs), mul, bias=False)
+        torch.nn.init.normal_(self.embedding.weight)  # h0 = W[:, z] ~ N(0, 1), e3nn's normalisation
         self.bessel = BesselBasis(config.r_max, config.num_bessel)
         self.cutoff = PolynomialCutoff(config.r_max, config.polynomial_p)
+        self.radial_scale = (config.r_max**3 / 3) ** 0.5  # unit second moment (module docstring)
         blocks, readouts = [], []
         irreps = sphere_irreps(mul, 0)
         for t in range(config.num_interactions):
@@ -174,7 +181,7 @@ class GauntPotential(torch.nn.Module):
         onehot = torch.nn.functional.one_hot(index, len(self.config.atomic_numbers)).to(positions.dtype)
         vectors = graph.edge_vectors(positions, cell)
         lengths = torch.linalg.vector_norm(vectors, dim=-1)
-        radial = self.bessel(lengths) * self.cutoff(lengths)[:, None]
+        radial = self.bessel(lengths) * (self.cutoff(lengths) * self.radial_scale)[:, None]
         h = self.embedding(onehot)
         interaction = positions.new_zeros(graph.num_nodes)
         for block, readout in zip(self.blocks, self.readouts):

@@ -315,6 +315,14 @@ class EquivariantConvolution(torch.nn.Module):
         product: "cg" | "so2" | "gaunt" | "grid" | "gaunt_z" | "vector" | "auto" (module docstring).
         hidden: hidden widths of the radial MLP (``nn.radial.RadialMLP``, SiLU) mapping radial features to
             the per-edge weights.
+        radial_weights: "all" (default): the radial MLP gives every product weight per edge. "edge" (Gaunt
+            family only: "gaunt", "grid", "gaunt_z", "vector"): it gives only the edge-side factor
+            ``w2 [mul, L_edge+1]``; ``w1``, ``w3`` are learned per channel and degree, shared by all edges
+            (start at 1). Then a message is linear in the MLP output, as with CG, instead of cubic (the
+            product of three MLP outputs), which keeps deep models well scaled at initialisation.
+        radial_bias: biases in the radial MLP. Use False in a potential: then zero radial features (an edge
+            at the cutoff, where the envelope vanishes) give zero weights, and the energy stays smooth as
+            edges enter and leave the cutoff sphere (a bias would make each crossing a jump).
         avg_num_neighbors: divide the sum of messages by this number (None: plain sum).
         check_inputs: validate ``edge_index`` range and edge lengths (one device sync; skipped while compiling).
         **product_kw: passed to the product (e.g. ``method="direct"`` for "gaunt_z", ``check_finite``).
@@ -327,7 +335,7 @@ class EquivariantConvolution(torch.nn.Module):
 
     def __init__(self, irreps_node, lmax_edge: int, irreps_out, radial: int, product: str = "cg",
                  hidden: Sequence[int] = (64,), avg_num_neighbors: float | None = None, check_inputs: bool = True,
-                 **product_kw) -> None:  # fmt: skip
+                 radial_bias: bool = True, radial_weights: str = "all", **product_kw) -> None:  # fmt: skip
         super().__init__()
         self.irreps_node, self.irreps_out = Irreps(irreps_node), Irreps(irreps_out)
         if not isinstance(lmax_edge, int) or isinstance(lmax_edge, bool) or lmax_edge < 0:
@@ -357,7 +365,22 @@ class EquivariantConvolution(torch.nn.Module):
         self.takes_vectors = name in ("so2", "gaunt_z")
         self.lmax_edge, self.radial = lmax_edge, radial
         self.avg_num_neighbors, self.check_inputs = avg_num_neighbors, check_inputs
-        self.radial_mlp = RadialMLP(radial, hidden, self.product.weight_numel)
+        if radial_weights not in ("all", "edge"):
+            raise ValueError(f"EquivariantConvolution: radial_weights must be 'all' or 'edge', got {radial_weights!r}")
+        self.radial_weights = radial_weights
+        if radial_weights == "edge":
+            if name not in ("gaunt", "grid", "gaunt_z"):
+                raise ValueError(f"EquivariantConvolution: radial_weights='edge' needs a Gaunt-family product "
+                                 f"(factorised weights w1, w2, w3), not {name!r}")  # fmt: skip
+            mul = self.irreps_node[0].mul
+            n1, n3 = mul * (self.irreps_node.lmax + 1), mul * (self.irreps_out.lmax + 1)
+            n2 = mul * (lmax_edge + 1)  # w2 [mul, lmax_edge + 1]
+            assert self.product.weight_numel == n1 + n2 + n3, "factorised weight layout [w1 | w2 | w3] expected"
+            self.shared_w1 = torch.nn.Parameter(torch.ones(n1))
+            self.shared_w3 = torch.nn.Parameter(torch.ones(n3))
+            self.radial_mlp = RadialMLP(radial, hidden, n2, bias=radial_bias)
+        else:
+            self.radial_mlp = RadialMLP(radial, hidden, self.product.weight_numel, bias=radial_bias)
 
     def _check(self, x: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor, radial: torch.Tensor) -> None:
         name = "EquivariantConvolution"
@@ -391,6 +414,15 @@ class EquivariantConvolution(torch.nn.Module):
             if bool((torch.linalg.vector_norm(vectors, dim=-1) == 0).any()):
                 raise ValueError(f"{name}: zero-length edge vector (self-loop?): its direction is undefined")
 
+    def edge_weights(self, edge_radial: torch.Tensor) -> torch.Tensor:
+        """The product's per-edge weights ``[..., E, product.weight_numel]`` from the radial features."""
+        w = self.radial_mlp(edge_radial)
+        if self.radial_weights == "all":
+            return w
+        batch = w.shape[:-1]
+        w1, w3 = self.shared_w1.to(w.dtype), self.shared_w3.to(w.dtype)
+        return torch.cat([w1.expand(*batch, -1), w, w3.expand(*batch, -1)], dim=-1)
+
     def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 edge_radial: torch.Tensor) -> torch.Tensor:  # fmt: skip
         self._check(node_features, edge_index, edge_vectors, edge_radial)
@@ -398,7 +430,7 @@ class EquivariantConvolution(torch.nn.Module):
         x_j = node_features.index_select(-2, sender)  # [..., E, dim]
         second = edge_vectors if self.takes_vectors else spherical_harmonics(
             self.lmax_edge, edge_vectors, normalization="component", check=False)  # fmt: skip
-        messages = self.product(x_j, second, self.radial_mlp(edge_radial))  # [..., E, out]
+        messages = self.product(x_j, second, self.edge_weights(edge_radial))  # [..., E, out]
         batch = torch.broadcast_shapes(node_features.shape[:-2], messages.shape[:-2])
         out = messages.new_zeros(*batch, node_features.shape[-2], self.irreps_out.dim)
         out = out.index_add(-2, receiver, messages.expand(*batch, -1, -1))
