@@ -234,3 +234,44 @@ def test_checks_are_not_vacuous():
     with pytest.raises(AssertionError):
         torch.testing.assert_close(fast(x, edge_index, vectors @ rotation.T, radial),
                                    fast(x, edge_index, vectors, radial) @ d_out.T)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- radial_weights="edge"
+@pytest.mark.parametrize("product", ["gaunt", "grid", "gaunt_z"])
+def test_edge_radial_weights_equal_all_weights_with_shared_factors(product):
+    """radial_weights="edge": the MLP gives w2 only; w1, w3 are shared parameters. The result equals the
+    "all" convolution fed the same per-edge weights [w1 | w2 | w3], and is equivariant."""
+    m = conv(product, radial_weights="edge")
+    with torch.no_grad():
+        m.shared_w1.normal_(), m.shared_w3.normal_()
+    x, edge_index, vectors, radial = graph()
+    out = m(x, edge_index, vectors, radial)
+    weights = m.edge_weights(radial)
+    assert weights.shape == (radial.shape[0], m.product.weight_numel)
+    second = vectors if m.takes_vectors else spherical_harmonics(LMAX, vectors, "component")
+    expected = torch.zeros_like(out).index_add(0, edge_index[1], m.product(x[edge_index[0]], second, weights))
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    rotation = -random_rotation(generator=torch.Generator().manual_seed(4))
+    d_in, d_out = irreps_wigner_d(m.irreps_node, rotation), irreps_wigner_d(m.irreps_out, rotation)
+    rotated = m(x @ d_in.T, edge_index, vectors @ rotation.T, radial)
+    torch.testing.assert_close(rotated, out @ d_out.T, rtol=0, atol=1e-12 * float(out.abs().max()))
+    out.square().sum().backward()
+    assert m.shared_w1.grad.abs().max() > 0 and m.shared_w3.grad.abs().max() > 0
+
+
+def test_edge_radial_weights_are_linear_in_the_mlp_output():
+    """The point of "edge": scaling the radial MLP output by c scales the messages by c (not c^3)."""
+    m = conv("grid", radial_weights="edge")
+    x, edge_index, vectors, radial = graph()
+    out = m(x, edge_index, vectors, radial)
+    with torch.no_grad():
+        last = [layer for layer in m.radial_mlp.layers if isinstance(layer, torch.nn.Linear)][-1]
+        last.weight.mul_(3.0)
+    torch.testing.assert_close(m(x, edge_index, vectors, radial), 3.0 * out, rtol=1e-12, atol=1e-12)
+
+
+def test_edge_radial_weights_need_a_gaunt_product():
+    with pytest.raises(ValueError, match="radial_weights='edge' needs a Gaunt"):
+        conv("cg", radial_weights="edge")
+    with pytest.raises(ValueError, match="radial_weights must be"):
+        conv("grid", radial_weights="some")
