@@ -1,5 +1,7 @@
-"""Command line: ``gaunt demo`` (the main job: a tour of the math and the products),
-``gaunt check`` (equivariance and gradient checks of every product and layer), ``gaunt bench``.
+"""Command line: ``gaunt demo`` (a tour of the math and the products), ``gaunt quickstart`` (the main
+job: EMT data -> train -> evaluate -> MD), ``gaunt train`` / ``gaunt evaluate`` / ``gaunt md`` (the
+potential, flags as in mace-torch), ``gaunt check`` (equivariance and gradient checks of every product
+and layer), ``gaunt bench`` (against e3nn computing the same function).
 """
 from __future__ import annotations
 
@@ -67,9 +69,34 @@ def _products_demo() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gaunt", description="Fast E(3)-equivariant tensor products.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="tour of the exact math and the products (the main job)")
+    sub.add_parser("demo", help="tour of the exact math and the products")
+    from .quickstart import add_quickstart_arguments
+    from .md import add_md_arguments
+    from .train.cli import add_evaluate_arguments, add_train_arguments
+
+    add_quickstart_arguments(sub.add_parser("quickstart", help="main job: EMT data, train a model, evaluate, run MD"))
+    add_train_arguments(sub.add_parser("train", help="train a potential on energies and forces (extended XYZ)"))
+    add_evaluate_arguments(sub.add_parser("evaluate", help="evaluate a trained model on configurations"))
+    add_md_arguments(sub.add_parser("md", help="molecular dynamics with a trained model (ASE)"))
     sub.add_parser("check", help="equivariance and gradient checks of every product and layer", add_help=False)
     sub.add_parser("bench", help="benchmark the products against e3nn computing the same function", add_help=False)
+    if argv is None:
+        import sys
+
+        argv = sys.argv[1:]
+    if argv and argv[0] in ("quickstart", "train", "evaluate", "md"):
+        args = parser.parse_args(argv)
+        if args.command == "quickstart":
+            from .quickstart import quickstart_main
+
+            return quickstart_main(args)
+        if args.command == "md":
+            from .md import md_main
+
+            return md_main(args)
+        from .train.cli import run_evaluate, run_train
+
+        return run_train(args) if args.command == "train" else run_evaluate(args)
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         if rest:

@@ -19,20 +19,38 @@ FORMAT = "gaunt-potential/1"
 
 
 def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same directory, fsync, then ``os.replace`` onto ``path``."""
+    """``torch.save(obj, path)`` so that ``path`` is at all times either absent, the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        # failed before the rename: the target is untouched; do not leave the partial file behind
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def model_state(model: GauntPotential) -> dict:

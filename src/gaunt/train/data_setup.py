@@ -1,0 +1,147 @@
+"""Everything a run needs from its files, checked before training starts: the training / validation /
+test sets as ``AtomicDataset`` s, the elements, the isolated-atom energies E0 and the model config
+(``avg_num_neighbors``, ``scale`` = RMS force, ``shift`` = mean interaction energy per atom, from the
+training set as in mace-torch)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import ase
+
+from ..data import (
+    AtomicDataset,
+    atomic_energies_from_isolated,
+    atomic_energies_least_squares,
+    random_split,
+    read_structures,
+    statistics,
+)
+from ..data.io import FORCES_LABEL
+from ..models import PotentialConfig
+from .config import TrainConfig
+
+ISOLATED_ATOM = "IsolatedAtom"
+
+
+@dataclass
+class PreparedData:
+    """Datasets of a run. ``tests`` maps a display name (the file's stem) to its dataset."""
+
+    train: AtomicDataset
+    valid: AtomicDataset
+    tests: dict[str, AtomicDataset]
+    atomic_numbers: list[int]
+    atomic_energies: dict[int, float]
+
+
+def _is_isolated(atoms: ase.Atoms) -> bool:
+    return atoms.info.get("config_type") == ISOLATED_ATOM
+
+
+def _read(path: str, config: TrainConfig, need_forces: bool, what: str) -> list[ase.Atoms]:
+    """Read a file; with ``need_forces`` every configuration except isolated atoms must have forces."""
+    structures = read_structures(path, energy_key=config.energy_key, forces_key=config.forces_key,
+                                 stress_key=config.stress_key, require_forces=False)  # fmt: skip
+    if need_forces:
+        for k, atoms in enumerate(structures):
+            if FORCES_LABEL not in atoms.arrays and not _is_isolated(atoms):
+                raise ValueError(
+                    f"{what} file {path} config {k}: no forces under key {config.forces_key!r}, but "
+                    f"forces_weight = {config.forces_weight} > 0 (fix forces_key, or set forces_weight 0 to fit "
+                    "energies only)"
+                )
+    return structures
+
+
+def _resolve_e0s(config: TrainConfig, train: list[ase.Atoms], isolated: list[ase.Atoms],
+                 atomic_numbers: list[int]) -> dict[int, float]:  # fmt: skip
+    """E0 per element from the ``E0s`` setting; every element of the data must be covered."""
+    e0s = config.E0s
+    if isinstance(e0s, dict):
+        energies, source = dict(e0s), "the E0s dict"
+    elif e0s == "isolated":
+        if not isolated:
+            raise ValueError(f"E0s='isolated' but the training file {config.train_file} has no configurations "
+                             f"with config_type={ISOLATED_ATOM!r}; give a file of isolated atoms or use "
+                             "'average'")  # fmt: skip
+        energies, source = atomic_energies_from_isolated(isolated), f"isolated atoms in {config.train_file}"
+    elif e0s == "average":
+        energies, source = atomic_energies_least_squares(train, atomic_numbers), "a least-squares fit"
+    else:
+        atoms = read_structures(e0s, energy_key=config.energy_key, forces_key=config.forces_key, require_forces=False)
+        energies, source = atomic_energies_from_isolated(atoms), f"isolated atoms in {e0s}"
+    energies = {int(z): float(e) for z, e in energies.items()}
+    missing = sorted(set(atomic_numbers) - set(energies))
+    if missing:
+        raise ValueError(f"E0s: {source} gives no energy for elements Z={missing} present in the data")
+    return {z: energies[z] for z in atomic_numbers}
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """Read, split and convert the data of ``config`` (raises ``ValueError`` / ``FileNotFoundError`` naming
+    the file and configuration on bad input)."""
+    need_forces = config.forces_weight > 0
+    structures = _read(config.train_file, config, need_forces, "training")
+    isolated = [a for a in structures if _is_isolated(a)]
+    train = [a for a in structures if not _is_isolated(a)]
+    if not train:
+        raise ValueError(f"training file {config.train_file} has no configurations besides isolated atoms")
+    if config.valid_file:
+        valid = [a for a in _read(config.valid_file, config, need_forces, "validation") if not _is_isolated(a)]
+        if not valid:
+            raise ValueError(f"validation file {config.valid_file} has no configurations besides isolated atoms")
+    else:
+        if len(train) < 2:
+            raise ValueError(f"training file {config.train_file} has {len(train)} configuration: too few to split "
+                             "off a validation set (give valid_file)")  # fmt: skip
+        train_idx, valid_idx = random_split(len(train), valid_count=config.valid_count,
+                                            valid_fraction=None if config.valid_count else config.valid_fraction,
+                                            seed=config.seed)  # fmt: skip
+        train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
+    atomic_numbers = sorted({int(z) for atoms in train + valid for z in atoms.numbers})
+    atomic_energies = _resolve_e0s(config, train, isolated, atomic_numbers)
+    r_max = float(config.r_max)
+    datasets = {}
+    for what, items in (("training", train), ("validation", valid)):
+        try:
+            datasets[what] = AtomicDataset(items, r_max, atomic_numbers)
+        except ValueError as err:
+            raise ValueError(f"{what} set: {err}") from None
+    tests = {}
+    for path in config.test_files:
+        name = Path(path).stem
+        if name in tests or name in ("train", "valid"):
+            name = f"{name}_{len(tests)}"
+        atoms = [a for a in _read(path, config, False, "test") if not _is_isolated(a)]
+        try:
+            tests[name] = AtomicDataset(atoms, r_max, atomic_numbers)
+        except ValueError as err:
+            raise ValueError(f"test file {path}: {err}") from None
+    return PreparedData(datasets["training"], datasets["validation"], tests, atomic_numbers, atomic_energies)
+
+
+def build_model_config(config: TrainConfig, data: PreparedData) -> PotentialConfig:
+    """The ``PotentialConfig`` of a fresh run: architecture from ``config``, normalisation from the training set."""
+    stats = statistics(data.train, data.atomic_energies)
+    rms_forces = stats.get("rms_forces")
+    # no forces in the data (energy-only fit), or all zero: keep the network's output scale at 1
+    scale = float(rms_forces) if rms_forces is not None and rms_forces > 1e-8 else 1.0
+    return PotentialConfig(
+        atomic_numbers=list(data.atomic_numbers),
+        r_max=float(config.r_max),
+        num_bessel=int(config.num_radial_basis),
+        num_channels=int(config.num_channels),
+        max_ell=int(config.max_ell),
+        hidden_lmax=int(config.max_L),
+        correlation=int(config.correlation),
+        num_interactions=int(config.num_interactions),
+        product=config.product,
+        avg_num_neighbors=max(float(stats["avg_num_neighbors"]), 1e-3),
+        atomic_energies=dict(data.atomic_energies),
+        scale=scale,
+        shift=float(stats["mean_interaction_energy_per_atom"]),
+    )
+
+
+__all__ = ["PreparedData", "prepare_data", "build_model_config", "ISOLATED_ATOM"]
