@@ -275,3 +275,32 @@ def test_edge_radial_weights_need_a_gaunt_product():
         conv("cg", radial_weights="edge")
     with pytest.raises(ValueError, match="radial_weights must be"):
         conv("grid", radial_weights="some")
+
+
+def test_grid_executor_equals_the_edge_by_edge_convolution():
+    """"grid" + "edge" sums on the grid per node (nn.grid_convolution); the same function edge by edge."""
+    m = conv("grid", sphere(3, 2), 3, sphere(3, 3), radial_weights="edge", avg_num_neighbors=2.5)
+    assert m.grid_executor is not None
+    with torch.no_grad():
+        m.shared_w1.normal_(), m.shared_w3.normal_()
+    x, edge_index, vectors, radial = graph(sphere(3, 2), n_nodes=6, n_edges=20)
+    x.requires_grad_(), vectors.requires_grad_()
+    fast = m(x, edge_index, vectors, radial)
+    executor, m.grid_executor = m.grid_executor, None
+    slow = m(x, edge_index, vectors, radial)
+    m.grid_executor = executor
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+    probe = torch.randn_like(fast)
+    g_fast = torch.autograd.grad((fast * probe).sum(), (x, vectors))
+    g_slow = torch.autograd.grad((slow * probe).sum(), (x, vectors))
+    for a, b in zip(g_fast, g_slow):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_grid_executor_gradcheck():
+    m = conv("grid", sphere(1, 1), 2, sphere(1, 2), radial_weights="edge")
+    x, edge_index, vectors, radial = graph(sphere(1, 1), n_nodes=3, n_edges=4)
+    x.requires_grad_(), vectors.requires_grad_(), radial.requires_grad_()
+    f = lambda x, v, r: m(x, edge_index, v, r)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x, vectors, radial))
+    assert torch.autograd.gradgradcheck(f, (x, vectors, radial))

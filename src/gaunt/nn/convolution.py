@@ -37,7 +37,9 @@ from ..products import GauntProduct, TensorProduct
 from ..products._spherical_irreps import check_spherical_product, split_weights
 from ..products.so2 import EdgeWigner, so2_instructions
 from ..so3 import Irreps, fourier_basis, sh_to_fourier, spherical_harmonics
+from ..products._spherical_irreps import parse_spherical_irreps
 from ._registry import is_sphere_function_product, make_product
+from .grid_convolution import GridConvolution
 from .radial import RadialMLP
 
 logger = logging.getLogger("gaunt.nn")
@@ -368,6 +370,7 @@ class EquivariantConvolution(torch.nn.Module):
         if radial_weights not in ("all", "edge"):
             raise ValueError(f"EquivariantConvolution: radial_weights must be 'all' or 'edge', got {radial_weights!r}")
         self.radial_weights = radial_weights
+        self.grid_executor: GridConvolution | None = None
         if radial_weights == "edge":
             if name not in ("gaunt", "grid", "gaunt_z"):
                 raise ValueError(f"EquivariantConvolution: radial_weights='edge' needs a Gaunt-family product "
@@ -379,6 +382,11 @@ class EquivariantConvolution(torch.nn.Module):
             self.shared_w1 = torch.nn.Parameter(torch.ones(n1))
             self.shared_w3 = torch.nn.Parameter(torch.ones(n3))
             self.radial_mlp = RadialMLP(radial, hidden, n2, bias=radial_bias)
+            if name == "grid" and self.irreps_node.dim and all(
+                    parse_spherical_irreps(i, "irreps", "EquivariantConvolution").complete
+                    for i in (self.irreps_node, self.irreps_out)):  # fmt: skip
+                # same function, summed on the grid per node instead of per edge (nn.grid_convolution)
+                self.grid_executor = GridConvolution(self.irreps_node, lmax_edge, self.irreps_out)
         else:
             self.radial_mlp = RadialMLP(radial, hidden, self.product.weight_numel, bias=radial_bias)
 
@@ -423,10 +431,23 @@ class EquivariantConvolution(torch.nn.Module):
         w1, w3 = self.shared_w1.to(w.dtype), self.shared_w3.to(w.dtype)
         return torch.cat([w1.expand(*batch, -1), w, w3.expand(*batch, -1)], dim=-1)
 
+    def _grid_forward(self, x: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor,
+                      radial: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """The "grid" + "edge" convolution summed on the grid (``nn.grid_convolution``); no batch dims."""
+        mul = self.irreps_node[0].mul
+        sh = spherical_harmonics(self.lmax_edge, vectors, normalization="component", check=False)
+        w2 = self.radial_mlp(radial).unflatten(-1, (mul, self.lmax_edge + 1))
+        w1 = self.shared_w1.to(x.dtype).unflatten(-1, (mul, -1))
+        w3 = self.shared_w3.to(x.dtype).unflatten(-1, (mul, -1))
+        return self.grid_executor(x, edge_index, sh, w1, w2, w3)
+
     def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 edge_radial: torch.Tensor) -> torch.Tensor:  # fmt: skip
         self._check(node_features, edge_index, edge_vectors, edge_radial)
         sender, receiver = edge_index[0].long(), edge_index[1].long()
+        if self.grid_executor is not None and node_features.dim() == edge_vectors.dim() == edge_radial.dim() == 2:
+            out = self._grid_forward(node_features, edge_index.long(), edge_vectors, edge_radial)
+            return out if self.avg_num_neighbors is None else out / self.avg_num_neighbors
         x_j = node_features.index_select(-2, sender)  # [..., E, dim]
         second = edge_vectors if self.takes_vectors else spherical_harmonics(
             self.lmax_edge, edge_vectors, normalization="component", check=False)  # fmt: skip
