@@ -1,5 +1,6 @@
 # Two entry points (see README.md):
-#   make demo   -- the main job: tour of the math and products, `gaunt check`, `gaunt bench --quick`
+#   make demo   -- the main job: EMT data -> train a Gaunt potential (3 min) -> RMSE -> MD, then the tour of
+#                  the math and products, `gaunt check` and `gaunt bench --quick`
 #   make test   -- the default test suite (creates its own virtual environment)
 # Both build .venv with pip from pyproject.toml on first use; nothing needs installing by hand.
 
@@ -15,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
+	$(PY) -m gaunt.cli quickstart --work_dir runs/quickstart
 	$(PY) -m gaunt.cli demo
 	$(PY) -m gaunt.cli check
 	$(PY) -m gaunt.cli bench --quick --out runs/bench-quick

@@ -1,0 +1,34 @@
+"""The potential's command line: `gaunt md` on a saved model, and the main job `gaunt quickstart` (tiny)."""
+from __future__ import annotations
+
+import ase.io
+import pytest
+from ase.cluster import Icosahedron
+
+from gaunt.calculator import GauntCalculator
+from gaunt.cli import main
+from gaunt.models import load_model, save_model
+
+
+def test_gaunt_md_runs_a_saved_model(tmp_path, capsys) -> None:
+    calc = GauntCalculator.untrained(["Cu"], num_channels=4, max_ell=2, hidden_lmax=1, r_max=4.5, num_bessel=4,
+                                     radial_hidden=[8])  # fmt: skip
+    save_model(calc.model, tmp_path / "cu.model")
+    ase.io.write(tmp_path / "start.xyz", Icosahedron("Cu", 2))
+    assert main(["md", "--model", str(tmp_path / "cu.model"), "--configs", str(tmp_path / "start.xyz"),
+                 "--steps", "10", "--timestep", "1.0", "--log_every", "5",
+                 "--trajectory", str(tmp_path / "md.xyz")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "NVE energy drift" in out
+    assert len(ase.io.read(tmp_path / "md.xyz", index=":")) == 3  # steps 0, 5, 10
+
+
+@pytest.mark.slow
+def test_quickstart_main_job_tiny(tmp_path, capsys) -> None:
+    """The README's main job end to end, shrunk: data, training, evaluation table, MD."""
+    assert main(["quickstart", "--work_dir", str(tmp_path), "--num_configs", "12", "--max_time", "0.05",
+                 "--md_steps", "5"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "E RMSE" in out and "energy drift" in out
+    model = load_model(tmp_path / "emt.model")
+    assert model.config.atomic_numbers == [29, 79]
