@@ -161,8 +161,11 @@ def test_bad_input_errors() -> None:
     empty = molecule_graph(torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, dtype=torch.long), 4.0)
     with pytest.raises(ValueError, match="empty graph"):
         model(empty)
-    with pytest.raises(ValueError, match="non-zero volume"):
+    with pytest.raises(ValueError, match="periodic in x, y and z"):
         model(graph, compute_stress=True)
+    periodic = replace(graph, pbc=torch.ones(1, 3, dtype=torch.bool))  # pbc but a zero cell
+    with pytest.raises(ValueError, match="non-zero volume"):
+        model(periodic, compute_stress=True)
     with pytest.raises(ValueError, match="product"):
         PotentialConfig(atomic_numbers=[1], product="e3nn")
     with pytest.raises(ValueError, match="lacks elements \\[6\\]"):

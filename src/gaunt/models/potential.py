@@ -155,6 +155,8 @@ class GauntPotential(torch.nn.Module):
                 positions = positions.detach().requires_grad_(True)
             inputs.append(positions)
         if compute_stress:
+            if not bool(graph.pbc.all()):
+                raise ValueError("GauntPotential: stress needs structures periodic in x, y and z (pbc all True)")
             volume = torch.linalg.det(cell).abs()
             if bool((volume == 0).any()):
                 raise ValueError("GauntPotential: stress needs a cell with non-zero volume in every structure")

@@ -206,7 +206,10 @@ class Linear(torch.nn.Module):
 
         if internal_weights:
             self.weight = torch.nn.Parameter(torch.randn(self.weight_numel))
-            self.bias = torch.nn.Parameter(torch.zeros(self.bias_numel))
+            if self.bias_numel:
+                self.bias = torch.nn.Parameter(torch.zeros(self.bias_numel))
+            else:  # no empty parameter: it would never get a gradient (DistributedDataParallel waits for it)
+                self.register_buffer("bias", torch.empty(0), persistent=False)
         else:
             self.register_buffer("weight", torch.empty(0), persistent=False)
             self.register_buffer("bias", torch.empty(0), persistent=False)

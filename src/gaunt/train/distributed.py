@@ -81,10 +81,6 @@ def wrap_model(model: torch.nn.Module, context: DistributedContext, find_unused_
     """``DistributedDataParallel(model)`` when distributed, else the model itself."""
     if not context.enabled:
         return model
-    # Zero-size parameters (e.g. the empty bias of a Linear without scalar outputs) never receive a gradient
-    # and have nothing to synchronise; DDP would wait for them and fail, so they are excluded from it.
-    empty = [name for name, p in model.named_parameters() if p.numel() == 0]
-    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, empty)
     device_ids = [context.device.index] if context.device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(
         model, device_ids=device_ids, find_unused_parameters=find_unused_parameters, gradient_as_bucket_view=True
