@@ -8,6 +8,12 @@ Usage (``gaunt bench --help`` lists every option)::
                                            # batch 10000, float32, fwd+bwd, L = 1..16
     gaunt bench                            # the full sweep (hours): L 1..16, channels 1/16/64/128,
                                            # batch 1e3/1e4/1e5, float32/float64, fwd and fwd+bwd
+    gaunt bench --layers                   # the layers: convolution (1000 nodes, 16k edges, 32 channels)
+                                           # and many-body (1000 atoms, 64 channels, nu = 3) with every
+                                           # product vs their CG versions (and e3nn), L = 2, 4, 6
+    gaunt bench --layers --quick           # the same, small (L = 2, 4; < 2 min)
+
+``--layers`` takes its own options (``gaunt bench --layers --help``; ``gaunt.bench.layer_sweep``).
 
 Options (a preset first, then any explicit option overrides it):
 
@@ -64,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     preset = p.add_mutually_exclusive_group()
     preset.add_argument("--quick", action="store_true", help="short run (< 2 min on 2 cores); part of the main job")
     preset.add_argument("--headline", action="store_true", help="feature, 64 ch, batch 1e4, float32, fwd+bwd, L 1..16")
+    preset.add_argument("--layers", action="store_true",
+                        help="benchmark the layers instead (own options: gaunt bench --layers --help)")  # fmt: skip
     p.add_argument("--shapes", nargs="+", choices=tuple(PRODUCTS))
     p.add_argument("--L", type=parse_L, help="degrees: '1-16' or '1,2,4,6'")
     p.add_argument("--channels", nargs="+", type=int)
@@ -101,9 +109,83 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
     return SweepConfig(**values)
 
 
+LAYERS_QUICK = dict(Ls=(2, 4), conv_channels=16, nodes=200, edges=3200, many_body_channels=16, atoms=200,
+                    point_budget_s=10.0, build_budget_s=30.0, min_time_s=0.2, total_budget_s=110.0)  # fmt: skip
+
+
+def build_layers_parser() -> argparse.ArgumentParser:
+    from .layers import CONVOLUTION_IMPLEMENTATIONS, LAYERS, MANY_BODY_IMPLEMENTATIONS
+
+    p = argparse.ArgumentParser(prog="gaunt bench --layers", description="Time the convolution and many-body layers "
+                                "with every product against their CG versions (and e3nn) computing the same function.")  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="small sizes, L = 2, 4 (< 2 min on 2 cores)")
+    p.add_argument("--layer", nargs="+", choices=LAYERS, dest="layers")
+    p.add_argument("--L", type=parse_L, help="degrees: '2,4,6' or '1-6'")
+    p.add_argument("--conv-channels", type=int)
+    p.add_argument("--nodes", type=int)
+    p.add_argument("--edges", type=int)
+    p.add_argument("--many-body-channels", type=int)
+    p.add_argument("--atoms", type=int)
+    p.add_argument("--correlation", type=int)
+    p.add_argument("--conv-products", nargs="+", choices=CONVOLUTION_IMPLEMENTATIONS)
+    p.add_argument("--many-body-products", nargs="+", choices=MANY_BODY_IMPLEMENTATIONS)
+    p.add_argument("--dtype", choices=tuple(DTYPES))
+    p.add_argument("--direction", choices=DIRECTIONS)
+    p.add_argument("--device", default=None, help="cpu (default) or cuda")
+    p.add_argument("--out", default="bench-layers", help="output directory")
+    p.add_argument("--point-budget", type=float, help="seconds per point (default 120)")
+    p.add_argument("--build-budget", type=float, help="seconds for one e3nn construction (predicted; default 120)")
+    p.add_argument("--total-budget", type=float, help="seconds for the whole run")
+    p.add_argument("--memory-budget", type=float, help="GiB per call (default 8): above it, chunks")
+    p.add_argument("--min-time", type=float, help="timed seconds per point (default 1)")
+    p.add_argument("--min-repeats", type=int, help="timed calls per point (default 3)")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-plots", action="store_true")
+    return p
+
+
+def layers_main(argv: list[str]) -> int:
+    """``gaunt bench --layers [options]`` (``build_layers_parser``); writes results.json, summary.md, PNGs."""
+    args = build_layers_parser().parse_args(argv)
+    import torch
+
+    from .layer_report import print_summary, write_outputs
+    from .layer_sweep import LayerSweep, LayerSweepConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    values = dict(LAYERS_QUICK if args.quick else {})
+    explicit = dict(layers=args.layers, Ls=args.L, conv_channels=args.conv_channels, nodes=args.nodes, edges=args.edges,
+                    many_body_channels=args.many_body_channels, atoms=args.atoms, correlation=args.correlation,
+                    conv_products=args.conv_products, many_body_products=args.many_body_products, dtype=args.dtype,
+                    direction=args.direction, device=args.device, point_budget_s=args.point_budget,
+                    build_budget_s=args.build_budget, total_budget_s=args.total_budget, min_time_s=args.min_time,
+                    min_repeats=args.min_repeats, seed=args.seed,
+                    memory_budget_bytes=None if args.memory_budget is None else int(args.memory_budget * GiB))  # fmt: skip
+    values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in explicit.items() if v is not None})
+    config = LayerSweepConfig(**values)
+    if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
+        print("gaunt bench --layers: --device cuda requested but CUDA is not available", file=sys.stderr)
+        return 2
+    command = "gaunt bench --layers " + " ".join(argv)
+    print(f"{command}: layers {list(config.layers)}, L={list(config.Ls)}, {config.dtype} {config.direction}, "
+          f"device={config.device}, {torch.get_num_threads()} thread(s)")  # fmt: skip
+    os.makedirs(args.out, exist_ok=True)
+    results = LayerSweep(config, checkpoint=lambda partial: _write_json(dict(partial, command=command, partial=True),
+                                                                       args.out)).run()  # fmt: skip
+    results["command"] = command
+    paths = write_outputs(results, args.out, plots=not args.no_plots)
+    print_summary(results)
+    print(f"written: {', '.join(paths)} ({results['elapsed_s']:.0f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``gaunt bench`` (options in the module docstring / ``--help``); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--layers" in argv:
+        return layers_main([a for a in argv if a != "--layers"])
     args = build_parser().parse_args(argv)
     import torch
 
@@ -157,4 +239,5 @@ def _write_json(results: dict, out: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-__all__ = ["main", "build_parser", "config_from_args", "parse_L", "QUICK", "HEADLINE"]
+__all__ = ["main", "layers_main", "build_parser", "build_layers_parser", "config_from_args", "parse_L", "QUICK", "HEADLINE",
+           "LAYERS_QUICK"]  # fmt: skip

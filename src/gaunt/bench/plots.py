@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
+#: drawn dashed: the references the others are compared with (product bench peers, CG layers)
+REFERENCES = ("e3nn", "CGProduct", "cuequivariance", "openequivariance", "cg", "cg (gaunt paths)")
+
 
 def pick_headline(results: dict, channels: int | None = None, batch: int | None = None) -> tuple[int, int]:
     """(channels, batch) to plot: the given ones, else 64 / 10000 when swept, else the largest swept."""
@@ -45,7 +48,7 @@ def plot_results(results: dict, out_dir: str, channels: int | None = None, batch
             label = f"{name} [{function}]" if several else name
             if fit:
                 label += f"  (k = {fit['exponent']:.2f}, L={fit['L'][0]:g}..{fit['L'][1]:g})"
-            style = "--" if name in ("e3nn", "CGProduct", "cuequivariance", "openequivariance") else "-"
+            style = "--" if name in REFERENCES else "-"
             ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -27,14 +27,15 @@ def _column(r: dict, several: bool) -> str:
     return f"{name}[{r['function']}]" if several else name
 
 
-def _seconds(t: float) -> str:
+def format_seconds(t: float) -> str:
+    """``"12.3 ms"`` below one second, ``"4.56 s"`` above."""
     return f"{t * 1e3:.3g} ms" if t < 1 else f"{t:.3g} s"
 
 
 def cell(r: dict) -> str:
     """Short text for one record."""
     if r.get("time_s"):
-        text = _seconds(r["time_s"])
+        text = format_seconds(r["time_s"])
         if r.get("speedup_vs_e3nn") and r["implementation"] != "e3nn":
             text += f" (x{r['speedup_vs_e3nn']:.3g})"
         if r.get("chunks", 1) > 1:
@@ -112,31 +113,37 @@ def evaluate_targets(results: dict, shape="feature", channels=64, batch=10000, d
     return out
 
 
-def print_report(results: dict) -> None:
-    """Print the tables with rich (plain text if rich is not installed)."""
+def print_tables(table_list: list[tuple[str, list[str], list[list[str]], list[str]]]) -> None:
+    """Print ``[(title, header, rows, notes)]`` with rich (plain text if rich is not installed)."""
     try:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
     except ImportError:  # plain fallback
-        for title, header, rows, notes in tables(results):
+        for title, header, rows, notes in table_list:
             print(f"\n{title}")
             print(markdown_table(header, rows))
             print("\n".join(notes))
         return
     console = Console() if sys.stdout.isatty() else Console(width=200)  # logs and pipes: no wrapping at 80
-    for title, header, rows, notes in tables(results):
-        table = Table(title=title, title_justify="left", caption="\n".join(notes) or None, caption_justify="left")
+    for title, header, rows, notes in table_list:
+        # escape: "name [function]" labels would otherwise be read as rich markup tags and vanish
+        table = Table(title=escape(title), title_justify="left", caption=escape("\n".join(notes)) or None,
+                      caption_justify="left")  # fmt: skip
         for i, h in enumerate(header):
-            table.add_column(h, justify="right" if i == 0 else "left", overflow="fold")
+            table.add_column(escape(h), justify="right" if i == 0 else "left", overflow="fold")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*[escape(c) for c in row])
         console.print(table)
-    fits = Table(title="Fitted cost exponent t ~ L^k (least squares on log t vs log L)", title_justify="left")
-    for h in ("configuration", "implementation", "k", "L", "points"):
-        fits.add_column(h)
-    for row in fit_rows(results):
-        fits.add_row(*row)
-    console.print(fits)
+
+
+FIT_HEADER = ["configuration", "implementation", "k", "L", "points"]
+FIT_TITLE = "Fitted cost exponent t ~ L^k (least squares on log t vs log L)"
+
+
+def print_report(results: dict) -> None:
+    """Print the tables and the fitted exponents with rich (plain text if rich is not installed)."""
+    print_tables(tables(results) + [(FIT_TITLE, FIT_HEADER, fit_rows(results), [])])
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -145,13 +152,19 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def markdown_tables(table_list: list[tuple[str, list[str], list[list[str]], list[str]]]) -> list[str]:
+    """Markdown lines of ``[(title, header, rows, notes)]``: a bold title, the table, the notes as a list."""
+    parts = []
+    for title, header, rows, notes in table_list:
+        parts += [f"**{title}**", "", markdown_table(header, rows), ""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+    return parts
+
+
 def markdown_report(results: dict) -> str:
     """All tables, fits and (where the headline configuration was run) targets, as markdown."""
-    parts = []
-    for title, header, rows, notes in tables(results):
-        parts += [f"**{title}**", "", markdown_table(header, rows), ""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+    parts = markdown_tables(tables(results))
     parts += ["**Fitted cost exponents** (t ~ L^k, least squares on log t vs log L)", "",
-              markdown_table(["configuration", "implementation", "k", "L", "points"], fit_rows(results)), ""]  # fmt: skip
+              markdown_table(FIT_HEADER, fit_rows(results)), ""]  # fmt: skip
     targets = evaluate_targets(results)
     if targets:
         rows = [[t["implementation"], t["target"], "-" if t["value"] is None else f"{t['value']:.3g}",
@@ -161,4 +174,5 @@ def markdown_report(results: dict) -> str:
     return "\n".join(parts)
 
 
-__all__ = ["tables", "cell", "fit_rows", "evaluate_targets", "print_report", "markdown_report", "markdown_table"]
+__all__ = ["tables", "cell", "fit_rows", "evaluate_targets", "print_report", "print_tables", "markdown_report",
+           "markdown_tables", "markdown_table", "format_seconds"]  # fmt: skip
