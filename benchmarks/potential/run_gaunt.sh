@@ -10,7 +10,7 @@
 #
 # Stages: 1. `gaunt train` under timeout (a checkpoint after every epoch; the run is killed at the budget);
 #         2. `gaunt train --resume --max_num_epochs <epochs done>`: loads the last checkpoint, trains no
-#            further, writes the model (EMA weights of the best validation epoch) and the error table;
+#            further, writes the model (EMA weights of the last finished epoch, as run_mace.sh) and the table;
 #         3. `gaunt evaluate` on each test file (prints E and F RMSE).
 set -euo pipefail
 
@@ -53,7 +53,7 @@ ARGS=(
     --product "$PRODUCT" --r_max 5.0 --num_radial_basis 8 --num_channels 32 --max_L 1 --max_ell 3
     --correlation 3 --num_interactions 2
     --batch_size 5 --valid_batch_size 10 --lr 0.01 --energy_weight 1.0 --forces_weight 100.0
-    --ema --ema_decay 0.99 --scheduler plateau --no-progress --no-plot
+    --ema --ema_decay 0.99 --scheduler plateau --final_model last --no-progress --no-plot
 )
 
 start=$(date +%s)
