@@ -15,13 +15,7 @@ LAYERS = (["Linear", "Gate", "NormActivation", "S2Activation", "EquivariantLayer
 NODE = "2x0e+2x1o+2x2e"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny inputs: parallel ops only add overhead (5x on a busy machine), as in run_checks
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,7 @@ from gaunt.bench.layers import (E3nnConvolution, convolution_inputs, convolution
                                 many_body_runners, split_inputs)  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**overrides) -> LayerSweepConfig:

@@ -70,8 +70,5 @@ def tiny_config(data_dir: Path, work_dir: Path, **overrides) -> TrainConfig:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_thread(one_thread):
+    """Every training test runs on one thread (tests/conftest.py)."""

@@ -65,6 +65,19 @@ def parse_L(spec: str) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Device, budgets, repeats, threads and seed: the options every ``gaunt bench`` mode shares."""
+    p.add_argument("--device", default=None, help="cpu (default) or cuda")
+    p.add_argument("--point-budget", type=float, help="seconds per point (predicted calls x min repeats)")
+    p.add_argument("--build-budget", type=float, help="seconds for one e3nn construction (predicted)")
+    p.add_argument("--total-budget", type=float, help="seconds for the whole run (then the rest is skipped)")
+    p.add_argument("--memory-budget", type=float, help="GiB per call (default 8; the layer bench splits into chunks)")
+    p.add_argument("--min-time", type=float, help="timed seconds per point (default 1)")
+    p.add_argument("--min-repeats", type=int, help="timed calls per point (default 3)")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--seed", type=int)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gaunt bench", description="Time every product against e3nn computing the same function.")
     preset = p.add_mutually_exclusive_group()
@@ -80,16 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", nargs="+", choices=DIRECTIONS)
     p.add_argument("--products", nargs="+", choices=sorted({n for v in PRODUCTS.values() for n in v}))
     p.add_argument("--peers", nargs="+", choices=PEERS)
-    p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.add_argument("--out", default="bench-results", help="output directory")
-    p.add_argument("--point-budget", type=float, help="seconds per point (predicted calls x min repeats)")
-    p.add_argument("--build-budget", type=float, help="seconds for one e3nn construction (predicted)")
-    p.add_argument("--total-budget", type=float, help="seconds for the whole sweep (then the rest is skipped)")
-    p.add_argument("--memory-budget", type=float, help="GiB per call (default 8)")
-    p.add_argument("--min-time", type=float, help="timed seconds per point (default 1)")
-    p.add_argument("--min-repeats", type=int, help="timed calls per point (default 3)")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads")
-    p.add_argument("--seed", type=int)
+    add_run_arguments(p)
     p.add_argument("--plot-channels", type=int)
     p.add_argument("--plot-batch", type=int)
     p.add_argument("--no-plots", action="store_true")
@@ -131,16 +136,8 @@ def build_layers_parser() -> argparse.ArgumentParser:
     p.add_argument("--many-body-products", nargs="+", choices=MANY_BODY_IMPLEMENTATIONS)
     p.add_argument("--dtype", choices=tuple(DTYPES))
     p.add_argument("--direction", choices=DIRECTIONS)
-    p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.add_argument("--out", default="bench-layers", help="output directory")
-    p.add_argument("--point-budget", type=float, help="seconds per point (default 120)")
-    p.add_argument("--build-budget", type=float, help="seconds for one e3nn construction (predicted; default 120)")
-    p.add_argument("--total-budget", type=float, help="seconds for the whole run")
-    p.add_argument("--memory-budget", type=float, help="GiB per call (default 8): above it, chunks")
-    p.add_argument("--min-time", type=float, help="timed seconds per point (default 1)")
-    p.add_argument("--min-repeats", type=int, help="timed calls per point (default 3)")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads")
-    p.add_argument("--seed", type=int)
+    add_run_arguments(p)
     p.add_argument("--no-plots", action="store_true")
     return p
 
