@@ -6,7 +6,7 @@ Basic layers: :class:`Linear` (channel mixing), :class:`Gate` / :class:`NormActi
 
 The Gaunt paper's three applications, each with a ``product=`` switch (``make_product``):
 :class:`FeatureInteraction`, :class:`EquivariantConvolution` (with the edge-on-axis fast path
-:class:`EdgeAlignedGauntProduct`) and :class:`ManyBodyProduct` (MACE-style correlation order nu).
+:class:`EdgeAlignedGauntProduct`, and the grid-summed executor :class:`GridConvolution`) and :class:`ManyBodyProduct` (MACE-style correlation order nu).
 """
 from .activation import Gate, NormActivation, NormalizedActivation
 from .linear import Linear
@@ -15,6 +15,7 @@ from .radial import BesselBasis, PolynomialCutoff, RadialMLP
 from .s2_activation import S2Activation
 from ._registry import make_product
 from .convolution import EdgeAlignedGauntProduct, EquivariantConvolution
+from .grid_convolution import GridConvolution
 from .interaction import FeatureInteraction
 from .many_body import CGManyBody, GauntManyBody, ManyBodyProduct
 
@@ -23,6 +24,6 @@ __all__ = [
     "Gate", "NormActivation", "NormalizedActivation", "S2Activation",
     "EquivariantLayerNorm",
     "BesselBasis", "PolynomialCutoff", "RadialMLP",
-    "make_product", "FeatureInteraction", "EquivariantConvolution", "EdgeAlignedGauntProduct",
+    "make_product", "FeatureInteraction", "EquivariantConvolution", "EdgeAlignedGauntProduct", "GridConvolution",
     "ManyBodyProduct", "CGManyBody", "GauntManyBody",
 ]  # fmt: skip
