@@ -63,8 +63,9 @@ def run_md(atoms: ase.Atoms, steps: int, timestep_fs: float = 0.5, temperature_K
     if ensemble == "nve":
         dyn = VelocityVerlet(atoms, timestep=dt)
     elif ensemble == "langevin":
+        # fixcm=False: ASE deprecates its centre-of-mass fixing in Langevin (not exact NVT sampling)
         dyn = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
-                       rng=np.random.default_rng(seed + 1))  # fmt: skip
+                       fixcm=False, rng=np.random.default_rng(seed + 1))  # fmt: skip
     else:
         raise ValueError(f"run_md: ensemble must be 'nve' or 'langevin', got {ensemble!r}")
     record, n = MDRecord(), len(atoms)

@@ -100,7 +100,7 @@ def test_graph_fields_dtype_and_labels():
     assert graph.cell.shape == (1, 3, 3) and graph.pbc.tolist() == [[True, True, True]]
     assert graph.num_atoms.tolist() == [4] and graph.batch.tolist() == [0, 0, 0, 0]
     assert graph.energy.tolist() == [-1.5] and graph.forces.shape == (4, 3)
-    torch.testing.assert_close(graph.stress[0], torch.tensor([[1.0, 6, 5], [6, 2, 4], [5, 4, 3]]))
+    torch.testing.assert_close(graph.stress[0], torch.tensor([[1.0, 6, 5], [6, 2, 4], [5, 4, 3]], dtype=torch.float32))
     unlabelled = atoms_to_graph(bulk("Cu"), 3.0)
     assert unlabelled.energy is None and unlabelled.forces is None and unlabelled.stress is None
 
