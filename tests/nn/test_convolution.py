@@ -277,13 +277,14 @@ def test_edge_radial_weights_need_a_gaunt_product():
         conv("grid", radial_weights="some")
 
 
-def test_grid_executor_equals_the_edge_by_edge_convolution():
+@pytest.mark.parametrize("l_node, l_out", [(2, 3), (0, 3), (0, 1)])  # L1 = 0: the scalar-node shortcut
+def test_grid_executor_equals_the_edge_by_edge_convolution(l_node, l_out):
     """"grid" + "edge" sums on the grid per node (nn.grid_convolution); the same function edge by edge."""
-    m = conv("grid", sphere(3, 2), 3, sphere(3, 3), radial_weights="edge", avg_num_neighbors=2.5)
+    m = conv("grid", sphere(3, l_node), 3, sphere(3, l_out), radial_weights="edge", avg_num_neighbors=2.5)
     assert m.grid_executor is not None
     with torch.no_grad():
         m.shared_w1.normal_(), m.shared_w3.normal_()
-    x, edge_index, vectors, radial = graph(sphere(3, 2), n_nodes=6, n_edges=20)
+    x, edge_index, vectors, radial = graph(sphere(3, l_node), n_nodes=6, n_edges=20)
     x.requires_grad_(), vectors.requires_grad_()
     fast = m(x, edge_index, vectors, radial)
     executor, m.grid_executor = m.grid_executor, None
@@ -297,9 +298,10 @@ def test_grid_executor_equals_the_edge_by_edge_convolution():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_grid_executor_gradcheck():
-    m = conv("grid", sphere(1, 1), 2, sphere(1, 2), radial_weights="edge")
-    x, edge_index, vectors, radial = graph(sphere(1, 1), n_nodes=3, n_edges=4)
+@pytest.mark.parametrize("l_node", [0, 1])
+def test_grid_executor_gradcheck(l_node):
+    m = conv("grid", sphere(1, l_node), 2, sphere(1, 2), radial_weights="edge")
+    x, edge_index, vectors, radial = graph(sphere(1, l_node), n_nodes=3, n_edges=4)
     x.requires_grad_(), vectors.requires_grad_(), radial.requires_grad_()
     f = lambda x, v, r: m(x, edge_index, v, r)  # noqa: E731
     assert torch.autograd.gradcheck(f, (x, vectors, radial))

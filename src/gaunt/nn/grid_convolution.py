@@ -24,6 +24,8 @@ computed edge by edge (tested to 1e-12).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..products._spherical_irreps import parse_spherical_irreps
@@ -85,6 +87,8 @@ class GridConvolution(torch.nn.Module):
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, w1: torch.Tensor,
                 w2: torch.Tensor, w3: torch.Tensor) -> torch.Tensor:  # fmt: skip
         N, mul, dtype = x.shape[0], self.node.mul, x.dtype
+        if self.node.lmax == 0 and self.out.lmax <= self.lmax_edge:
+            return self._scalar_nodes(x, edge_index, edge_sh, w1, w2, w3)
         X = x[:, self._in_index] * w1[:, self._deg1]  # [N, mul, (L1+1)^2]
         F = X @ self._y1.to(dtype)  # [N, mul, P]
         K = self.edge_kernel(edge_sh)  # [E, L2+1, P]
@@ -94,6 +98,23 @@ class GridConvolution(torch.nn.Module):
         S = S.index_add(0, edge_index[1], F.index_select(0, edge_index[0]) * G)
         Z = (S @ self._y3w.to(dtype)) * w3[:, self._deg3]  # [N, mul, (L3+1)^2]
         return Z.reshape(N, -1)[:, self._out_index]
+
+
+    def _scalar_nodes(self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, w1: torch.Tensor,
+                      w2: torch.Tensor, w3: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """Scalar node features (L1 = 0, e.g. a potential's first block): f_j = w1 x_j Y00 is constant on the
+        sphere, so projecting f_j g_ij onto Y[l3 m3] just reads g_ij's own coefficient (orthonormality):
+
+            out_i[u, l3 m3] = w3[u, l3] w1[u, 0] / sqrt(4 pi) sum_{j -> i} x_j[u] w2[e, u, l3] Yc[l3 m3](r_ij)
+
+        (needs L3 <= L2): no grid, [E, mul, (L3+1)^2] per edge instead of [E, mul, P]."""
+        L3 = self.out.lmax
+        coeff = edge_sh[:, None, : (L3 + 1) ** 2] * w2[:, :, self._deg3]  # [E, mul, (L3+1)^2]
+        messages = x[edge_index[0], :, None] * coeff  # x: [N, mul] (mul x 0e)
+        S = torch.zeros(x.shape[0], *messages.shape[1:], dtype=x.dtype, device=x.device)
+        S = S.index_add(0, edge_index[1], messages)
+        Z = S * (w3[:, self._deg3] * w1[:, :1] / math.sqrt(4 * math.pi))
+        return Z.reshape(x.shape[0], -1)[:, self._out_index]
 
 
 __all__ = ["GridConvolution"]
