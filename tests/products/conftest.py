@@ -132,3 +132,19 @@ def _random_inputs_fixture():
 @pytest.fixture(name="assert_matches_descriptor")
 def _assert_matches_descriptor_fixture():
     return assert_matches_descriptor
+
+
+def assert_blocked_matches_unblocked(tp, inputs, expected) -> None:
+    """Blocked execution (``chunk_elements``: blocks of 2 samples, uneven last one) gives the values and the
+    gradients of unblocked execution, and both equal ``expected``."""
+    x1, x2, w = inputs
+    tp.chunk_elements = 2 * tp.mul * tp._grid_points
+    assert tp._chunk_rows() == 2
+    torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
+    x1.requires_grad_()
+    tp(x1, x2, w).square().sum().backward()
+    blocked_grad, x1.grad = x1.grad, None
+    tp.chunk_elements = None
+    torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
+    tp(x1, x2, w).square().sum().backward()
+    torch.testing.assert_close(blocked_grad, x1.grad, rtol=1e-10, atol=1e-10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_equivariant, assert_matches_descriptor, random_inputs
+from conftest import assert_blocked_matches_unblocked, assert_equivariant, assert_matches_descriptor, random_inputs
 from test_gaunt_fourier import CASES, gaunt_reference, spherical
 
 from gaunt.products.gaunt_fourier import GauntProduct
@@ -98,17 +98,7 @@ def test_blocked_execution_matches_unblocked(weights):
     """Large batches run in cache-sized blocks (chunk_elements); blocks of 2 samples, uneven last one."""
     tp = make(CASES[2], weights)
     x1, x2, w = random_inputs(tp, (7,), F64, seed=10)
-    expected = gaunt_reference(*CASES[2], x1, x2, w)
-    tp.chunk_elements = 2 * tp.mul * tp._grid_points
-    assert tp._chunk_rows() == 2
-    torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
-    x1.requires_grad_()
-    tp(x1, x2, w).square().sum().backward()
-    blocked_grad, x1.grad = x1.grad, None
-    tp.chunk_elements = None
-    torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
-    tp(x1, x2, w).square().sum().backward()
-    torch.testing.assert_close(blocked_grad, x1.grad, rtol=1e-10, atol=1e-10)
+    assert_blocked_matches_unblocked(tp, (x1, x2, w), gaunt_reference(*CASES[2], x1, x2, w))
 
 @pytest.mark.parametrize(
     "irreps, match",

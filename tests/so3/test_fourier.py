@@ -8,15 +8,7 @@ from gaunt.so3 import fourier_basis, fourier_to_sh, gaunt_coefficients, sh_to_fo
 from gaunt.so3 import synthesis_coefficients
 
 
-
-@pytest.fixture(autouse=True)
-def _float64_default():
-    """float64 default dtype for this module's tests only (a module-level setting would leak into every
-    test collected after it)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _evaluate(coefficients, theta, phi):

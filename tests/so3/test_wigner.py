@@ -13,15 +13,7 @@ from gaunt.so3 import (
 )
 
 
-
-@pytest.fixture(autouse=True)
-def _float64_default():
-    """float64 default dtype for this module's tests only (a module-level setting would leak into every
-    test collected after it)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 @pytest.mark.parametrize("l", [0, 1, 2, 5, 12, 24])
