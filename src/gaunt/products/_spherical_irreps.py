@@ -29,6 +29,7 @@ import torch
 
 from ..so3 import Irrep, Irreps
 from .base import TensorProduct
+from ._row_ops import gather_rows, gather_tables, transpose
 from .descriptor import Path, ProductDescriptor
 
 _SIGN_NAME = {1: "ordinary (p = (-1)^l)", -1: "pseudo (p = -(-1)^l)"}
@@ -190,9 +191,9 @@ class SphereFunctionProduct(TensorProduct):
 
     Subclasses give, per input, a gather table of dense harmonic indices ``[R, Lp]`` (-1: zero) and
     implement ``_sphere_product(X1, X2) -> Y`` on the gathered, weighted inputs
-    ``X: [R, Lp, mul, *batch]`` (the channel and batch dimensions innermost, so that every stage is one
-    matmul with them as its long side). ``Y`` is read at the positions ``_out_index`` (a tuple of
-    index tensors, the last one the channel), times ``w3`` and the sign ``_out_sign``.
+    ``X: [R, Lp, mul, batch]`` (the channel and batch dimensions innermost, so that every stage is one
+    matmul with them as its long side; one flat batch dimension). ``Y [*out_shape, mul, batch]`` is
+    read at the rows given to ``_register_tables``, times ``w3`` and the sign ``_out_sign``.
     """
 
     _coupling = "gaunt"
@@ -217,51 +218,74 @@ class SphereFunctionProduct(TensorProduct):
                 self.weight.fill_(1.0)
         self.layouts = (in1, in2, out)
         self.mul = in1.mul
+        # x2 with one channel (e.g. edge harmonics) is copied to every channel before the per-channel
+        # weights w2[u, l] apply; _in2_channels is its layout with mul channels
+        self._in2_channels = in2 if in2.mul == in1.mul else parse_spherical_irreps(
+            "+".join(f"{in1.mul}x{ir}" for _, ir in in2.irreps), "irreps_in2", owner)
+        self._weight_offsets = np.cumsum([0] + [in1.mul * (lay.lmax + 1) for lay in (in1, in2, out)]).tolist()
 
     # --------------------------------------------------------------- tables (call from subclass init)
-    def _register_tables(self, table1: np.ndarray, table2: np.ndarray, out_rows: list[np.ndarray],
-                         out_sign: np.ndarray) -> None:  # fmt: skip
+    def _register_tables(self, table1: np.ndarray, table2: np.ndarray, out_shape: tuple[int, ...],
+                         out_rows: list[np.ndarray], out_sign: np.ndarray) -> None:  # fmt: skip
         """Register the index buffers. ``table1``, ``table2``: input gather tables ``[R, Lp]`` of dense
-        harmonic indices ``l^2 + l + m`` (-1 = zero). Output: the coefficient (l, m) of channel u is
+        harmonic indices ``l^2 + l + m`` (-1 = zero). Output: ``_sphere_product`` returns
+        ``Y [*out_shape, mul, batch]``, and the coefficient (l, m) of channel u is
         ``out_sign[lm] * Y[out_rows[0][lm], ..., out_rows[-1][lm], u]`` (arrays indexed by dense lm)."""
-        for i, (layout, table) in enumerate(zip(self.layouts[:2], (table1, table2)), start=1):
-            index = np.moveaxis(layout.gather_index(table), 0, -1)  # [R, Lp, mul]
-            degree = np.where(table >= 0, np.floor(np.sqrt(np.maximum(table, 0))).astype(np.int64), 0)
-            u = np.arange(self.mul)
-            windex = u * (layout.lmax + 1) + degree[..., None]  # [R, Lp, mul] into w.flatten(-2)
-            self.register_buffer(f"_index{i}", _as_buffer(index), persistent=False)
-            self.register_buffer(f"_windex{i}", _as_buffer(windex), persistent=False)
+        for i, (layout, table) in enumerate(zip((self.layouts[0], self._in2_channels), (table1, table2)), start=1):
+            setattr(self, f"_index{i}_shape", tuple(table.shape))
+            index = np.moveaxis(layout.gather_index(table), 0, -1).reshape(-1)  # rows (R, Lp, mul) of x^T
+            tables = gather_tables(index, index < layout.dim, layout.dim)
+            for name, t in zip(("index", "zero", "inverse", "inverse_zero"), tables):
+                self.register_buffer(f"_in{i}_{name}", t, persistent=False)
+            self.register_buffer(f"_w{i}_index", _as_buffer(layout.weight_index()), persistent=False)
         out = self.layouts[2]
-        lm_of_pos, u_of_pos, l_of_pos = [], [], []
+        lm_of_pos, u_of_pos = [], []
         for l in out.degrees:  # noqa: E741  mul_ir: channel outer, m inner
             for u in range(out.mul):
                 lm_of_pos += range(l * l, (l + 1) ** 2)
                 u_of_pos += [u] * (2 * l + 1)
-                l_of_pos += [l] * (2 * l + 1)
-        lm_of_pos, u_of_pos = np.array(lm_of_pos, dtype=np.int64), np.array(u_of_pos, dtype=np.int64)
-        rows = [np.asarray(r, dtype=np.int64)[lm_of_pos] for r in out_rows] + [u_of_pos]
-        for d, r in enumerate(rows):
-            self.register_buffer(f"_out_index{d}", _as_buffer(r), persistent=False)
-        self._out_ndim = len(rows)
-        windex = u_of_pos * (out.lmax + 1) + np.array(l_of_pos)  # into w3.flatten(-2)
-        self.register_buffer("_out_windex", _as_buffer(windex), persistent=False)
+        lm_of_pos = np.array(lm_of_pos, dtype=np.int64)
+        rows = [np.asarray(r, dtype=np.int64)[lm_of_pos] for r in out_rows] + [np.array(u_of_pos, dtype=np.int64)]
+        flat = np.ravel_multi_index(tuple(rows), (*out_shape, out.mul))  # row of Y.view(-1, batch)
+        tables = gather_tables(flat, np.ones(out.dim, dtype=bool), math.prod(out_shape) * out.mul)
+        for name, t in zip(("index", "zero", "inverse", "inverse_zero"), tables):
+            self.register_buffer(f"_out_{name}", t, persistent=False)
+        self.register_buffer("_w3_index", _as_buffer(out.weight_index()), persistent=False)
         sign = torch.as_tensor(np.asarray(out_sign, dtype=np.float64)[lm_of_pos])
         self.register_buffer("_out_sign", sign, persistent=False)
 
+    def _tables(self, name: str) -> tuple[torch.Tensor, ...]:
+        return tuple(getattr(self, f"_{name}_{k}") for k in ("index", "zero", "inverse", "inverse_zero"))
+
     # --------------------------------------------------------------- forward frame
-    def _forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    def _forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Broadcast to one batch, flatten it to ``[n, dim]``, scale by the weights, run blocks of rows."""
         per_sample = not self.shared_weights
         batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1], weight.shape[:-1] if per_sample else ())
         n = math.prod(batch)
-        rows = self._chunk_rows()
-        full = x1.shape[:-1] == x2.shape[:-1] == batch and (not per_sample or weight.shape[:-1] == batch)
-        if rows < n and full and not torch.compiler.is_compiling():
-            # memory-bound stages: run cache-sized blocks of samples (the same ops, fewer cache misses)
-            x1, x2 = x1.reshape(n, -1).split(rows), x2.reshape(n, -1).split(rows)
-            ws = weight.reshape(n, -1).split(rows) if per_sample else [weight] * len(x1)
-            outs = [self._forward_block(a, b, w) for a, b, w in zip(x1, x2, ws)]
-            return torch.cat(outs).reshape(*batch, -1)
-        return self._forward_block(x1, x2, weight)
+        w1, w2, w3 = (weight[..., self._weight_offsets[k] : self._weight_offsets[k + 1]][..., getattr(self, f"_w{k + 1}_index")]
+                      for k in range(3))  # fmt: skip  # [..., dim_k]: the weight of each position
+        w3 = w3 * self._out_sign.to(w3.dtype)
+        if per_sample:
+            w1, w2, w3 = (w.expand(*batch, -1).reshape(n, w.shape[-1]) for w in (w1, w2, w3))
+        x1 = x1.expand(*batch, -1).reshape(n, x1.shape[-1]) * w1  # [n, dim1]
+        x2 = self._copy_channels(x2.expand(*batch, -1).reshape(n, x2.shape[-1])) * w2
+        if n == 0:  # empty batch (zero-size FFTs and matmuls are rejected by some backends); graph kept connected
+            return x1.new_zeros(*batch, self.irreps_out.dim) + 0 * (x1.sum() + x2.sum() + w3.sum())
+        rows = n if torch.compiler.is_compiling() else min(n, self._chunk_rows())
+        # memory-bound stages: cache-sized blocks of samples run the same ops with fewer cache misses
+        outs = [self._forward_block(a, b) for a, b in zip(x1.split(rows), x2.split(rows))]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return (out * w3).reshape(*batch, out.shape[-1])
+
+    def _copy_channels(self, x2: torch.Tensor) -> torch.Tensor:
+        """``[n, in2.dim] -> [n, dim of _in2_channels]``: the single channel of x2 copied to every channel."""
+        in2 = self.layouts[1]
+        if in2 is self._in2_channels:
+            return x2
+        n = x2.shape[0]
+        blocks = (x2[:, sl].unsqueeze(1).expand(n, self.mul, sl.stop - sl.start) for sl in in2.irreps.slices())
+        return torch.cat([b.flatten(1) for b in blocks], dim=1)
 
     def _chunk_rows(self) -> int:
         """Samples per block: about ``chunk_elements`` grid values per block (0 or None: no blocks)."""
@@ -269,27 +293,14 @@ class SphereFunctionProduct(TensorProduct):
             return 1 << 62
         return max(1, self.chunk_elements // (self.mul * self._grid_points))
 
-    def _forward_block(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1], weight.shape[:-1] if not self.shared_weights else ())
-        n = len(batch)
-        x1 = x1.reshape((1,) * (n + 1 - x1.dim()) + x1.shape)  # same rank: batch dims align
-        x2 = x2.reshape((1,) * (n + 1 - x2.dim()) + x2.shape)
-        weight = weight.reshape((1,) * (n + 1 - weight.dim()) + weight.shape)
-        w1, w2, w3 = split_weights(weight, self.layouts, self.mul)  # [*bw, mul, L+1]
-        X1 = self._gather_weighted(x1, w1, self._index1, self._windex1)
-        X2 = self._gather_weighted(x2, w2, self._index2, self._windex2)
-        Y = self._sphere_product(X1, X2)  # [..., mul, *batch']
-        index = tuple(getattr(self, f"_out_index{d}") for d in range(self._out_ndim))
-        scale = w3.flatten(-2).movedim(-1, 0)[self._out_windex] * self._out_sign.to(Y.dtype).reshape((-1,) + (1,) * n)
-        out = (Y[index] * scale).movedim(0, -1)  # [*batch, out.dim]
-        return out.expand(*batch, -1).contiguous()
-
-    @staticmethod
-    def _gather_weighted(x, w, index, windex) -> torch.Tensor:
-        """``x [*b, dim]``, ``w [*bw, mul, L+1]`` -> ``w x`` gathered as ``[R, Lp, mul, *broadcast(b, bw)]``."""
-        X = gather(x, index)  # [R, Lp, mul_x, *b]
-        W = w.flatten(-2).movedim(-1, 0)[windex]  # [R, Lp, mul, *bw]
-        return X * W
+    def _forward_block(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """``[b, dim1] x [b, dim2] -> [b, dim_out]`` (weights w1, w2 already applied, w3 not)."""
+        b = x1.shape[0]
+        X1 = gather_rows(transpose(x1), self._tables("in1"))  # [R * Lp * mul, b]
+        X2 = gather_rows(transpose(x2), self._tables("in2"))
+        R1, R2 = self._index1_shape, self._index2_shape
+        Y = self._sphere_product(X1.view(*R1, self.mul, b), X2.view(*R2, self.mul, b))
+        return transpose(gather_rows(Y.reshape(-1, b), self._tables("out")))  # [b, dim_out]
 
     def _sphere_product(self, X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

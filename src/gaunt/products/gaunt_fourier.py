@@ -114,7 +114,8 @@ class GauntProduct(SphereFunctionProduct):
         l = np.floor(np.sqrt(lm)).astype(np.int64)  # noqa: E741
         m = lm - l * l - l
         # output read from view_as_real(z): [k = |m|, l, re/im, mul, *batch]; m < 0 is -Im
-        self._register_tables(table1, table2, [np.abs(m), l, (m < 0).astype(np.int64)], np.where(m < 0, -1.0, 1.0))
+        self._register_tables(table1, table2, (L3 + 1, L3 + 1, 2), [np.abs(m), l, (m < 0).astype(np.int64)],
+                              np.where(m < 0, -1.0, 1.0))
         self.register_buffer("_synthesis1", torch.as_tensor(s1), persistent=False)
         self.register_buffer("_synthesis2", torch.as_tensor(s2), persistent=False)
         # stored as real [..., 2] (re, im) so that module.to(dtype) and .double() treat it like the others
@@ -130,10 +131,7 @@ class GauntProduct(SphereFunctionProduct):
         return f.reshape(self.n_v, self.n_u, *X.shape[2:])
 
     def _sphere_product(self, X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
-        K3 = self._projection.shape[0]
-        if X1.numel() == 0 or X2.numel() == 0:  # empty batch: MKL rejects zero-size FFTs
-            rest = torch.broadcast_shapes(X1.shape[2:], X2.shape[2:])
-            return X1.new_zeros(K3, K3, 2, *rest) + 0 * (X1.sum() + X2.sum())  # keeps the graph connected
+        K3 = self._projection.shape[0]  # (an empty batch never gets here: MKL rejects zero-size FFTs)
         h = self._to_grid(X1, self._synthesis1) * self._to_grid(X2, self._synthesis2)  # [N_v, N_u, mul, *batch]
         H = torch.fft.rfft(h, dim=0, norm="forward")[:K3]  # [K3 (v = 0..L3), N_u, mul, *batch], then u:
         H = torch.fft.fft(H, dim=1, norm="forward")

@@ -72,7 +72,7 @@ class GridGauntProduct(SphereFunctionProduct):
         L3 = out.lmax
         lm = np.arange((L3 + 1) ** 2)
         l = np.floor(np.sqrt(lm)).astype(np.int64)  # noqa: E741
-        self._register_tables(_table(in1.lmax), _table(in2.lmax), [lm - l * l - l + L3, l], np.ones(len(lm)))
+        self._register_tables(_table(in1.lmax), _table(in2.lmax), (2 * L3 + 1, L3 + 1), [lm - l * l - l + L3, l], np.ones(len(lm)))
         as_t = torch.as_tensor
         self.register_buffer("_theta1", as_t(_theta_factors(in1.lmax, theta)), persistent=False)
         self.register_buffer("_theta2", as_t(_theta_factors(in2.lmax, theta)), persistent=False)
