@@ -16,8 +16,10 @@ has sign s1 s2 (since Y_l(-r) = (-1)^l Y_l(r)), so the output irreps must carry 
 
 Index tables built here are plain ``int64`` arrays; the products register them as buffers. A table
 entry equal to ``dim`` points at a zero slot appended to the input (see :func:`gather`).
-:class:`SphereFunctionProduct` is the shared frame (checks, factorised weights, gathers, blocking,
-``descriptor``/``path_weights``) of ``GauntProduct`` and ``GridGauntProduct``.
+:class:`SphereFunctionProduct` is the shared frame (checks, factorised weights, layout changes,
+blocking, ``descriptor``/``path_weights``) of ``GauntProduct`` and ``GridGauntProduct``; it moves
+data between e3nn's ``[batch, dim]`` and its ``[rows, batch]`` with ``_row_ops`` (tiled transposes and
+injective row gathers whose adjoints are gathers, not scatter-adds).
 """
 from __future__ import annotations
 
@@ -259,24 +261,28 @@ class SphereFunctionProduct(TensorProduct):
 
     # --------------------------------------------------------------- forward frame
     def _forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Broadcast to one batch, flatten it to ``[n, dim]``, scale by the weights, run blocks of rows."""
+        """Broadcast to one batch flattened to ``[n, dim]``, then run blocks of rows (weights applied per
+        block, so that no full-batch temporaries are made: at batch 1e4 those cost page faults and DRAM passes)."""
         per_sample = not self.shared_weights
         batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1], weight.shape[:-1] if per_sample else ())
         n = math.prod(batch)
-        w1, w2, w3 = (weight[..., self._weight_offsets[k] : self._weight_offsets[k + 1]][..., getattr(self, f"_w{k + 1}_index")]
-                      for k in range(3))  # fmt: skip  # [..., dim_k]: the weight of each position
-        w3 = w3 * self._out_sign.to(w3.dtype)
-        if per_sample:
-            w1, w2, w3 = (w.expand(*batch, -1).reshape(n, w.shape[-1]) for w in (w1, w2, w3))
-        x1 = x1.expand(*batch, -1).reshape(n, x1.shape[-1]) * w1  # [n, dim1]
-        x2 = self._copy_channels(x2.expand(*batch, -1).reshape(n, x2.shape[-1])) * w2
+        ws = [weight[..., self._weight_offsets[k] : self._weight_offsets[k + 1]][..., getattr(self, f"_w{k + 1}_index")]
+              for k in range(3)]  # fmt: skip  # [..., dim_k]: the weight of each position
+        ws[2] = ws[2] * self._out_sign.to(ws[2].dtype)
+        x1 = x1.expand(*batch, -1).reshape(n, x1.shape[-1])
+        x2 = self._copy_channels(x2.expand(*batch, -1).reshape(n, x2.shape[-1]))
         if n == 0:  # empty batch (zero-size FFTs and matmuls are rejected by some backends); graph kept connected
-            return x1.new_zeros(*batch, self.irreps_out.dim) + 0 * (x1.sum() + x2.sum() + w3.sum())
+            return x1.new_zeros(*batch, self.irreps_out.dim) + 0 * (x1.sum() + x2.sum() + weight.sum())
         rows = n if torch.compiler.is_compiling() else min(n, self._chunk_rows())
         # memory-bound stages: cache-sized blocks of samples run the same ops with fewer cache misses
-        outs = [self._forward_block(a, b) for a, b in zip(x1.split(rows), x2.split(rows))]
+        if per_sample:
+            w1, w2, w3 = (w.expand(*batch, -1).reshape(n, w.shape[-1]).split(rows) for w in ws)
+        else:
+            w1, w2, w3 = ([w] * math.ceil(n / rows) for w in ws)
+        outs = [self._forward_block(a * wa, b * wb) * wc
+                for a, b, wa, wb, wc in zip(x1.split(rows), x2.split(rows), w1, w2, w3)]  # fmt: skip
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return (out * w3).reshape(*batch, out.shape[-1])
+        return out.reshape(*batch, out.shape[-1])
 
     def _copy_channels(self, x2: torch.Tensor) -> torch.Tensor:
         """``[n, in2.dim] -> [n, dim of _in2_channels]``: the single channel of x2 copied to every channel."""
