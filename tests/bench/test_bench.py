@@ -112,6 +112,19 @@ def test_peers_compute_the_products_function_in_float64():
             torch.testing.assert_close(runner.forward(ins, runner.weights(w)), expected, atol=1e-12, rtol=1e-10)
 
 
+def test_fft_variant_is_timed_under_its_own_name():
+    """"GauntProduct[fft]" is GauntProduct(transform="fft"), a separate implementation of the same function:
+    one peer set for both, each checked against e3nn and given its own ratio."""
+    product = build_product("GauntProduct[fft]", "feature", 2, 2)
+    assert product.transform == "fft" and build_product("GauntProduct", "feature", 2, 2).transform == "dft"
+    results = run(tiny(Ls=(2,), products=("GauntProduct", "GauntProduct[fft]"), peers=("e3nn",)))
+    for name in ("GauntProduct", "GauntProduct[fft]"):
+        (r,) = find(results, implementation=name)
+        assert r["status"] == "ok" and r["function"] == "gaunt" and r["reference"] == "e3nn", r
+        assert r["error_float64"] <= 1e-9 and r["speedup_vs_e3nn"] > 0
+    assert len(find(results, implementation="e3nn")) == 1
+
+
 # ----------------------------------------------------------------------------- the JSON document
 def test_json_schema_of_a_tiny_run(tmp_path):
     out = tmp_path / "bench"
@@ -124,8 +137,8 @@ def test_json_schema_of_a_tiny_run(tmp_path):
         assert key in results["machine"]
     assert results["config"]["Ls"] == [1, 2] and results["memory_method"]
     records = results["records"]
-    # 2 shapes x 2 L; feature: 3 products + 4 peers, edge: 4 products + 2 x 4 peers
-    assert len(records) == 2 * (7 + 12)
+    # 2 shapes x 2 L; feature: 4 products (Gaunt with both transforms) + 4 peers, edge: 5 products + 2 x 4 peers
+    assert len(records) == 2 * (8 + 13)
     for r in records:
         assert RECORD_KEYS <= r.keys() and r["status"] in STATUSES
         if r["status"] == "ok" and r["role"] == "product":

@@ -7,7 +7,7 @@ import torch
 from conftest import assert_blocked_matches_unblocked, assert_equivariant, assert_matches_descriptor, random_inputs
 
 from gaunt.products.cg import CGProduct
-from gaunt.products.gaunt_fourier import GauntProduct
+from gaunt.products.gaunt_fourier import TRANSFORMS, GauntProduct
 from gaunt.so3 import Irreps, clebsch_gordan, gaunt_coefficients
 
 F64 = torch.float64
@@ -51,6 +51,12 @@ def gaunt_reference(irreps1, irreps2, irreps_out, x1, x2, weight) -> torch.Tenso
     return torch.cat(blocks, dim=-1)
 
 
+@pytest.fixture(params=TRANSFORMS)
+def transform(request) -> str:
+    """Both executions of the 2D Fourier method: the transforms as folded DFT matrices, or torch.fft."""
+    return request.param
+
+
 def make(irreps, weights="per_sample", **kwargs) -> GauntProduct:
     if weights == "internal":
         return GauntProduct(*irreps, **kwargs)
@@ -58,8 +64,8 @@ def make(irreps, weights="per_sample", **kwargs) -> GauntProduct:
 
 
 @pytest.mark.parametrize("irreps", CASES)
-def test_matches_gaunt_einsum(irreps):
-    tp = make(irreps)
+def test_matches_gaunt_einsum(irreps, transform):
+    tp = make(irreps, transform=transform)
     x1, x2, w = random_inputs(tp, (5,), F64, seed=1)
     torch.testing.assert_close(tp(x1, x2, w), gaunt_reference(*irreps, x1, x2, w), rtol=1e-10, atol=1e-10)
 
@@ -93,15 +99,44 @@ def test_matches_cg_product(irreps):
     torch.testing.assert_close(tp(x1, x2, w), cg(x1, x2, w_cg), rtol=1e-10, atol=1e-10)
 
 
-def test_broken_reference_is_detected():
+def test_broken_reference_is_detected(transform):
     """The comparisons above are not vacuous: changing one output-degree weight must be caught."""
     irreps = CASES[2]
-    tp = make(irreps)
+    tp = make(irreps, transform=transform)
     x1, x2, w = random_inputs(tp, (5,), F64, seed=1)
     broken = w.clone()
     broken[..., -1] += 0.5  # w3[mul-1, L3]
     with pytest.raises(AssertionError):
         torch.testing.assert_close(tp(x1, x2, w), gaunt_reference(*irreps, x1, x2, broken), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("irreps", CASES)
+def test_dft_and_fft_transforms_agree(irreps):
+    """The folded DFT matrices and torch.fft compute the same function (to rounding)."""
+    dft, fft = make(irreps), make(irreps, transform="fft")
+    assert dft.transform == "dft" and fft.transform == "fft"
+    x1, x2, w = random_inputs(dft, (6,), F64, seed=11)
+    torch.testing.assert_close(dft(x1, x2, w), fft(x1, x2, w), rtol=1e-12, atol=1e-12)
+
+
+def test_dft_keeps_half_the_rings_and_the_fold_matters():
+    """transform="dft" computes n_u // 2 + 1 of the n_u torus rings; the others are folded in with the sign
+    (-1)^k. Without the folded rings (projection on the kept rings only) the result is wrong."""
+    irreps = CASES[1]
+    tp = make(irreps)
+    assert tp.n_theta == tp.n_u // 2 + 1 and "transform=dft" in repr(tp)
+    x1, x2, w = random_inputs(tp, (5,), F64, seed=12)
+    expected = gaunt_reference(*irreps, x1, x2, w)
+    torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
+    with torch.no_grad():
+        tp._theta_out[..., 1:] *= 0.5  # each folded ring counted once instead of twice
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_bad_transform():
+    with pytest.raises(ValueError, match="transform must be one of"):
+        GauntProduct("0e", "0e", "0e", transform="fftw")
 
 
 def test_internal_weights_default_to_ones():
@@ -120,8 +155,8 @@ def test_internal_weights_default_to_ones():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("irreps", [CASES[0], CASES[2], CASES[4], CASES[5]])
-def test_equivariance(irreps, dtype):
-    tp = make(irreps, "internal", weight_init="randn")
+def test_equivariance(irreps, dtype, transform):
+    tp = make(irreps, "internal", weight_init="randn", transform=transform)
     x1, x2, w = random_inputs(tp, (3,), dtype, seed=5)
     assert_equivariant(tp, x1, x2, w)
 
@@ -135,17 +170,17 @@ def test_equivariance_check_is_not_vacuous():
         assert_equivariant(tp, x1, x2, w, irreps_out=spherical(3, range(6), -1))
 
 
-def test_gradcheck_and_gradgradcheck():
-    tp = make(("2x0e+2x1o+2x2e", "0e+1o", "2x0e+2x1o+2x2e+2x3o"))
+def test_gradcheck_and_gradgradcheck(transform):
+    tp = make(("2x0e+2x1o+2x2e", "0e+1o", "2x0e+2x1o+2x2e+2x3o"), transform=transform)
     x1, x2, w = random_inputs(tp, (1,), F64, seed=6)
     inputs = tuple(t.requires_grad_() for t in (x1, x2, w))
     assert torch.autograd.gradcheck(tp, inputs)
     assert torch.autograd.gradgradcheck(tp, inputs)
 
 
-def test_batch_dims_broadcasting_and_empty():
+def test_batch_dims_broadcasting_and_empty(transform):
     irreps = CASES[2]
-    tp = make(irreps)
+    tp = make(irreps, transform=transform)
     x1, x2, w = random_inputs(tp, (2, 3), F64, seed=7)
     out = tp(x1, x2, w)
     assert out.shape == (2, 3, tp.irreps_out.dim) and out.is_contiguous()
@@ -155,7 +190,7 @@ def test_batch_dims_broadcasting_and_empty():
     out = tp(x1[:, :1], x2[0], w)
     expected = gaunt_reference(*irreps, x1[:, :1].expand(2, 3, -1), x2[0].expand(2, 3, -1), w)
     torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
-    shared = make(irreps, "shared")
+    shared = make(irreps, "shared", transform=transform)
     torch.testing.assert_close(shared(x1, x2, w[0, 0]), tp(x1, x2, w[0, 0].expand(2, 3, -1)), rtol=1e-12, atol=1e-12)
     empty = tp(x1[:0, 0], x2[:0, 0], w[:0, 0])
     assert empty.shape == (0, tp.irreps_out.dim)
@@ -163,9 +198,9 @@ def test_batch_dims_broadcasting_and_empty():
 
 
 @pytest.mark.parametrize("weights", ["per_sample", "shared"])
-def test_blocked_execution_matches_unblocked(weights):
+def test_blocked_execution_matches_unblocked(weights, transform):
     """Large batches run in cache-sized blocks (chunk_elements); blocks of 2 samples, uneven last one."""
-    tp = make(CASES[2], weights)
+    tp = make(CASES[2], weights, transform=transform)
     x1, x2, w = random_inputs(tp, (7,), F64, seed=10)
     assert_blocked_matches_unblocked(tp, (x1, x2, w), gaunt_reference(*CASES[2], x1, x2, w))
 
@@ -208,18 +243,19 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
-def test_torch_compile_fullgraph_matches_eager(backend):
+def test_torch_compile_fullgraph_matches_eager(backend, transform):
     """fullgraph: the FFTs, complex matmuls and index tables trace without graph breaks. Inductor
     (slow to compile, ~30 s) has no complex codegen and falls back to eager kernels for those ops."""
-    tp = make(("2x0e+2x1o+2x2e", "0e+1o", "2x0e+2x1o+2x2e"), "internal", weight_init="randn")
+    tp = make(("2x0e+2x1o+2x2e", "0e+1o", "2x0e+2x1o+2x2e"), "internal", weight_init="randn",
+              transform=transform)
     x1, x2, _ = random_inputs(tp, (4,), torch.float32, seed=8)
     compiled = torch.compile(tp, fullgraph=True, backend=backend)
     torch.testing.assert_close(compiled(x1, x2), tp(x1, x2), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("irreps", [CASES[0], CASES[2]])
-def test_float32_accuracy(irreps):
-    tp = make(irreps)
+def test_float32_accuracy(irreps, transform):
+    tp = make(irreps, transform=transform)
     x1, x2, w = random_inputs(tp, (8,), F64, seed=9)
     exact = tp(x1, x2, w)
     approx = tp(x1.float(), x2.float(), w.float())

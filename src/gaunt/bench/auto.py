@@ -1,7 +1,7 @@
 """Automatic choice between exact implementations of the same product, by a small measurement.
 
 ``choose_product(irreps_in1, irreps_in2, irreps_out, device, dtype)`` builds every candidate (by
-default ``GauntProduct`` and ``GridGauntProduct``: the same Gaunt function, FFT vs quadrature grid),
+default ``GauntProduct`` and ``GridGauntProduct``: the same Gaunt function, 2D Fourier torus vs Gauss-Legendre grid),
 checks that they agree in float64 (relative error <= 1e-9; they must, since both are exact), times a
 forward+backward call of each on ``batch`` random samples (median of at least 3 calls after a
 warm-up, ``timing.time_call``), and returns the fastest as a :class:`Choice` with a reason string

@@ -32,10 +32,17 @@ from ..products.e3nn_interop import e3nn_instructions, to_e3nn
 from ..so3 import Irreps, spherical_harmonics
 
 SHAPES = ("feature", "edge")
-PRODUCTS = {"feature": ("GauntProduct", "GridGauntProduct", "VectorGauntProduct"),
-            "edge": ("GauntProduct", "GridGauntProduct", "VectorGauntProduct", "SO2Product")}  # fmt: skip
+PRODUCTS = {"feature": ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct", "VectorGauntProduct"),
+            "edge": ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct", "VectorGauntProduct", "SO2Product")}  # fmt: skip
 PEERS = ("e3nn", "CGProduct", "cuequivariance", "openequivariance")
-SPHERE_PRODUCTS = ("GauntProduct", "GridGauntProduct", "VectorGauntProduct")
+SPHERE_PRODUCTS = ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct", "VectorGauntProduct")
+#: products timed under a name of their own: (class, constructor options)
+VARIANTS = {"GauntProduct[fft]": ("GauntProduct", {"transform": "fft"})}
+
+
+def product_name(product: torch.nn.Module) -> str:
+    """The name a product is benchmarked under (its class, or a ``VARIANTS`` key)."""
+    return getattr(product, "bench_name", type(product).__name__)
 
 
 def sh_irreps(mul: int, L: int) -> str:
@@ -47,14 +54,17 @@ def build_product(name: str, shape: str, L: int, mul: int) -> torch.nn.Module:
     """One of our products for a shape, external shared weights, float64 tables, on CPU."""
     from .. import products
 
-    cls = getattr(products, name)
+    class_name, options = VARIANTS.get(name, (name, {}))
+    cls = getattr(products, class_name)
     node = sh_irreps(mul, L)
     if name == "SO2Product":
         if shape != "edge":
             raise ValueError("SO2Product only has the edge shape")
         return cls(node, node, L, internal_weights=False, shared_weights=True)
     second = node if shape == "feature" else sh_irreps(1, L)
-    return cls(node, second, node, internal_weights=False, shared_weights=True)
+    product = cls(node, second, node, internal_weights=False, shared_weights=True, **options)
+    product.bench_name = name
+    return product
 
 
 def canonical(descriptor: ProductDescriptor) -> tuple[ProductDescriptor, torch.Tensor]:
@@ -103,11 +113,11 @@ def _sphere_memory(product: torch.nn.Module, itemsize: int) -> Callable[[int, bo
     """Grid products: ``k`` grid-sized tensors per (sample, channel) live at the peak; in a forward
     pass only one block of samples at a time (``chunk_elements``; VectorGauntProduct has no blocks),
     in a backward pass all the saved ones. k calibrated on measured peaks (rounded up): forward 8
-    (Gaunt 12, complex spectra), backward 6 (Gaunt 10, Vector 12)."""
-    name = type(product).__name__
+    (Gaunt[fft] 12, complex spectra), backward 6 (Gaunt[fft] 10, Vector 12)."""
+    name = product_name(product)
     grid = getattr(product, "_grid_points", None) or product.n_theta * product.n_phi
-    k_forward = 12 if name == "GauntProduct" else 8
-    k_backward = {"GauntProduct": 10, "VectorGauntProduct": 12}.get(name, 6)
+    k_forward = 12 if name == "GauntProduct[fft]" else 8
+    k_backward = {"GauntProduct[fft]": 10, "VectorGauntProduct": 12}.get(name, 6)
     io = product.irreps_in1.dim + product.irreps_in2.dim + product.irreps_out.dim
     chunk = getattr(product, "chunk_elements", None)
 
@@ -147,7 +157,7 @@ def _so2_memory(product: torch.nn.Module, itemsize: int) -> Callable[[int, bool]
 # ----------------------------------------------------------------------------- runners
 def product_runner(product: torch.nn.Module, dtype: torch.dtype, device) -> Runner:
     """Our product in ``dtype`` (a copy moved with ``.to(device, dtype)``, as a user would)."""
-    name = type(product).__name__
+    name = product_name(product)
     module = copy.deepcopy(product).to(device=device, dtype=dtype)
     itemsize = torch.empty((), dtype=dtype).element_size()
     if name == "SO2Product":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 
-GAUNT_IMPLEMENTATIONS = ("GauntProduct", "GridGauntProduct")
+GAUNT_IMPLEMENTATIONS = ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct")
 TARGETS = {"speedup_L6": 20.0, "speedup_L10": 100.0, "min_speedup_L>=2": 1.0, "exponent": 3.5}
 
 
@@ -18,7 +18,8 @@ def _config(r: dict) -> tuple:
     return (r["shape"], r["channels"], r["batch"], r["dtype"], r["direction"])
 
 
-SHORT = {"GauntProduct": "Gaunt", "GridGauntProduct": "Grid", "VectorGauntProduct": "Vector", "SO2Product": "SO2",
+SHORT = {"GauntProduct": "Gaunt", "GauntProduct[fft]": "Gaunt(fft)", "GridGauntProduct": "Grid", "VectorGauntProduct": "Vector",
+         "SO2Product": "SO2",
          "CGProduct": "CG", "cuequivariance": "cuEq", "openequivariance": "OEq"}  # fmt: skip
 
 

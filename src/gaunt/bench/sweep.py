@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .products import (PEERS, PRODUCTS, Runner, build_e3nn, build_product, canonical, make_inputs, peer_runner,
-                       product_runner, relative_error)  # fmt: skip
+                       product_name, product_runner, relative_error)  # fmt: skip
 from .timing import MEMORY_METHOD, fit_exponent, machine_info, predict_time, time_call
 
 GiB = 1 << 30
@@ -196,9 +196,9 @@ class Sweep:
         runners: dict[str, Runner | str] = {}
         runners64: dict[str, Runner] = {}
         for product, _, build_s in fn.products:
-            runners[type(product).__name__] = product_runner(product, dtype, self.device)
-            runners[type(product).__name__].build_s = build_s
-            runners64[type(product).__name__] = product_runner(product, torch.float64, self.device)
+            runners[product_name(product)] = product_runner(product, dtype, self.device)
+            runners[product_name(product)].build_s = build_s
+            runners64[product_name(product)] = product_runner(product, torch.float64, self.device)
         for peer, (built, reason, build_s) in fn.peers.items():
             if reason is not None:
                 runners[peer] = reason
@@ -218,7 +218,7 @@ class Sweep:
         g = torch.Generator().manual_seed(self.cfg.seed + 1000 * L)
         ins64 = make_inputs(first, shape, self.cfg.check_batch, torch.float64, self.device, g)
         ins = {k: v.to(dtype) for k, v in ins64.items()}
-        sources = {type(p).__name__: (p, perm) for p, perm, _ in fn.products}
+        sources = {product_name(p): (p, perm) for p, perm, _ in fn.products}
         for name in runners64:
             source, perm = sources.get(name, (first, first_perm))
             w64 = torch.randn(source.weight_numel, generator=g, dtype=torch.float64)
@@ -245,9 +245,9 @@ class Sweep:
         g = torch.Generator().manual_seed(self.cfg.seed + batch)
         ins = make_inputs(first, shape, batch, dtype, self.device, g)
         ins["cotangent"] = torch.randn(batch, first.irreps_out.dim, generator=g, dtype=dtype).to(self.device)
-        ins["w64"] = {type(p).__name__: torch.randn(p.weight_numel, generator=g, dtype=torch.float64)
+        ins["w64"] = {product_name(p): torch.randn(p.weight_numel, generator=g, dtype=torch.float64)
                       for p, _, _ in fn.products}  # fmt: skip
-        ins["sources"] = {type(p).__name__: (p, perm) for p, perm, _ in fn.products}
+        ins["sources"] = {product_name(p): (p, perm) for p, perm, _ in fn.products}
         return ins
 
     # ------------------------------------------------------------------ timing one point
@@ -281,7 +281,7 @@ class Sweep:
         inputs = lazy_inputs()
         name = record["implementation"]
         source, perm = inputs["sources"].get(name) or next(iter(inputs["sources"].values()))
-        w64 = inputs["w64"][type(source).__name__]
+        w64 = inputs["w64"][product_name(source)]
         weight = runner.weights(w64, source, perm).detach().requires_grad_(backward)
         data = {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor) and k != "cotangent"}
         bounds = [(i * batch // chunks, (i + 1) * batch // chunks) for i in range(chunks)]

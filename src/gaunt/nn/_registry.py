@@ -6,7 +6,7 @@
 name       product                                   irreps it takes
 =========  ========================================  ==================================================
 "cg"       ``CGProduct`` (e3nn semantics)             any; default paths channel-wise (see below)
-"gaunt"    ``GauntProduct`` (2D Fourier, FFT)         ``mul x (l, s(-1)^l)`` ("sphere functions")
+"gaunt"    ``GauntProduct`` (2D Fourier basis)        ``mul x (l, s(-1)^l)`` ("sphere functions")
 "grid"     ``GridGauntProduct`` (quadrature)          as "gaunt"
 "vector"   ``VectorGauntProduct`` (parity complete)   as "gaunt"; outputs may have both parities
 "so2"      ``SO2Product`` (eSCN edge frame)           ``irreps_in2`` = edge harmonics ``0e+1o+...+L``;

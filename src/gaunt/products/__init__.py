@@ -4,7 +4,7 @@
 product                what it computes                                     cost in L
 =====================  ===================================================  ==========
 ``CGProduct``          Clebsch-Gordan, e3nn's instruction semantics          O(L^5..6)
-``GauntProduct``       Gaunt product in the 2D Fourier basis (FFT)           O(L^3)
+``GauntProduct``       Gaunt product in the 2D Fourier basis (DFT or FFT)    O(L^3)
 ``GridGauntProduct``   the same function on an exact spherical grid          O(L^3)
 ``VectorGauntProduct`` Gaunt + the odd (antisymmetric) paths, parity-complete O(L^3)
 ``SO2Product``         eSCN: node feature x edge harmonics in the edge frame O(L^3)
