@@ -19,7 +19,7 @@ def spherical(mul: int, degrees, sign: int = 1) -> str:
 
 
 # (irreps_in1, irreps_in2, irreps_out): L up to 6, L1 != L2 != L3, mul 1 and 3, x2 broadcast (mul 1),
-# pseudo inputs (sign -1) and missing degrees
+# pseudo inputs (sign -1), missing degrees, output degrees beyond L1 + L2
 CASES = [
     (spherical(3, range(7)), spherical(3, range(7)), spherical(3, range(7))),
     (spherical(1, range(3)), spherical(1, range(6)), spherical(1, range(5))),
@@ -27,6 +27,7 @@ CASES = [
     (spherical(3, range(6)), spherical(1, range(2)), spherical(3, range(3))),
     (spherical(3, [1, 3], -1), spherical(3, [0, 2]), spherical(3, [1, 2, 5], -1)),
     (spherical(2, range(2), -1), spherical(1, range(3), -1), spherical(2, range(4))),
+    (spherical(2, range(2)), spherical(2, range(2)), spherical(2, range(6))),  # L3 > L1 + L2: degrees 3..5 are zero
 ]
 
 

@@ -18,8 +18,8 @@ Algorithm (per channel; all channels and batch entries are one matrix dimension,
    product, forward real 2D FFT (``torch.fft``; each done as two 1D passes, the u pass on the K rows
    v = 0..L that are not zero / are read back). N_u = 2 (L1 + L2) + 1 makes the convolution in u
    exact (the projection needs every u of the product). In v only |v| <= L3 is read back, so
-   circular aliasing is harmless once N_v >= L1 + L2 + L3 + 1 (and N_v >= 2 max(L1, L2) + 1 to hold
-   the inputs). Real transforms (rfft/irfft over v) halve the work: f1, f2 and f1 f2 are real.
+   circular aliasing is harmless once N_v >= L1 + L2 + L3 + 1 (and N_v >= 2 max(L1, L2, L3) + 1 to hold
+   the inputs and the outputs). Real transforms (rfft/irfft over v) halve the work: f1, f2 and f1 f2 are real.
 3. Projection, O(L^3): x[l, +-k] = Re / -Im of sum_u Q[k, l, u] H[u, k], with
    Q[k, l, u] = pi (P[l, k, u] + conj P[l, k, -u]) and P the theta integrals of ``fourier_basis``
    (the half spectrum H carries both signs of v through H[u, -v] = conj H[-u, v]); one complex
@@ -182,7 +182,7 @@ class GauntProduct(SeparableSphereProduct):
         in1, in2, out = self.layouts
         L1, L2, L3 = in1.lmax, in2.lmax, out.lmax
         self.n_u = 2 * (L1 + L2) + 1
-        self.n_v = max(L1 + L2 + L3 + 1, 2 * max(L1, L2) + 1)
+        self.n_v = max(L1 + L2 + L3 + 1, 2 * max(L1, L2, L3) + 1)  # 2 L3 + 1: rfft gives every v <= L3
         if transform == "dft":
             self._register_separable(
                 _folded_synthesis(L1, self.n_u), _azimuth_matrices(L1, self.n_v, out=False),
