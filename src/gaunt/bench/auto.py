@@ -1,7 +1,8 @@
 """Automatic choice between exact implementations of the same product, by a small measurement.
 
 ``choose_product(irreps_in1, irreps_in2, irreps_out, device, dtype)`` builds every candidate (by
-default ``GauntProduct`` and ``GridGauntProduct``: the same Gaunt function, 2D Fourier torus vs Gauss-Legendre grid),
+default ``GauntProduct`` with both transforms and ``GridGauntProduct``: the same Gaunt function, 2D Fourier
+torus by DFT matrices or FFTs vs Gauss-Legendre grid; names as in ``gaunt bench``, ``products.VARIANTS``),
 checks that they agree in float64 (relative error <= 1e-9; they must, since both are exact), times a
 forward+backward call of each on ``batch`` random samples (median of at least 3 calls after a
 warm-up, ``timing.time_call``), and returns the fastest as a :class:`Choice` with a reason string
@@ -18,28 +19,29 @@ from dataclasses import dataclass
 import torch
 
 from ..so3 import Irreps
-from .products import relative_error
+from .products import VARIANTS, relative_error
 from .timing import time_call
 
 logger = logging.getLogger("gaunt.bench.auto")
-CANDIDATES = ("GauntProduct", "GridGauntProduct")
+CANDIDATES = ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct")
 _CACHE: dict[tuple, "Choice"] = {}
 
 
 @dataclass(frozen=True)
 class Choice:
-    """The chosen implementation: ``name``, class ``cls``, ``reason`` (why, with the measured times),
-    ``times_s`` per candidate, and the cache ``key`` (irreps first)."""
+    """The chosen implementation: ``name``, class ``cls`` and its constructor ``options``, ``reason``
+    (why, with the measured times), ``times_s`` per candidate, and the cache ``key`` (irreps first)."""
 
     name: str
     cls: type
     reason: str
     times_s: dict
     key: tuple
+    options: dict
 
     def build(self, **kwargs) -> torch.nn.Module:
         """A new instance of the chosen product on the same irreps (``kwargs`` go to its constructor)."""
-        return self.cls(*self.key[:3], **kwargs)
+        return self.cls(*self.key[:3], **{**self.options, **kwargs})
 
 
 def choose_product(irreps_in1, irreps_in2, irreps_out, device: torch.device | str = "cpu",
@@ -57,8 +59,9 @@ def choose_product(irreps_in1, irreps_in2, irreps_out, device: torch.device | st
         return choice
     built, failed = {}, {}
     for name in candidates:
+        class_name, options = VARIANTS.get(name, (name, {}))
         try:
-            built[name] = getattr(products, name)(*irreps, internal_weights=False, shared_weights=True)
+            built[name] = getattr(products, class_name)(*irreps, internal_weights=False, shared_weights=True, **options)
         except (ValueError, AttributeError) as exc:
             failed[name] = f"{type(exc).__name__}: {exc}"
     if not built:
@@ -88,7 +91,7 @@ def choose_product(irreps_in1, irreps_in2, irreps_out, device: torch.device | st
               f"{' vs ' + others if others else ''} (median of >= 3 calls, measured now)")  # fmt: skip
     if failed:
         reason += "; not applicable: " + "; ".join(f"{n} ({e})" for n, e in failed.items())
-    choice = Choice(best, type(built[best]), reason, times, key)
+    choice = Choice(best, type(built[best]), reason, times, key, VARIANTS.get(best, (best, {}))[1])
     if use_cache:
         _CACHE[key] = choice
     logger.info("choose_product: %s", reason)
