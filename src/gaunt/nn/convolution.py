@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from ..products import GauntProduct, TensorProduct
-from ..products._spherical_irreps import check_spherical_product, split_weights
+from ..products._half_spectrum import half_spectrum_projection, half_spectrum_synthesis
+from ..products._spherical_irreps import check_spherical_product, parse_spherical_irreps, split_weights
 from ..products.so2 import EdgeWigner, so2_instructions
-from ..so3 import Irreps, fourier_basis, sh_to_fourier, spherical_harmonics
-from ..products._spherical_irreps import parse_spherical_irreps
+from ..so3 import Irreps, fourier_basis, spherical_harmonics
 from ._registry import is_sphere_function_product, make_product
 from .grid_convolution import GridConvolution
 from .radial import RadialMLP
@@ -45,44 +45,6 @@ from .radial import RadialMLP
 logger = logging.getLogger("gaunt.nn")
 
 CONVOLUTION_PRODUCTS = ("cg", "so2", "gaunt", "grid", "gaunt_z", "vector", "auto")
-
-
-# ============================================================================ half-spectrum tables
-def half_spectrum_synthesis(lmax: int, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """Real synthesis of the columns v = 0..K-1 of the 2D Fourier coefficients of ``f = sum x[l m] Y[l m]``.
-
-    Returns a gather table ``[2K, lmax+1]`` of dense indices ``l^2 + l + m`` (-1: zero) and matrices
-    ``S [2K, 2 lmax + 1 (u, centred), lmax + 1]``: row k gives ``Re F[u, k] = sum_l S[k, u, l] x[l, m_re]``,
-    row K + k gives ``Im F[u, k]`` from ``x[l, m_im]``. Only m = +-k feed column k (``so3.fourier``); the
-    theta factor p[l k u] is real for even k and imaginary for odd k, so the real part comes from
-    m_re = +k (even k) or -k (odd k) and the imaginary part from the other sign. f real: v < 0 follows.
-    """
-    coefficients = sh_to_fourier(torch.eye((lmax + 1) ** 2, dtype=torch.float64), lmax).numpy()  # [lm, u, v]
-    table = -np.ones((2 * K, lmax + 1), dtype=np.int64)
-    synthesis = np.zeros((2 * K, 2 * lmax + 1, lmax + 1))
-    for k in range(K):
-        column = coefficients[:, :, lmax + k]
-        for l in range(k, lmax + 1):  # noqa: E741
-            plus, minus = l * l + l + k, l * l + l - k
-            src_re, src_im = (plus, minus) if k % 2 == 0 else (minus, plus)
-            assert np.abs(column[src_re].imag).max() < 1e-12
-            table[k, l], synthesis[k, :, l] = src_re, column[src_re].real
-            if k > 0:
-                assert np.abs(column[src_im].real).max() < 1e-12
-                table[K + k, l], synthesis[K + k, :, l] = src_im, column[src_im].imag
-    return table, synthesis
-
-
-def half_spectrum_projection(lmax: int, umax: int, K: int) -> np.ndarray:
-    """Real projection ``M [K, 2 (lmax+1), 2 (2 umax + 1)]`` of a real function's columns v = k < K onto
-    harmonics: with ``H = F[u, k]`` (u centred in -umax..umax), ``[x[l, +k]; x[l, -k]] = M[k] [Re H; Im H]``.
-
-    From ``so3.fourier_to_sh`` and ``F[u, -k] = conj F[-u, k]``: ``x[l, +k] = Re(Q H)``, ``x[l, -k] = -Im(Q H)``
-    with ``Q[k, l, u] = pi (P[l k u] + conj P[l k -u])``, P the theta integrals of ``fourier_basis``.
-    """
-    P = fourier_basis(lmax, umax).projection.numpy()  # [L+1, L+1, 2U+1]
-    Q = (math.pi * (P + np.conj(P[:, :, ::-1]))).transpose(1, 0, 2)[:K]  # [K, L+1, 2U+1]
-    return np.concatenate([np.concatenate([Q.real, -Q.imag], -1), np.concatenate([-Q.imag, -Q.real], -1)], 1)
 
 
 # ============================================================================ the fast path

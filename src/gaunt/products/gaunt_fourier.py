@@ -50,44 +50,23 @@ import math
 import numpy as np
 import torch
 
-from ..so3 import fourier_basis, sh_to_fourier
+from ._half_spectrum import half_spectrum_coupling, half_spectrum_synthesis
 from ._separable import SeparableSphereProduct
 
 
 def _synthesis_matrices(lmax: int, n_u: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gather table ``[2K, K]`` (dense lm, -1 = zero; K = lmax + 1) and matrices ``S [2K, n_u, K]``.
-
-    Row k < K gives Re F[u, v=k] from x[l, m_a(k)], row K + k gives Im F[u, v=k] from x[l, m_b(k)]:
-    for even k the real part comes from m = +k and the imaginary part from m = -k, for odd k the
-    other way round (the theta factor of order k is real for even k, imaginary for odd k). u is in
-    FFT order (frequency u at index u mod n_u).
-    """
-    K = lmax + 1
-    coefficients = sh_to_fourier(torch.eye(K * K, dtype=torch.float64), lmax).numpy()  # [lm, u, v] centred
-    u_index = np.arange(-lmax, lmax + 1) % n_u
-    table = -np.ones((2 * K, K), dtype=np.int64)
-    S = np.zeros((2 * K, n_u, K))
-    for k in range(K):
-        column = coefficients[:, :, lmax + k]  # v = +k: [lm, u]
-        for l in range(k, K):  # noqa: E741
-            plus, minus = l * l + l + k, l * l + l - k
-            src_re, src_im = (plus, minus) if k % 2 == 0 else (minus, plus)
-            table[k, l] = src_re
-            S[k, u_index, l] = column[src_re].real
-            assert np.abs(column[src_re].imag).max() < 1e-12
-            if k > 0:
-                table[K + k, l] = src_im
-                S[K + k, u_index, l] = column[src_im].imag
-                assert np.abs(column[src_im].real).max() < 1e-12
+    """Gather table ``[2K, K]`` (K = lmax + 1) and ``S [2K, n_u, K]``: ``half_spectrum_synthesis`` with u
+    in FFT order (frequency u at index u mod n_u)."""
+    table, synthesis = half_spectrum_synthesis(lmax, lmax + 1)
+    S = np.zeros((2 * (lmax + 1), n_u, lmax + 1))
+    S[:, np.arange(-lmax, lmax + 1) % n_u] = synthesis
     return table, S
 
 
 def _projection_matrices(lmax: int, umax: int, n_u: int) -> np.ndarray:
     """Complex ``Q [K, K, n_u]`` (order k, degree l, u in FFT order): x[l, +k] = Re(Q H), x[l, -k] = -Im(Q H)."""
-    P = fourier_basis(lmax, umax).projection.numpy()  # [l, k, u] centred, |u| <= umax
-    Q = math.pi * (P + np.conj(P[:, :, ::-1]))
     out = np.zeros((lmax + 1, lmax + 1, n_u), dtype=complex)
-    out[:, :, np.arange(-umax, umax + 1) % n_u] = Q.transpose(1, 0, 2)
+    out[:, :, np.arange(-umax, umax + 1) % n_u] = half_spectrum_coupling(lmax, umax)
     return out
 
 
