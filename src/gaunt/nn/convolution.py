@@ -35,6 +35,7 @@ import torch
 
 from ..products import GauntProduct, TensorProduct
 from ..products._half_spectrum import half_spectrum_projection, half_spectrum_synthesis
+from ..products._separable import theta_factors
 from ..products._spherical_irreps import check_spherical_product, parse_spherical_irreps, split_weights
 from ..products.so2 import EdgeWigner, so2_instructions
 from ..so3 import Irreps, fourier_basis, spherical_harmonics
@@ -48,18 +49,6 @@ CONVOLUTION_PRODUCTS = ("cg", "so2", "gaunt", "grid", "gaunt_z", "vector", "auto
 
 
 # ============================================================================ the fast path
-def _theta_factors(lmax: int, theta: np.ndarray) -> np.ndarray:
-    """``T[k, j, l] = Theta[l k](theta_j)`` for k, l = 0..lmax (zero for l < k), the theta factor of
-    ``Y[l, +k] = Theta[l k](theta) cos(k phi)``, continued to theta in (pi, 2 pi) as in ``so3.fourier``."""
-    points = torch.as_tensor(np.stack([np.zeros_like(theta), np.cos(theta), np.sin(theta)], -1))
-    y = spherical_harmonics(lmax, points, normalize=False).numpy()  # the point at phi = 0 (or pi): A_k = 1
-    T = np.zeros((lmax + 1, len(theta), lmax + 1))
-    for k in range(lmax + 1):
-        for l in range(k, lmax + 1):  # noqa: E741
-            T[k, :, l] = y[:, l * l + l + k]
-    return T
-
-
 class _ContiguousGrad(torch.autograd.Function):
     """Identity whose backward makes the incoming gradient contiguous (CPU ``bmm`` falls back to a
     per-matrix loop on the transposed gradients of the row gathers below, ~10x slower)."""
@@ -163,7 +152,7 @@ class EdgeAlignedGauntProduct(TensorProduct):
             else:  # "quadrature": Gauss-Legendre in cos(theta), exact for degree L1 + L2 + L3
                 x, w = np.polynomial.legendre.leggauss((L1 + L2 + L3) // 2 + 1)
                 theta = np.arccos(x)
-            T = _theta_factors(max(L1, L2, L3), theta)  # [k, N, l]
+            T = theta_factors(max(L1, L2, L3), theta)[max(L1, L2, L3):]  # [k >= 0, N, l]
             if self.method == "quadrature":
                 P_k = ck * w[None, None, :] * T[: L3 + 1, :, : L3 + 1].transpose(0, 2, 1)  # [k, l3, N]
             m_row = np.concatenate([np.arange(K), -np.arange(K)])  # order of each row (row K: m = -0, unused)

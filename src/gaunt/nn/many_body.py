@@ -46,9 +46,10 @@ import numpy as np
 import torch
 
 from ..products import CGProduct
+from ..products._half_spectrum import half_spectrum_projection, half_spectrum_synthesis
+from ..products._separable import phi_factors, theta_factors
 from ..products._spherical_irreps import parse_spherical_irreps
-from ..so3 import Irreps, clebsch_gordan, gaunt_coefficients, spherical_grid, spherical_harmonics
-from .convolution import half_spectrum_projection, half_spectrum_synthesis
+from ..so3 import Irreps, clebsch_gordan, gaunt_coefficients, spherical_grid
 
 logger = logging.getLogger("gaunt.nn")
 
@@ -197,19 +198,6 @@ class CGManyBody(torch.nn.Module):
 
 
 # ============================================================================ Gaunt powers
-def _theta_phi_tables(lmax: int, theta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Separable harmonics ``Y[l m](theta_i, phi_j) = T[m + L, i, l] A[j, m + L]`` (T zero for l < |m|)."""
-    points = torch.as_tensor(np.stack([np.zeros_like(theta), np.cos(theta), np.sin(theta)], -1))
-    y = spherical_harmonics(lmax, points).numpy()  # at phi = 0, where cos(m phi) = 1 for m >= 0
-    T = np.zeros((2 * lmax + 1, len(theta), lmax + 1))
-    for m in range(-lmax, lmax + 1):
-        for l in range(abs(m), lmax + 1):  # noqa: E741
-            T[m + lmax, :, l] = y[:, l * l + l + abs(m)]
-    m = np.arange(-lmax, lmax + 1)[None, :]
-    A = np.where(m > 0, np.cos(m * phi[:, None]), np.where(m < 0, np.sin(-m * phi[:, None]), 1.0))
-    return T, A
-
-
 class GauntManyBody(torch.nn.Module):
     """Powers of the channels' sphere functions (module docstring): ``A [..., in.dim] -> B [..., out.dim]``.
 
@@ -266,8 +254,8 @@ class GauntManyBody(torch.nn.Module):
             theta, phi = grid.theta.numpy(), grid.phi.numpy()
             self.n_theta, self.n_phi = len(theta), len(phi)
             w_theta = grid.weights.numpy().reshape(self.n_theta, self.n_phi).sum(1)  # 2 pi / n_phi * Gauss-Legendre
-            T_in, A_in = _theta_phi_tables(L, theta, phi)
-            T_out, A_out = _theta_phi_tables(L3, theta, phi)
+            T_in, A_in = theta_factors(L, theta), phi_factors(L, phi).T  # [M, n_theta, L+1], [n_phi, M]
+            T_out, A_out = theta_factors(L3, theta), phi_factors(L3, phi).T
             m, l = np.arange(-L, L + 1)[:, None], np.arange(L + 1)[None, :]  # noqa: E741
             table = np.where(l >= np.abs(m), l * l + l + m, -1)  # [2L+1, L+1] dense lm (-1: zero)
             self.register_buffer("_theta_in", as_t(T_in), persistent=False)  # [M, n_theta, L+1]

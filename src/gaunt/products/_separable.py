@@ -20,7 +20,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..so3 import spherical_harmonics
 from ._spherical_irreps import SphereFunctionProduct
+
+
+def theta_factors(lmax: int, theta: np.ndarray) -> np.ndarray:
+    """``T[m + lmax, i, l] = Theta[l |m|](theta_i)`` (zero for l < |m|), shape [2L+1, n_theta, L+1]: the theta
+    factor of ``Y[l m] = Theta[l |m|](theta) A_m(phi)``; for theta in (pi, 2 pi) its continuation on the torus
+    (the point at phi = 0 with sin(theta) < 0), as in ``so3.fourier``."""
+    points = torch.as_tensor(np.stack([np.zeros_like(theta), np.cos(theta), np.sin(theta)], -1))
+    y = spherical_harmonics(lmax, points, normalize=False).numpy()  # phi = 0: A_m = 1 for m >= 0
+    out = np.zeros((2 * lmax + 1, len(theta), lmax + 1))
+    for m in range(-lmax, lmax + 1):
+        for l in range(abs(m), lmax + 1):  # noqa: E741
+            out[m + lmax, :, l] = y[:, l * l + l + abs(m)]
+    return out
+
+
+def phi_factors(lmax: int, phi: np.ndarray) -> np.ndarray:
+    """``A[m + lmax, j] = A_m(phi_j)`` = cos(m phi), 1, sin(|m| phi) for m > 0, = 0, < 0; shape [2L+1, n_phi]."""
+    m = np.arange(-lmax, lmax + 1)[:, None]
+    return np.where(m > 0, np.cos(m * phi), np.where(m < 0, np.sin(-m * phi), 1.0))
 
 
 def m_table(lmax: int) -> np.ndarray:
@@ -66,4 +86,4 @@ class SeparableSphereProduct(SphereFunctionProduct):
         return z.reshape(M3, z.shape[1], *h.shape[2:])  # [m + L3, l, mul, *batch]
 
 
-__all__ = ["SeparableSphereProduct", "m_table"]
+__all__ = ["SeparableSphereProduct", "m_table", "theta_factors", "phi_factors"]

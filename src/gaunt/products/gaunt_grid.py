@@ -17,28 +17,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import torch
-
-from ..so3 import spherical_grid, spherical_harmonics
-from ._separable import SeparableSphereProduct
-
-
-def _theta_factors(lmax: int, theta: np.ndarray) -> np.ndarray:
-    """``T[m + lmax, i, l] = Theta[l |m|](theta_i)`` (zero for l < |m|), shape [2L+1, n_theta, L+1]."""
-    points = torch.as_tensor(np.stack([np.zeros_like(theta), np.cos(theta), np.sin(theta)], -1))
-    y = spherical_harmonics(lmax, points, normalize=False).numpy()  # phi = 0: A_m = 1 for m >= 0
-    out = np.zeros((2 * lmax + 1, len(theta), lmax + 1))
-    for m in range(-lmax, lmax + 1):
-        for l in range(abs(m), lmax + 1):  # noqa: E741
-            out[m + lmax, :, l] = y[:, l * l + l + abs(m)]
-    return out
-
-
-def _phi_factors(lmax: int, phi: np.ndarray) -> np.ndarray:
-    """``A[m + lmax, j] = A_m(phi_j)``, shape [2L+1, n_phi]."""
-    m = np.arange(-lmax, lmax + 1)[:, None]
-    return np.where(m > 0, np.cos(m * phi), np.where(m < 0, np.sin(-m * phi), 1.0))
+from ..so3 import spherical_grid
+from ._separable import SeparableSphereProduct, phi_factors, theta_factors
 
 
 class GridGauntProduct(SeparableSphereProduct):
@@ -60,10 +40,10 @@ class GridGauntProduct(SeparableSphereProduct):
         L3 = out.lmax
         # integration: azimuthal weight 2 pi / n_phi on A, Gauss-Legendre weights on Theta (transposed)
         self._register_separable(
-            _theta_factors(in1.lmax, theta), _phi_factors(in1.lmax, phi).T,
-            _theta_factors(in2.lmax, theta), _phi_factors(in2.lmax, phi).T,
-            _phi_factors(L3, phi) * (2 * math.pi / n_phi),
-            (_theta_factors(L3, theta) * w_theta[None, :, None]).transpose(0, 2, 1))
+            theta_factors(in1.lmax, theta), phi_factors(in1.lmax, phi).T,
+            theta_factors(in2.lmax, theta), phi_factors(in2.lmax, phi).T,
+            phi_factors(L3, phi) * (2 * math.pi / n_phi),
+            (theta_factors(L3, theta) * w_theta[None, :, None]).transpose(0, 2, 1))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", grid {self.n_theta} x {self.n_phi}"
