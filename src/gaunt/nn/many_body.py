@@ -28,9 +28,10 @@ takes pointwise powers:
 
 (factorised weights; K = the orders k <= nu whose parity s^k matches irreps_out's sign s_out). Exact
 evaluation: on the Gauss-Legendre x uniform grid of degree ``k_max L + L_out`` ("grid"), or by 2D Fourier
-series on a torus of ``(2 k_max L + 1) x (k_max L + L_out + 1)`` samples, where the powers are the FFT
-products A^2 = A*A, A^3 = A^2*A, ... ("gaunt"; on CPU ~15-20x slower than "grid": millions of
-length-17..50 FFTs run far below matmul speed). Cost per channel ("grid", n_theta ~ (nu L + L_out)/2,
+series on a torus of ``(2 k_max L + 1) x (k_max L + L_out + 1)`` samples, where the powers are the
+products of the Fourier series A^2 = A*A, A^3 = A^2*A, ... ("gaunt"; the Fourier transforms folded into real
+matrices on half the torus rings, as ``GauntProduct(transform="dft")``: k_max L + 1 rings against the grid's
+(k_max L + L_out) // 2 + 1). Both run the same four matmuls. Cost per channel ("grid", n_theta ~ (nu L + L_out)/2,
 n_phi ~ nu L + L_out): synthesis (2L+1) n_theta n_phi ~ nu^2 L^3, nu - 1 pointwise products, projection
 |K| (2 L_out + 1) n_theta n_phi ~ nu^3 L^2 L_out: O(nu^2 L^3 + nu^3 L^2 L_out) instead of O(nu^4 L^6).
 It equals ``GauntManyBody.cg_reference()``: the CG chain with ``paths="gaunt"`` and the weights
@@ -46,8 +47,8 @@ import numpy as np
 import torch
 
 from ..products import CGProduct
-from ..products._half_spectrum import half_spectrum_projection, half_spectrum_synthesis
-from ..products._separable import phi_factors, theta_factors
+from ..products.gaunt_fourier import azimuth_matrices, folded_projection, folded_synthesis
+from ..products._separable import m_table, phi_factors, theta_factors
 from ..products._spherical_irreps import parse_spherical_irreps
 from ..so3 import Irreps, clebsch_gordan, gaunt_coefficients, spherical_grid
 
@@ -256,28 +257,28 @@ class GauntManyBody(torch.nn.Module):
             w_theta = grid.weights.numpy().reshape(self.n_theta, self.n_phi).sum(1)  # 2 pi / n_phi * Gauss-Legendre
             T_in, A_in = theta_factors(L, theta), phi_factors(L, phi).T  # [M, n_theta, L+1], [n_phi, M]
             T_out, A_out = theta_factors(L3, theta), phi_factors(L3, phi).T
-            m, l = np.arange(-L, L + 1)[:, None], np.arange(L + 1)[None, :]  # noqa: E741
-            table = np.where(l >= np.abs(m), l * l + l + m, -1)  # [2L+1, L+1] dense lm (-1: zero)
             self.register_buffer("_theta_in", as_t(T_in), persistent=False)  # [M, n_theta, L+1]
             self.register_buffer("_phi_in", as_t(A_in), persistent=False)  # [n_phi, M]
             self.register_buffer("_phi_out", as_t(A_out.T / self.n_phi), persistent=False)  # [M3, n_phi]
             self.register_buffer("_theta_out", as_t((T_out * w_theta[None, :, None]).transpose(0, 2, 1)), persistent=False)
         else:  # torus: u exact for f^kmax (2 kmax L + 1), v alias-free for |v| <= L3 (kmax L + L3 + 1)
-            U, K3 = kmax * L, L3 + 1
-            self.n_u, self.n_v = 2 * U + 1, max(kmax * L + L3 + 1, 2 * L + 1)
-            table, synthesis = half_spectrum_synthesis(L, L + 1)  # [2K, L+1], [2K, 2L+1, L+1]
-            read = np.zeros((2 * L3 + 1, L3 + 1), dtype=np.int64)  # [m + L3, l] -> row of z [K3 * 2 (L3+1)]
-            for m in range(-L3, L3 + 1):
-                read[m + L3] = abs(m) * 2 * K3 + np.arange(K3) + (0 if m >= 0 else K3)
-            self.register_buffer("_synthesis", as_t(synthesis), persistent=False)
-            self.register_buffer("_projection", as_t(half_spectrum_projection(L3, U, K3)), persistent=False)
-            self.register_buffer("_read", as_t(read), persistent=False)
+            U = kmax * L
+            self.n_u, self.n_v = 2 * U + 1, max(kmax * L + L3 + 1, 2 * max(L, L3) + 1)
+            # the Fourier transforms folded into real matrices on half the torus rings, as GauntProduct's
+            # transform="dft" (gaunt_fourier): f^k is a sphere function too, so the fold holds for every power
+            T_in, A_in = folded_synthesis(L, self.n_u), azimuth_matrices(L, self.n_v, out=False)
+            self.n_theta, self.n_phi = T_in.shape[1], self.n_v
+            self.register_buffer("_theta_in", as_t(T_in), persistent=False)  # [M, J, L+1]
+            self.register_buffer("_phi_in", as_t(A_in), persistent=False)  # [n_v, M]
+            self.register_buffer("_phi_out", as_t(azimuth_matrices(L3, self.n_v, out=True)), persistent=False)
+            self.register_buffer("_theta_out", as_t(folded_projection(L3, U, self.n_u)), persistent=False)
+        table = m_table(L)  # [2L+1, L+1] dense lm (-1: zero)
         self.register_buffer("_index", as_t(np.moveaxis(lin.gather_index(table), 0, -1)), persistent=False)
         degree = np.floor(np.sqrt(np.maximum(table, 0))).astype(np.int64)
         self.register_buffer("_windex", as_t(np.arange(lin.mul) * (L + 1) + degree[..., None]), persistent=False)
 
     # ---------------------------------------------------------------------- the powers, projected
-    def _grid_powers(self, X: torch.Tensor) -> torch.Tensor:
+    def _powers(self, X: torch.Tensor) -> torch.Tensor:
         """``X [2L+1, L+1, Z]`` (weighted coefficients by m, l) -> ``<Y[l3 m3], f^k>`` as ``[M3, L3+1, |K|, Z]``."""
         M, Z = X.shape[0], X.shape[-1]
         g = torch.bmm(self._theta_in.to(X.dtype), X)  # [M, n_theta, Z]: sum over l
@@ -293,31 +294,6 @@ class GauntManyBody(torch.nn.Module):
         c = c.reshape(c.shape[0], self.n_theta, len(powers) * Z)
         return torch.bmm(self._theta_out.to(X.dtype), c).reshape(c.shape[0], self._theta_out.shape[1], len(powers), Z)
 
-    def _fourier_powers(self, X: torch.Tensor) -> torch.Tensor:
-        """Same as ``_grid_powers`` from ``X [2K, L+1, Z]`` (half-spectrum gather), by 2D Fourier series:
-        synthesis of the columns v = 0..L, inverse FFT to the torus, powers (= FFT products of the
-        coefficient grids: A^2 = A*A, A^3 = A^2*A, ...), forward FFT of the columns v <= L3, projection."""
-        K, Z = X.shape[1], X.shape[-1]
-        L, U = K - 1, (self.n_u - 1) // 2
-        a = torch.bmm(self._synthesis.to(X.dtype), X)  # [2K, 2L+1, Z]: Re F[u, v], then Im F[u, v], u centred
-        spectrum = torch.complex(a[:K], a[K:]).permute(2, 1, 0)  # [Z, 2L+1 (u), K (v = 0..L)]: FFTs on inner dims
-        gap = spectrum.new_zeros(Z, self.n_u - 2 * L - 1, K)
-        spectrum = torch.cat([spectrum[:, L:], gap, spectrum[:, :L]], dim=1)  # u in FFT order
-        f = torch.fft.irfft2(spectrum, s=(self.n_u, self.n_v), dim=(1, 2), norm="forward")  # samples [Z, n_u, n_v]
-        powers, p = [], f
-        for k in range(1, max(self.powers) + 1):
-            if k > 1:
-                p = p * f  # = the FFT (linear) convolution of the coefficient grids of f^(k-1) and f
-            if k in self.powers:
-                powers.append(p)
-        K3 = self._projection.shape[0]
-        H = torch.fft.rfft(torch.stack(powers, dim=1), dim=-1, norm="forward")[..., :K3]  # [Z, |K|, n_u, K3]
-        H = torch.fft.fft(H, dim=-2, norm="forward")
-        H = torch.cat([H[..., U + 1 :, :], H[..., : U + 1, :]], dim=-2)  # centred u = -U..U
-        H = torch.cat([H.real, H.imag], dim=-2).permute(3, 2, 1, 0).reshape(K3, 2 * self.n_u, -1)  # [K3, 2 n_u, |K| Z]
-        z = torch.bmm(self._projection.to(X.dtype), H)  # [K3, 2 (L3+1), |K| Z]: x[l, +k], then x[l, -k]
-        return z.reshape(-1, len(powers), Z)[self._read]  # [M3, L3+1, |K|, Z]
-
     def forward(self, A: torch.Tensor, species: torch.Tensor | None = None) -> torch.Tensor:
         """``A [..., irreps_in.dim]`` (, species ``[...]`` or one-hot ``[..., num_elements]``) -> ``[..., irreps_out.dim]``."""
         _check_features("GauntManyBody", A, self.irreps_in)
@@ -328,10 +304,10 @@ class GauntManyBody(torch.nn.Module):
         w1, w3 = w.split(self._sizes, dim=-1)
         rows = torch.nn.functional.pad(A.reshape(n, A.shape[-1]), (0, 1)).T.contiguous()  # [dim + zero slot, n]
         X = rows[self._index] * w1.T.contiguous()[self._windex]  # [M, L+1, mul, n]: w1[u, l] A[u, l, m]
-        if n == 0:  # empty batch (zero-size FFTs are rejected)
+        if n == 0:  # empty batch (zero-size matmuls are rejected by some backends)
             return A.new_zeros(*batch, self.irreps_out.dim) + 0 * (A.sum() + w.sum())
         Xz = X.reshape(X.shape[0], X.shape[1], self.mul * n)  # Z = (mul, n)
-        Y = self._grid_powers(Xz) if self.method == "grid" else self._fourier_powers(Xz)
+        Y = self._powers(Xz)
         # B[u, l3, m3] = sum_k w3[k, u, l3] Y[m3, l3, k, u]: weight and sum over k first, then read the output
         w3 = w3.reshape(w3.shape[0], len(self.powers), self.mul, -1).permute(3, 1, 2, 0)  # [L3+1, |K|, mul, n or 1]
         Y = (Y.reshape(*Y.shape[:3], self.mul, n) * w3).sum(2)  # [M3, L3+1, mul, n]
@@ -368,7 +344,8 @@ class GauntManyBody(torch.nn.Module):
         return ref
 
     def extra_repr(self) -> str:
-        grid = f"grid {self.n_theta} x {self.n_phi}" if self.method == "grid" else f"torus {self.n_u} x {self.n_v}"
+        grid = (f"grid {self.n_theta} x {self.n_phi}" if self.method == "grid"
+                else f"torus {self.n_u} x {self.n_v} ({self.n_theta} rings computed)")
         return f"{self.irreps_in} -> {self.irreps_out}, powers={self.powers}, {grid}, num_elements={self.num_elements}"
 
 

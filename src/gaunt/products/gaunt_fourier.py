@@ -34,9 +34,9 @@ Two executions of these steps (``transform=``), the same function to rounding:
 * ``"fft"``: as above, ``torch.fft`` over u and v (the paper's; the product step is O(L^2 log L)).
 * ``"dft"`` (default): the transforms as real matrices folded into steps 1 and 3, so that the whole
   product is four small real matmuls (``_separable``): the inverse DFT over u composed with step 1
-  (``_folded_synthesis``: the real part of g_k(theta_j) = sum_u F[u, k] e^{i u theta_j} depends on
-  x[l, +k] only, the imaginary part on x[l, -k] only), the real inverse DFT over v (``_azimuth_matrices``),
-  and their adjoints composed with step 3 (``_folded_projection``). On the torus a sphere function
+  (``folded_synthesis``: the real part of g_k(theta_j) = sum_u F[u, k] e^{i u theta_j} depends on
+  x[l, +k] only, the imaginary part on x[l, -k] only), the real inverse DFT over v (``azimuth_matrices``),
+  and their adjoints composed with step 3 (``folded_projection``). On the torus a sphere function
   satisfies f(2 pi - theta, phi) = f(theta, phi + pi), so only the rings theta_j = 2 pi j / N_u,
   j <= (N_u - 1) / 2, are computed and the others folded in with the sign (-1)^k: L1 + L2 + 1 rings
   instead of N_u. Measured on CPU (1 thread, L = 6, 64 channels, float32, forward+backward): 8.5x
@@ -75,7 +75,7 @@ def _torus_rings(n_u: int) -> np.ndarray:
     return 2 * math.pi * np.arange((n_u + 1) // 2) / n_u
 
 
-def _folded_synthesis(lmax: int, n_u: int) -> np.ndarray:
+def folded_synthesis(lmax: int, n_u: int) -> np.ndarray:
     """``theta_in [2L+1, J, L+1]``: step 1 and the inverse DFT over u in one real matrix, on the kept rings.
 
     g_k(theta_j) = sum_u F[u, k] exp(i u theta_j); its real part (the cos(k phi) factor) depends on
@@ -96,7 +96,7 @@ def _folded_synthesis(lmax: int, n_u: int) -> np.ndarray:
     return out
 
 
-def _azimuth_matrices(lmax: int, n_v: int, out: bool) -> np.ndarray:
+def azimuth_matrices(lmax: int, n_v: int, out: bool) -> np.ndarray:
     """Real inverse DFT over v, ``[n_v, 2L+1]`` (columns m; f = g_0 + 2 sum_k Re(g_k e^{i k phi})), or with
     ``out`` the forward one ``[2L+1, n_v]`` (rows m: (1/n_v) sum_n cos / sin(|m| phi_n))."""
     m = np.arange(-lmax, lmax + 1)[:, None]
@@ -107,7 +107,7 @@ def _azimuth_matrices(lmax: int, n_v: int, out: bool) -> np.ndarray:
     return (trig * np.where(m > 0, 2.0, np.where(m < 0, -2.0, 1.0))).T
 
 
-def _folded_projection(lmax: int, umax: int, n_u: int) -> np.ndarray:
+def folded_projection(lmax: int, umax: int, n_u: int) -> np.ndarray:
     """``theta_out [2L+1, L+1, J]``: the forward DFT over u and step 3 in one real matrix, folded onto the kept rings.
 
     R[k, l, j] = (1/n_u) sum_u Q[k, l, u] exp(-i u theta_j) is real. The product h is the torus
@@ -164,9 +164,9 @@ class GauntProduct(SeparableSphereProduct):
         self.n_v = max(L1 + L2 + L3 + 1, 2 * max(L1, L2, L3) + 1)  # 2 L3 + 1: rfft gives every v <= L3
         if transform == "dft":
             self._register_separable(
-                _folded_synthesis(L1, self.n_u), _azimuth_matrices(L1, self.n_v, out=False),
-                _folded_synthesis(L2, self.n_u), _azimuth_matrices(L2, self.n_v, out=False),
-                _azimuth_matrices(L3, self.n_v, out=True), _folded_projection(L3, L1 + L2, self.n_u))
+                folded_synthesis(L1, self.n_u), azimuth_matrices(L1, self.n_v, out=False),
+                folded_synthesis(L2, self.n_u), azimuth_matrices(L2, self.n_v, out=False),
+                azimuth_matrices(L3, self.n_v, out=True), folded_projection(L3, L1 + L2, self.n_u))
             return
         self._grid_points = self.n_u * self.n_v
         table1, s1 = _synthesis_matrices(L1, self.n_u)
@@ -211,4 +211,4 @@ class GauntProduct(SeparableSphereProduct):
         return super().extra_repr() + f", transform={self.transform}, torus {self.n_u} x {self.n_v} ({rings} rings computed)"
 
 
-__all__ = ["GauntProduct"]
+__all__ = ["GauntProduct", "TRANSFORMS", "folded_synthesis", "azimuth_matrices", "folded_projection"]
