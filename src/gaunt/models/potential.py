@@ -37,8 +37,8 @@ class PotentialConfig:
 
     ``atomic_numbers``: the elements the model knows (sorted on construction). ``max_ell``: degree of the
     edge harmonics and of the atomic basis A. ``hidden_lmax``: degree of the node features between blocks
-    (MACE's ``max_L``). ``product``: "cg" (Clebsch-Gordan, MACE-like paths) | "gaunt" (Gaunt product by
-    2D Fourier / FFT) | "grid" (the same Gaunt product by quadrature; fastest on CPU) | "auto".
+    (MACE's ``max_L``). ``product``: "cg" (Clebsch-Gordan, MACE-like paths) | "gaunt" (Gaunt product in the
+    2D Fourier basis) | "grid" (the same Gaunt product by quadrature; fastest on CPU) | "auto".
     ``convolution_product`` overrides the convolution's product (e.g. "so2" or "gaunt_z").
     """
 
