@@ -48,7 +48,7 @@ import torch
 
 from ..products import CGProduct
 from ..products.gaunt_fourier import azimuth_matrices, folded_projection, folded_synthesis
-from ..products._separable import m_table, phi_factors, theta_factors
+from ..products._separable import integrate, m_table, phi_factors, sample, theta_factors
 from ..products._spherical_irreps import parse_spherical_irreps
 from ..so3 import Irreps, clebsch_gordan, gaunt_coefficients, spherical_grid
 
@@ -280,19 +280,14 @@ class GauntManyBody(torch.nn.Module):
     # ---------------------------------------------------------------------- the powers, projected
     def _powers(self, X: torch.Tensor) -> torch.Tensor:
         """``X [2L+1, L+1, Z]`` (weighted coefficients by m, l) -> ``<Y[l3 m3], f^k>`` as ``[M3, L3+1, |K|, Z]``."""
-        M, Z = X.shape[0], X.shape[-1]
-        g = torch.bmm(self._theta_in.to(X.dtype), X)  # [M, n_theta, Z]: sum over l
-        f = (self._phi_in.to(X.dtype) @ g.reshape(M, -1)).reshape(self.n_phi, self.n_theta, Z)  # samples
+        f = sample(X, self._theta_in, self._phi_in)  # [n_phi, n_theta, Z]
         powers, p = [], f
         for k in range(1, max(self.powers) + 1):
             if k > 1:
                 p = p * f
             if k in self.powers:
                 powers.append(p)
-        h = torch.stack(powers, dim=2)  # [n_phi, n_theta, |K|, Z]
-        c = self._phi_out.to(X.dtype) @ h.reshape(self.n_phi, -1)  # [M3, n_theta |K| Z]: sum over phi
-        c = c.reshape(c.shape[0], self.n_theta, len(powers) * Z)
-        return torch.bmm(self._theta_out.to(X.dtype), c).reshape(c.shape[0], self._theta_out.shape[1], len(powers), Z)
+        return integrate(torch.stack(powers, dim=2), self._phi_out, self._theta_out)  # h [n_phi, n_theta, |K|, Z]
 
     def forward(self, A: torch.Tensor, species: torch.Tensor | None = None) -> torch.Tensor:
         """``A [..., irreps_in.dim]`` (, species ``[...]`` or one-hot ``[..., num_elements]``) -> ``[..., irreps_out.dim]``."""

@@ -43,6 +43,22 @@ def phi_factors(lmax: int, phi: np.ndarray) -> np.ndarray:
     return np.where(m > 0, np.cos(m * phi), np.where(m < 0, np.sin(-m * phi), 1.0))
 
 
+def sample(X: torch.Tensor, theta_in: torch.Tensor, phi_in: torch.Tensor) -> torch.Tensor:
+    """Evaluate: coefficients ``X [2L+1 (m), L+1 (l), *rest]`` -> samples ``[n_phi, n_theta, *rest]``."""
+    M, Lp = X.shape[:2]
+    g = torch.bmm(theta_in.to(X.dtype), X.reshape(M, Lp, -1))  # [M, n_theta, Z]: sum over l
+    f = phi_in.to(X.dtype) @ g.reshape(M, -1)  # [n_phi, n_theta * Z]: sum over m
+    return f.reshape(phi_in.shape[0], theta_in.shape[1], *X.shape[2:])
+
+
+def integrate(h: torch.Tensor, phi_out: torch.Tensor, theta_out: torch.Tensor) -> torch.Tensor:
+    """Integrate: samples ``h [n_phi, n_theta, *rest]`` -> coefficients ``[2L3+1 (m), L3+1 (l), *rest]``."""
+    c = phi_out.to(h.dtype) @ h.reshape(h.shape[0], -1)  # [M3, n_theta * Z]: sum over phi
+    M3 = c.shape[0]
+    z = torch.bmm(theta_out.to(h.dtype), c.reshape(M3, h.shape[1], -1))  # [M3, L3+1, Z]: sum over theta
+    return z.reshape(M3, z.shape[1], *h.shape[2:])
+
+
 def m_table(lmax: int) -> np.ndarray:
     """Gather table ``[2L+1 (m), L+1 (l)]`` of dense indices l^2 + l + m (-1 where l < |m|)."""
     m = np.arange(-lmax, lmax + 1)[:, None]
@@ -71,19 +87,9 @@ class SeparableSphereProduct(SphereFunctionProduct):
                             ("phi_out", phi_out), ("theta_out", theta_out)):  # fmt: skip
             self.register_buffer(f"_{name}", torch.as_tensor(np.ascontiguousarray(array)), persistent=False)
 
-    def _to_grid(self, X: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
-        """``X [2L+1, L+1, *rest]`` -> samples ``[n_phi, n_theta, *rest]``."""
-        M, Lp = X.shape[:2]
-        g = torch.bmm(theta.to(X.dtype), X.reshape(M, Lp, -1))  # [M, n_theta, Z]
-        f = phi.to(X.dtype) @ g.reshape(M, -1)  # [n_phi, n_theta * Z]
-        return f.reshape(self.n_phi, self.n_theta, *X.shape[2:])
-
     def _sphere_product(self, X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
-        h = self._to_grid(X1, self._theta1, self._phi1) * self._to_grid(X2, self._theta2, self._phi2)
-        c = self._phi_out.to(h.dtype) @ h.reshape(self.n_phi, -1)  # [M3, n_theta * Z]
-        M3 = c.shape[0]
-        z = torch.bmm(self._theta_out.to(h.dtype), c.reshape(M3, self.n_theta, -1))  # [M3, L3+1, Z]
-        return z.reshape(M3, z.shape[1], *h.shape[2:])  # [m + L3, l, mul, *batch]
+        h = sample(X1, self._theta1, self._phi1) * sample(X2, self._theta2, self._phi2)
+        return integrate(h, self._phi_out, self._theta_out)  # [m + L3, l, mul, *batch]
 
 
-__all__ = ["SeparableSphereProduct", "m_table", "theta_factors", "phi_factors"]
+__all__ = ["SeparableSphereProduct", "sample", "integrate", "m_table", "theta_factors", "phi_factors"]
