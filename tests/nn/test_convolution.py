@@ -7,7 +7,8 @@ import logging
 import pytest
 import torch
 
-from gaunt.nn.convolution import EdgeAlignedGauntProduct, EquivariantConvolution
+from gaunt.nn.convolution import EquivariantConvolution
+from gaunt.products import EdgeAlignedGauntProduct
 from gaunt.products import GauntProduct
 from gaunt.products.descriptor import Path, ProductDescriptor, dense_product
 from gaunt.so3 import Irreps, clebsch_gordan, gaunt_coefficients, irreps_wigner_d, random_rotation, spherical_harmonics

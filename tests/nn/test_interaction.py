@@ -1,4 +1,4 @@
-"""Tests of ``gaunt.nn.interaction.FeatureInteraction`` and of the product switch ``nn._registry``."""
+"""Tests of ``gaunt.nn.interaction.FeatureInteraction`` and of the product switch ``products.registry.make_product``."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 
-from gaunt.nn._registry import make_product
+from gaunt.products import make_product
 from gaunt.nn.interaction import FeatureInteraction
 from gaunt.products.descriptor import dense_product
 from gaunt.so3 import Irreps

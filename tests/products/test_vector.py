@@ -8,7 +8,8 @@ import torch
 from conftest import assert_equivariant, assert_matches_descriptor, random_inputs
 
 from gaunt.products.descriptor import COUPLINGS
-from gaunt.products.vector import VectorGauntProduct, _odd_gaunt_quadrature, odd_gaunt_coefficients, odd_gaunt_ratio
+from gaunt.products.odd_gaunt import _odd_gaunt_quadrature, odd_gaunt_coefficients, odd_gaunt_ratio
+from gaunt.products.vector import VectorGauntProduct
 from gaunt.so3 import Irreps, clebsch_gordan, gaunt_coefficients, random_rotation, spherical_grid, wigner_d
 
 F64 = torch.float64

@@ -13,8 +13,8 @@ from .linear import Linear
 from .norm import EquivariantLayerNorm
 from .radial import BesselBasis, PolynomialCutoff, RadialMLP
 from .s2_activation import S2Activation
-from ._registry import make_product
-from .convolution import EdgeAlignedGauntProduct, EquivariantConvolution
+from ..products import EdgeAlignedGauntProduct, make_product
+from .convolution import EquivariantConvolution
 from .grid_convolution import GridConvolution
 from .interaction import FeatureInteraction
 from .many_body import CGManyBody, GauntManyBody, ManyBodyProduct

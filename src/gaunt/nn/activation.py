@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..so3 import Irrep, Irreps
+from ..so3 import Irreps
 from .linear import check_features
 
 Activation = Optional[Callable[[torch.Tensor], torch.Tensor]]

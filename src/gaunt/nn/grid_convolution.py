@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from ..products._spherical_irreps import parse_spherical_irreps
+from ..products import parse_spherical_irreps
 from ..so3 import spherical_grid, spherical_harmonics
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from ..so3 import Irreps
-from ._registry import make_product
+from ..products import make_product
 
 _EDGE_PRODUCTS = ("so2", "gaunt_z")
 
@@ -34,7 +34,7 @@ class FeatureInteraction(torch.nn.Module):
     Args:
         irreps_in: irreps of x.
         irreps_out: output irreps.
-        product: "gaunt" (default) | "grid" | "vector" | "cg" | "auto" (see ``_registry.make_product``).
+        product: "gaunt" (default) | "grid" | "vector" | "cg" | "auto" (see ``products.registry``).
         irreps_in2: irreps of a second feature y; None (default) makes the layer a self-interaction x * x.
         **product_kw: passed to the product (e.g. ``weight_init="randn"`` for the Gaunt products,
             ``instructions`` / ``connection`` for "cg", ``check_finite``).

@@ -46,11 +46,8 @@ import math
 import numpy as np
 import torch
 
-from ..products import CGProduct
-from ..products.gaunt_fourier import azimuth_matrices, folded_projection, folded_synthesis
-from ..products._separable import integrate, m_table, phi_factors, sample, theta_factors
-from ..products._spherical_irreps import parse_spherical_irreps
-from ..so3 import Irreps, clebsch_gordan, gaunt_coefficients, spherical_grid
+from ..products import CGProduct, TorchPowers, choose_product, parse_spherical_irreps, power_program
+from ..so3 import Irreps, clebsch_gordan, gaunt_coefficients
 
 logger = logging.getLogger("gaunt.nn")
 
@@ -235,78 +232,37 @@ class GauntManyBody(torch.nn.Module):
             raise ValueError(f"{owner}: output degrees {missing} of {lout.irreps} are not reached by the powers {self.powers}")
         self.irreps_in, self.irreps_out, self.layouts = lin.irreps, lout.irreps, (lin, lout)
         self.correlation, self.method, self.mul, self.num_elements = correlation, method, lin.mul, num_elements
-        L, L3, kmax = lin.lmax, lout.lmax, max(self.powers)
+        L, L3 = lin.lmax, lout.lmax
         self._sizes = [lin.mul * (L + 1), len(self.powers) * lin.mul * (L3 + 1)]
         self.weights = _ElementWeights(sum(self._sizes), num_elements, owner)
         with torch.no_grad():
             w1, w3 = self.weights.weight.split(self._sizes, dim=-1)
             w1.fill_(1.0)
             w3.normal_().mul_(len(self.powers) ** -0.5)
-        as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a))  # noqa: E731
-        # output position p = (block l3, channel u, m3): where to read it
-        ls, us, ms = (np.concatenate(v) for v in zip(*[
-            (np.full(lout.mul * (2 * l + 1), l), np.repeat(np.arange(lout.mul), 2 * l + 1),
-             np.tile(np.arange(-l, l + 1), lout.mul)) for l in lout.degrees]))  # fmt: skip
-        self.register_buffer("_out_l", as_t(ls), persistent=False)
-        self.register_buffer("_out_m", as_t(ms + L3), persistent=False)
-        self.register_buffer("_out_u", as_t(us), persistent=False)
-        if method == "grid":
-            grid = spherical_grid(kmax * L + L3)  # f^k Y[l3] has degree <= kmax L + L3: exact
-            theta, phi = grid.theta.numpy(), grid.phi.numpy()
-            self.n_theta, self.n_phi = len(theta), len(phi)
-            w_theta = grid.weights.numpy().reshape(self.n_theta, self.n_phi).sum(1)  # 2 pi / n_phi * Gauss-Legendre
-            T_in, A_in = theta_factors(L, theta), phi_factors(L, phi).T  # [M, n_theta, L+1], [n_phi, M]
-            T_out, A_out = theta_factors(L3, theta), phi_factors(L3, phi).T
-            self.register_buffer("_theta_in", as_t(T_in), persistent=False)  # [M, n_theta, L+1]
-            self.register_buffer("_phi_in", as_t(A_in), persistent=False)  # [n_phi, M]
-            self.register_buffer("_phi_out", as_t(A_out.T / self.n_phi), persistent=False)  # [M3, n_phi]
-            self.register_buffer("_theta_out", as_t((T_out * w_theta[None, :, None]).transpose(0, 2, 1)), persistent=False)
-        else:  # torus: u exact for f^kmax (2 kmax L + 1), v alias-free for |v| <= L3 (kmax L + L3 + 1)
-            U = kmax * L
-            self.n_u, self.n_v = 2 * U + 1, max(kmax * L + L3 + 1, 2 * max(L, L3) + 1)
-            # the Fourier transforms folded into real matrices on half the torus rings, as GauntProduct's
-            # transform="dft" (gaunt_fourier): f^k is a sphere function too, so the fold holds for every power
-            T_in, A_in = folded_synthesis(L, self.n_u), azimuth_matrices(L, self.n_v, out=False)
-            self.n_theta, self.n_phi = T_in.shape[1], self.n_v
-            self.register_buffer("_theta_in", as_t(T_in), persistent=False)  # [M, J, L+1]
-            self.register_buffer("_phi_in", as_t(A_in), persistent=False)  # [n_v, M]
-            self.register_buffer("_phi_out", as_t(azimuth_matrices(L3, self.n_v, out=True)), persistent=False)
-            self.register_buffer("_theta_out", as_t(folded_projection(L3, U, self.n_u)), persistent=False)
-        table = m_table(L)  # [2L+1, L+1] dense lm (-1: zero)
-        self.register_buffer("_index", as_t(np.moveaxis(lin.gather_index(table), 0, -1)), persistent=False)
-        degree = np.floor(np.sqrt(np.maximum(table, 0))).astype(np.int64)
-        self.register_buffer("_windex", as_t(np.arange(lin.mul) * (L + 1) + degree[..., None]), persistent=False)
-
-    # ---------------------------------------------------------------------- the powers, projected
-    def _powers(self, X: torch.Tensor) -> torch.Tensor:
-        """``X [2L+1, L+1, Z]`` (weighted coefficients by m, l) -> ``<Y[l3 m3], f^k>`` as ``[M3, L3+1, |K|, Z]``."""
-        f = sample(X, self._theta_in, self._phi_in)  # [n_phi, n_theta, Z]
-        powers, p = [], f
-        for k in range(1, max(self.powers) + 1):
-            if k > 1:
-                p = p * f
-            if k in self.powers:
-                powers.append(p)
-        return integrate(torch.stack(powers, dim=2), self._phi_out, self._theta_out)  # h [n_phi, n_theta, |K|, Z]
+        # what to compute: the power program (products.powers); how: its torch executor
+        self.program = power_program(lin, lout, self.powers, kind="grid" if method == "grid" else "torus")
+        self.runner = TorchPowers(self.program)
+        self.n_theta, self.n_phi = self.program.grid
+        # per-position weight indices: w1[u, l] on the input, w3[k, u, l3] on each power's output
+        self.register_buffer("_w1_index", torch.as_tensor(lin.weight_index()), persistent=False)
+        w3_index = np.arange(len(self.powers))[:, None] * lout.mul * (L3 + 1) + lout.weight_index()[None, :]
+        self.register_buffer("_w3_index", torch.as_tensor(w3_index), persistent=False)  # [K, out.dim]
 
     def forward(self, A: torch.Tensor, species: torch.Tensor | None = None) -> torch.Tensor:
-        """``A [..., irreps_in.dim]`` (, species ``[...]`` or one-hot ``[..., num_elements]``) -> ``[..., irreps_out.dim]``."""
+        """``A [..., irreps_in.dim]`` (, species ``[...]`` or one-hot ``[..., num_elements]``) -> ``[..., irreps_out.dim]``.
+
+        ``B[u, l3, m3] = sum_k w3[k, u, l3] <Y[l3 m3], f_u^k>``, ``f_u = sum w1[u, l] A[u, l, m] Y[l m]``."""
         _check_features("GauntManyBody", A, self.irreps_in)
         batch = A.shape[:-1]
         n = math.prod(batch)
         w = self.weights.lookup(batch, species, A.dtype)
         w = w.reshape(n, w.shape[-1]) if w.dim() > 1 else w[None]  # [n or 1, numel]
-        w1, w3 = w.split(self._sizes, dim=-1)
-        rows = torch.nn.functional.pad(A.reshape(n, A.shape[-1]), (0, 1)).T.contiguous()  # [dim + zero slot, n]
-        X = rows[self._index] * w1.T.contiguous()[self._windex]  # [M, L+1, mul, n]: w1[u, l] A[u, l, m]
         if n == 0:  # empty batch (zero-size matmuls are rejected by some backends)
             return A.new_zeros(*batch, self.irreps_out.dim) + 0 * (A.sum() + w.sum())
-        Xz = X.reshape(X.shape[0], X.shape[1], self.mul * n)  # Z = (mul, n)
-        Y = self._powers(Xz)
-        # B[u, l3, m3] = sum_k w3[k, u, l3] Y[m3, l3, k, u]: weight and sum over k first, then read the output
-        w3 = w3.reshape(w3.shape[0], len(self.powers), self.mul, -1).permute(3, 1, 2, 0)  # [L3+1, |K|, mul, n or 1]
-        Y = (Y.reshape(*Y.shape[:3], self.mul, n) * w3).sum(2)  # [M3, L3+1, mul, n]
-        return Y[self._out_m, self._out_l, self._out_u].T.reshape(*batch, self.irreps_out.dim)
+        x = A.reshape(n, A.shape[-1]) * w[:, self._w1_index]
+        y = self.runner(x)  # [n, K, out.dim]: <Y[l3 m3], f^k> per power
+        B = (y * w[:, self._sizes[0] + self._w3_index]).sum(1)
+        return B.reshape(*batch, self.irreps_out.dim)
 
     # ---------------------------------------------------------------------- the CG reference
     def cg_reference(self) -> CGManyBody:
@@ -339,8 +295,7 @@ class GauntManyBody(torch.nn.Module):
         return ref
 
     def extra_repr(self) -> str:
-        grid = (f"grid {self.n_theta} x {self.n_phi}" if self.method == "grid"
-                else f"torus {self.n_u} x {self.n_v} ({self.n_theta} rings computed)")
+        grid = f"{'grid' if self.method == 'grid' else 'torus rings'} {self.n_theta} x {self.n_phi}"
         return f"{self.irreps_in} -> {self.irreps_out}, powers={self.powers}, {grid}, num_elements={self.num_elements}"
 
 
@@ -367,14 +322,16 @@ class ManyBodyProduct(torch.nn.Module):
         name = product.lower() if isinstance(product, str) else product
         if name not in ("cg", "gaunt", "grid", "auto"):
             raise ValueError(f"ManyBodyProduct: unknown product {product!r}; expected 'cg', 'gaunt', 'grid' or 'auto'")
-        if name == "auto":
-            try:
+        if name == "auto":  # the registry's rule, for the products the many-body layer has ("grid" or "cg")
+            try:  # the powers of a sphere function are sphere functions: both irreps must be
                 parse_spherical_irreps(irreps_in, "irreps_in", "ManyBodyProduct")
                 parse_spherical_irreps(irreps_out, "irreps_out", "ManyBodyProduct")
-                name = "grid"
+                sphere = True
             except ValueError:
-                name = "cg"
-            logger.info("ManyBodyProduct(product='auto'): chose %r for %s -> %s", name, Irreps(irreps_in), Irreps(irreps_out))
+                sphere = False
+            name, reason = choose_product(irreps_in, irreps_in, irreps_out, sphere=sphere)
+            logger.info("ManyBodyProduct(product='auto'): chose %r for %s -> %s (%s)",
+                        name, Irreps(irreps_in), Irreps(irreps_out), reason)
         if name == "cg":
             self.body = CGManyBody(irreps_in, irreps_out, correlation, num_elements, **kw)
         else:

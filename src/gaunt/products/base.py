@@ -10,6 +10,9 @@ otherwise the caller passes ``weight`` of shape ``[weight_numel]`` (``shared_wei
 
 Subclasses set ``weight_numel`` and implement ``_forward(x1, x2, weight)`` on checked inputs, and
 ``descriptor()`` (what is computed: paths and coefficients) apart from how it is executed.
+Products whose second input is edge vectors (``SO2Product``, ``EdgeAlignedGauntProduct``) set
+``takes_edge_vectors = True`` and give ``edge_harmonics(edge_vectors)``: the second input of their
+descriptor (see ``registry``).
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ class TensorProduct(torch.nn.Module):
     """Base class of all products (see module docstring for the calling convention)."""
 
     weight_numel: int
+    #: False: ``forward(x1, x2, weight)`` with x2 of ``irreps_in2``; True: x2 is edge vectors ``[..., 3]``
+    takes_edge_vectors: bool = False
 
     def __init__(
         self,
@@ -53,6 +58,23 @@ class TensorProduct(torch.nn.Module):
             self.weight = torch.nn.Parameter(torch.randn(self.weight_numel))
         else:
             self.register_buffer("weight", torch.empty(0), persistent=False)
+
+    def init_weight(self, weight_init: str) -> None:
+        """Initialise internal weights: "ones" (the plain product of factorised weights) or "randn"
+        (Gaussian, already the default of the parameter); raises on other names."""
+        if weight_init not in ("ones", "randn"):
+            raise ValueError(f"{type(self).__name__}: weight_init must be 'ones' or 'randn', got {weight_init!r}")
+        if self.internal_weights and weight_init == "ones":
+            with torch.no_grad():
+                self.weight.fill_(1.0)
+
+    def weight_or_internal(self, weight: torch.Tensor | None) -> torch.Tensor:
+        """``weight``, or the internal weights when it is None (raises if there are none)."""
+        if weight is not None:
+            return weight
+        if not self.internal_weights:
+            raise ValueError(f"{type(self).__name__}: weights are external; pass weight")
+        return self.weight
 
     # ------------------------------------------------------------------ checks
     def _check_inputs(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor | None:

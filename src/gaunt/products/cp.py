@@ -178,6 +178,8 @@ class CPProduct(TensorProduct):
     over paths), ``path_errors``, ``path_ranks``, ``full_rank``.
     """
 
+    executor = "torch"
+
     def __init__(
         self,
         irreps_in1,

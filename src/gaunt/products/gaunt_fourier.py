@@ -33,182 +33,127 @@ Two executions of these steps (``transform=``), the same function to rounding:
 
 * ``"fft"``: as above, ``torch.fft`` over u and v (the paper's; the product step is O(L^2 log L)).
 * ``"dft"`` (default): the transforms as real matrices folded into steps 1 and 3, so that the whole
-  product is four small real matmuls (``_separable``): the inverse DFT over u composed with step 1
+  product is four small real matmuls (a sphere program, ``sphere_programs.torus_gaunt_program``): the inverse DFT over u composed with step 1
   (``folded_synthesis``: the real part of g_k(theta_j) = sum_u F[u, k] e^{i u theta_j} depends on
   x[l, +k] only, the imaginary part on x[l, -k] only), the real inverse DFT over v (``azimuth_matrices``),
   and their adjoints composed with step 3 (``folded_projection``). On the torus a sphere function
   satisfies f(2 pi - theta, phi) = f(theta, phi + pi), so only the rings theta_j = 2 pi j / N_u,
   j <= (N_u - 1) / 2, are computed and the others folded in with the sign (-1)^k: L1 + L2 + 1 rings
-  instead of N_u. Measured on CPU (1 thread, L = 6, 64 channels, float32, forward+backward): 8.5x
-  faster than ``"fft"`` (short FFTs, N <= 65 for L <= 16, run far below matmul speed) and 1.2x slower
-  than ``gaunt_grid.GridGauntProduct`` (Gauss-Legendre rings: (L1 + L2 + L3) // 2 + 1 of them).
+  instead of N_u. (Measured speeds of both executions: ``benchmarks/BENCHMARKS.md``.)
+
+What to compute is a program (``sphere_programs`` for "dft", ``fft_program`` for "fft": plain arrays);
+how it runs is an executor (``executors``); the weights and the batch frame are ``sphere_frame``.
 """
+
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import torch
 
-from ._half_spectrum import half_spectrum_coupling, half_spectrum_synthesis
-from ._separable import SeparableSphereProduct
-
-
-def _synthesis_matrices(lmax: int, n_u: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gather table ``[2K, K]`` (K = lmax + 1) and ``S [2K, n_u, K]``: ``half_spectrum_synthesis`` with u
-    in FFT order (frequency u at index u mod n_u)."""
-    table, synthesis = half_spectrum_synthesis(lmax, lmax + 1)
-    S = np.zeros((2 * (lmax + 1), n_u, lmax + 1))
-    S[:, np.arange(-lmax, lmax + 1) % n_u] = synthesis
-    return table, S
-
-
-def _projection_matrices(lmax: int, umax: int, n_u: int) -> np.ndarray:
-    """Complex ``Q [K, K, n_u]`` (order k, degree l, u in FFT order): x[l, +k] = Re(Q H), x[l, -k] = -Im(Q H)."""
-    out = np.zeros((lmax + 1, lmax + 1, n_u), dtype=complex)
-    out[:, :, np.arange(-umax, umax + 1) % n_u] = half_spectrum_coupling(lmax, umax)
-    return out
-
-
-def _torus_rings(n_u: int) -> np.ndarray:
-    """The rings kept by ``transform="dft"``: theta_j = 2 pi j / n_u for j = 0..(n_u - 1) / 2 (n_u odd)."""
-    return 2 * math.pi * np.arange((n_u + 1) // 2) / n_u
-
-
-def folded_synthesis(lmax: int, n_u: int) -> np.ndarray:
-    """``theta_in [2L+1, J, L+1]``: step 1 and the inverse DFT over u in one real matrix, on the kept rings.
-
-    g_k(theta_j) = sum_u F[u, k] exp(i u theta_j); its real part (the cos(k phi) factor) depends on
-    x[l, +k] only and its imaginary part (minus the sin(k phi) factor) on x[l, -k] only, because the
-    theta factor of order k is a cosine series for even k and a sine series for odd k.
-    """
-    K = lmax + 1
-    table, S = _synthesis_matrices(lmax, n_u)
-    u = np.fft.fftfreq(n_u, 1.0 / n_u)  # frequency at each FFT-order index
-    T = np.einsum("rul,uj->rjl", S, np.exp(1j * np.outer(u, _torus_rings(n_u))))  # row r < K: Re F, r >= K: Im F
-    out = np.zeros((2 * K - 1, T.shape[1], K))
-    for k in range(K):
-        plus, minus = (T[k], 1j * T[K + k]) if k % 2 == 0 else (1j * T[K + k], T[k])  # coefficient of x[l, +-k]
-        assert np.abs(plus.imag).max() < 1e-12 and np.abs(minus.real).max() < 1e-12
-        out[lmax + k] = plus.real
-        if k > 0:
-            out[lmax - k] = minus.imag
-    return out
-
-
-def azimuth_matrices(lmax: int, n_v: int, out: bool) -> np.ndarray:
-    """Real inverse DFT over v, ``[n_v, 2L+1]`` (columns m; f = g_0 + 2 sum_k Re(g_k e^{i k phi})), or with
-    ``out`` the forward one ``[2L+1, n_v]`` (rows m: (1/n_v) sum_n cos / sin(|m| phi_n))."""
-    m = np.arange(-lmax, lmax + 1)[:, None]
-    phi = 2 * math.pi * np.arange(n_v)[None, :] / n_v
-    trig = np.where(m >= 0, np.cos(m * phi), np.sin(-m * phi))  # [2L+1, n_v]
-    if out:
-        return trig / n_v
-    return (trig * np.where(m > 0, 2.0, np.where(m < 0, -2.0, 1.0))).T
-
-
-def folded_projection(lmax: int, umax: int, n_u: int) -> np.ndarray:
-    """``theta_out [2L+1, L+1, J]``: the forward DFT over u and step 3 in one real matrix, folded onto the kept rings.
-
-    R[k, l, j] = (1/n_u) sum_u Q[k, l, u] exp(-i u theta_j) is real. The product h is the torus
-    extension of a sphere function, h(2 pi - theta, phi) = h(theta, phi + pi), so its order-k azimuthal
-    coefficients (exact: n_v > L1 + L2 + L3, no aliasing) satisfy c_k(2 pi - theta_j) = (-1)^k c_k(theta_j):
-    the ring n_u - j is folded onto ring j with the sign (-1)^k.
-    """
-    u = np.fft.fftfreq(n_u, 1.0 / n_u)
-    theta = 2 * math.pi * np.arange(n_u) / n_u
-    Q = _projection_matrices(lmax, umax, n_u)  # [k, l, u]
-    R = np.einsum("klu,uj->klj", Q, np.exp(-1j * np.outer(u, theta))) / n_u
-    assert np.abs(R.imag).max() < 1e-12
-    R = R.real
-    J = (n_u + 1) // 2
-    sign = (-1.0) ** np.arange(lmax + 1)[:, None, None]
-    folded = R[:, :, :J].copy()
-    folded[:, :, 1:] += sign * R[:, :, n_u - np.arange(1, J)]
-    return np.concatenate([folded[:0:-1], folded])  # rows m = -L..L read order |m|
-
+from .base import TensorProduct
+from .executors import build_runner, resolve_executor
+from .fft_program import TorchFFT, fft_gaunt_program
+from .sphere_frame import FactorisedFrame, copy_channels_index, factorised_weight_index
+from .sphere_irreps import (check_spherical_product, factorised_path_weights, gaunt_descriptor, parse_spherical_irreps,
+                            require_paths)
+from .sphere_programs import grid_gaunt_program, torus_gaunt_program, torus_size
 
 TRANSFORMS = ("dft", "fft")
 
 
-class GauntProduct(SeparableSphereProduct):
+class GauntProduct(TensorProduct):
     """Gaunt tensor product in the 2D Fourier basis: ``[..., in1.dim] x [..., in2.dim] -> [..., out.dim]``.
 
     Accepted irreps (``ValueError`` otherwise): each of ``irreps_in1``, ``irreps_in2``, ``irreps_out``
     is ``mul x l`` blocks in increasing l, each degree at most once (missing degrees are zero), one
     mul, parities ``p = s (-1)^l`` with one sign s per irreps (e.g. ``"16x0e+16x1o+16x2e"``, or the
     pseudo ``"16x0o+16x1e"``). ``mul2`` is ``mul1`` or 1 (x2 broadcast over channels, e.g. edge
-    harmonics ``"0e+1o+2e"``); ``mul_out = mul1`` and ``s_out = s1 s2``. Layout: e3nn ``mul_ir``.
+    harmonics ``"0e+1o+2e"``); ``mul_out = mul1`` and ``s_out = s1 s2``; at least one path (l1 + l2 + l3
+    even, triangle) must reach the output (degrees that none reaches are exactly zero). Layout: e3nn ``mul_ir``.
 
     Weights (factorised, as in the paper): ``w1 [mul, L1+1]``, ``w2 [mul, L2+1]``, ``w3 [mul, L3+1]``
     concatenated, ``weight_numel = mul (L1 + L2 + L3 + 3)``. Internal by default, initialised to ones
     (the plain Gaunt product) or Gaussian with ``weight_init="randn"``; external shared
     ``[weight_numel]`` or per-sample ``[..., weight_numel]`` weights as in ``base.TensorProduct``.
 
-    ``transform``: ``"dft"`` (default; the Fourier transforms as folded real matrices, fastest on CPU)
-    or ``"fft"`` (``torch.fft``, as in the paper); the same function, see the module docstring for
-    both and the O(L^3) cost. ``descriptor()`` lists the Gaunt paths (l1 + l2 + l3 even) and
+    ``transform``: ``"dft"`` (default; the Fourier transforms as folded real matrices) or ``"fft"``
+    (``torch.fft``, as in the paper); the same function, see the module docstring. ``executor``:
+    ``"auto"`` (default: the fastest available, named in ``self.executor``) or a name of
+    ``executors.EXECUTORS`` ("fft" runs on "torch" only). ``descriptor()`` lists the Gaunt paths and
     ``path_weights`` maps the factorised weights onto them.
+
+    >>> import torch
+    >>> from gaunt.products import dense_product
+    >>> tp = GauntProduct("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x1o+2x2e").double()
+    >>> x1, x2 = torch.randn(5, 8, dtype=torch.float64), torch.randn(5, 8, dtype=torch.float64)
+    >>> ref = dense_product(tp.descriptor(), x1, x2, tp.path_weights().double())   # equivalent to
+    >>> bool(torch.allclose(tp(x1, x2), ref, atol=1e-12))
+    True
     """
+
+    #: the grid of the program ("torus": the 2D Fourier method; "quadrature": ``GridGauntProduct``)
+    _grid = "torus"
 
     def __init__(self, irreps_in1, irreps_in2, irreps_out, internal_weights: bool | None = None,
                  shared_weights: bool | None = None, weight_init: str = "ones", check_finite: bool = False,
-                 transform: str = "dft") -> None:  # fmt: skip
-        super().__init__(irreps_in1, irreps_in2, irreps_out, internal_weights, shared_weights, weight_init, check_finite)
+                 transform: str = "dft", executor: str = "auto") -> None:
+        owner = type(self).__name__
         if transform not in TRANSFORMS:
-            raise ValueError(f"GauntProduct: transform must be one of {TRANSFORMS}, got {transform!r}")
-        self.transform = transform
-        in1, in2, out = self.layouts
-        L1, L2, L3 = in1.lmax, in2.lmax, out.lmax
-        self.n_u = 2 * (L1 + L2) + 1
-        self.n_v = max(L1 + L2 + L3 + 1, 2 * max(L1, L2, L3) + 1)  # 2 L3 + 1: rfft gives every v <= L3
-        if transform == "dft":
-            self._register_separable(
-                folded_synthesis(L1, self.n_u), azimuth_matrices(L1, self.n_v, out=False),
-                folded_synthesis(L2, self.n_u), azimuth_matrices(L2, self.n_v, out=False),
-                azimuth_matrices(L3, self.n_v, out=True), folded_projection(L3, L1 + L2, self.n_u))
-            return
-        self._grid_points = self.n_u * self.n_v
-        table1, s1 = _synthesis_matrices(L1, self.n_u)
-        table2, s2 = _synthesis_matrices(L2, self.n_u)
-        q = _projection_matrices(L3, L1 + L2, self.n_u)
-        lm = np.arange((L3 + 1) ** 2)
-        l = np.floor(np.sqrt(lm)).astype(np.int64)  # noqa: E741
-        m = lm - l * l - l
-        # output read from view_as_real(z): [k = |m|, l, re/im, mul, *batch]; m < 0 is -Im
-        self._register_tables(table1, table2, (L3 + 1, L3 + 1, 2), [np.abs(m), l, (m < 0).astype(np.int64)],
-                              np.where(m < 0, -1.0, 1.0))
-        self.register_buffer("_synthesis1", torch.as_tensor(s1), persistent=False)
-        self.register_buffer("_synthesis2", torch.as_tensor(s2), persistent=False)
-        # stored as real [..., 2] (re, im) so that module.to(dtype) and .double() treat it like the others
-        self.register_buffer("_projection", torch.view_as_real(torch.as_tensor(q)).contiguous(), persistent=False)
+            raise ValueError(f"{owner}: transform must be one of {TRANSFORMS}, got {transform!r}")
+        layouts = check_spherical_product(irreps_in1, irreps_in2, irreps_out, owner)
+        require_paths(layouts, owner)
+        in1, in2, out = layouts
+        super().__init__(in1.irreps, in2.irreps, out.irreps, in1.mul * (in1.lmax + in2.lmax + out.lmax + 3),
+                         internal_weights, shared_weights, check_finite)
+        self.init_weight(weight_init)
+        self.layouts, self.mul, self.transform = layouts, in1.mul, transform
+        # x2 with one channel (e.g. edge harmonics) is copied to every channel before w2[u, l] applies
+        channels = in2 if in2.mul == in1.mul else parse_spherical_irreps(
+            "+".join(f"{in1.mul}x{ir}" for _, ir in in2.irreps), "irreps_in2", owner)
+        self.n_u, self.n_v = torus_size(layouts)
+        if transform == "fft" and self._grid == "torus":
+            if resolve_executor(executor) != "torch":
+                raise RuntimeError(f"{owner}: transform='fft' runs on the 'torch' executor only, not {executor!r}")
+            self.program = fft_gaunt_program((in1, channels, out))
+            runner, sign, points = TorchFFT(self.program), self.program.out_sign, self.n_u * self.n_v
+        else:
+            build = torus_gaunt_program if self._grid == "torus" else grid_gaunt_program
+            self.program = build((in1, channels, out))
+            runner, sign = build_runner(self.program, executor), None
+            self.n_theta, self.n_phi = self.program.grid
+            points = self.n_theta * self.n_phi
+        self.executor = runner.executor
+        offsets = np.cumsum([0] + [in1.mul * (lay.lmax + 1) for lay in layouts])[:3]
+        weight_index = factorised_weight_index((in1, channels, out), tuple(offsets))
+        copy = None if channels is in2 else copy_channels_index(in2, in1.mul)
+        self.frame = FactorisedFrame(runner, weight_index, copy, sign, in1.mul, points)
 
-    def _sphere_product(self, X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
-        if self.transform == "dft":
-            return super()._sphere_product(X1, X2)  # [m + L3, l, mul, *batch]
-        return self._fft_sphere_product(X1, X2)  # [k, l, re/im, mul, *batch]
+    @property
+    def chunk_elements(self) -> int | None:
+        """Grid values per block of samples (``sphere_frame``); None: no blocks."""
+        return self.frame.chunk_elements
 
-    def _fft_to_grid(self, X: torch.Tensor, synthesis: torch.Tensor) -> torch.Tensor:
-        """``X [2K, K, *rest]`` -> samples ``[N_v, N_u, *rest]`` of f on the torus grid."""
-        K = X.shape[1]
-        a = torch.bmm(synthesis.to(X.dtype), X.reshape(2 * K, K, -1))  # [2K, N_u, Z]: Re F, then Im F
-        spectrum = torch.complex(a[:K], a[K:])  # [K (v = 0..L), N_u, Z]
-        # inverse 2D FFT as two 1D passes, the first (over u) on the K non-zero rows in v only
-        f = torch.fft.irfft(torch.fft.ifft(spectrum, dim=1, norm="forward"), n=self.n_v, dim=0, norm="forward")
-        return f.reshape(self.n_v, self.n_u, *X.shape[2:])
+    @chunk_elements.setter
+    def chunk_elements(self, value: int | None) -> None:
+        self.frame.chunk_elements = value
 
-    def _fft_sphere_product(self, X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
-        K3 = self._projection.shape[0]  # (an empty batch never gets here: MKL rejects zero-size FFTs)
-        h = self._fft_to_grid(X1, self._synthesis1) * self._fft_to_grid(X2, self._synthesis2)  # [N_v, N_u, mul, *batch]
-        H = torch.fft.rfft(h, dim=0, norm="forward")[:K3]  # [K3 (v = 0..L3), N_u, mul, *batch], then u:
-        H = torch.fft.fft(H, dim=1, norm="forward")
-        q = torch.view_as_complex(self._projection.to(h.dtype))  # [k, l, u]
-        z = torch.bmm(q, H.reshape(K3, self.n_u, -1)).reshape(K3, K3, *H.shape[2:])  # [k, l, mul, *batch]
-        return torch.view_as_real(z).movedim(-1, 2)  # [k, l, re/im, mul, *batch]
+    def _forward(self, x1, x2, weight):
+        return self.frame(x1, x2, weight, not self.shared_weights)
+
+    def descriptor(self):
+        """One weighted Gaunt path per coupled (l1, l2, l3), l1 + l2 + l3 even (``uvu`` when mul2 = 1)."""
+        return gaunt_descriptor(self.layouts)
+
+    def path_weights(self, weight=None):
+        """Per-path weights ``w1[u, l1] w2[u, l2] w3[u, l3]`` in descriptor order."""
+        return factorised_path_weights(self.weight_or_internal(weight), self.layouts)
 
     def extra_repr(self) -> str:
-        rings = self.n_theta if self.transform == "dft" else self.n_u
-        return super().extra_repr() + f", transform={self.transform}, torus {self.n_u} x {self.n_v} ({rings} rings computed)"
+        if self._grid == "quadrature":
+            where = f"grid {self.n_theta} x {self.n_phi}"
+        else:
+            rings = self.n_u if self.transform == "fft" else self.n_theta
+            where = f"transform={self.transform}, torus {self.n_u} x {self.n_v} ({rings} rings computed)"
+        return super().extra_repr() + f", mul={self.mul}, {where}, executor={self.executor}"
 
 
-__all__ = ["GauntProduct", "TRANSFORMS", "folded_synthesis", "azimuth_matrices", "folded_projection"]
+__all__ = ["GauntProduct", "TRANSFORMS"]

@@ -5,48 +5,38 @@
 
 The integrand is a spherical polynomial of degree L1 + L2 + L3, so the Gauss-Legendre x uniform grid
 ``so3.spherical_grid(L1 + L2 + L3)`` (n_theta = D//2 + 1 nodes in cos(theta), n_phi = D + 1 azimuths,
-D = L1 + L2 + L3) integrates it exactly. The harmonics separate, ``Y[l m] = Theta[l |m|](theta) A_m(phi)``
-with ``A_m = cos(m phi), 1, sin(|m| phi)`` for m > 0, = 0, < 0, so sampling and integration are two
-small matmuls each (``_separable``): ``theta_in = Theta[l |m|](theta_i)``, ``phi_in = A_m(phi_j)``,
-``phi_out = (2 pi / n_phi) A_m(phi_j)``, ``theta_out = wGL_i Theta[l |m|](theta_i)``.
-
-Cost per channel O(L^3) multiply-adds (real arithmetic only); channels and batch entries form the long
-side of every matmul. Accepted irreps, weights and ``descriptor()`` are those of ``GauntProduct``.
+D = L1 + L2 + L3) integrates it exactly. The harmonics separate, so sampling and integration are two
+small matmuls each: the program is ``sphere_programs.grid_gaunt_program``. Cost per channel O(L^3)
+multiply-adds (real arithmetic only); channels and batch entries form the long side of every matmul.
 """
+
 from __future__ import annotations
 
-import math
-
-from ..so3 import spherical_grid
-from ._separable import SeparableSphereProduct, phi_factors, theta_factors
+from .gaunt_fourier import GauntProduct
 
 
-class GridGauntProduct(SeparableSphereProduct):
+class GridGauntProduct(GauntProduct):
     """Gaunt tensor product by exact quadrature: ``[..., in1.dim] x [..., in2.dim] -> [..., out.dim]``.
 
-    Same signature, accepted irreps (``mul x (l, s (-1)^l)``, increasing l, one mul; mul2 = mul1 or 1;
-    s_out = s1 s2), factorised weights ``w1, w2, w3`` (``weight_numel = mul (L1 + L2 + L3 + 3)``,
-    internal ones by default) and results as ``gaunt_fourier.GauntProduct``; see the module docstring.
+    Same signature, accepted irreps, factorised weights (``weight_numel = mul (L1 + L2 + L3 + 3)``),
+    executors and results as ``GauntProduct``; only the program's grid differs (module docstring), so
+    ``transform`` is not an option here.
+
+    >>> import torch
+    >>> a = GridGauntProduct("0e+1o", "0e+1o", "0e+1o+2e").double()
+    >>> b = GauntProduct("0e+1o", "0e+1o", "0e+1o+2e").double()
+    >>> x1, x2 = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    >>> bool(torch.allclose(a(x1, x2), b(x1, x2), atol=1e-12))   # the same function
+    True
     """
 
-    def __init__(self, irreps_in1, irreps_in2, irreps_out, internal_weights: bool | None = None,
-                 shared_weights: bool | None = None, weight_init: str = "ones", check_finite: bool = False) -> None:  # fmt: skip
-        super().__init__(irreps_in1, irreps_in2, irreps_out, internal_weights, shared_weights, weight_init, check_finite)
-        in1, in2, out = self.layouts
-        grid = spherical_grid(in1.lmax + in2.lmax + out.lmax)
-        theta, phi = grid.theta.numpy(), grid.phi.numpy()
-        n_theta, n_phi = len(theta), len(phi)
-        w_theta = grid.weights.numpy().reshape(n_theta, n_phi).sum(1) / (2 * math.pi)  # Gauss-Legendre
-        L3 = out.lmax
-        # integration: azimuthal weight 2 pi / n_phi on A, Gauss-Legendre weights on Theta (transposed)
-        self._register_separable(
-            theta_factors(in1.lmax, theta), phi_factors(in1.lmax, phi).T,
-            theta_factors(in2.lmax, theta), phi_factors(in2.lmax, phi).T,
-            phi_factors(L3, phi) * (2 * math.pi / n_phi),
-            (theta_factors(L3, theta) * w_theta[None, :, None]).transpose(0, 2, 1))
+    _grid = "quadrature"
 
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", grid {self.n_theta} x {self.n_phi}"
+    def __init__(self, irreps_in1, irreps_in2, irreps_out, internal_weights: bool | None = None,
+                 shared_weights: bool | None = None, weight_init: str = "ones", check_finite: bool = False,
+                 executor: str = "auto") -> None:
+        super().__init__(irreps_in1, irreps_in2, irreps_out, internal_weights, shared_weights, weight_init,
+                         check_finite, executor=executor)
 
 
 __all__ = ["GridGauntProduct"]

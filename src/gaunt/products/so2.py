@@ -140,6 +140,9 @@ class SO2Product(TensorProduct):
     ``self.instructions`` order, i.e. e3nn's flat layout for these ``uvu`` instructions.
     """
 
+    takes_edge_vectors = True
+    executor = "torch"
+
     def __init__(
         self,
         irreps_in1,

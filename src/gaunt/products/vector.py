@@ -29,114 +29,25 @@ Harmonics use the orthonormal ("integral") normalisation throughout, so the even
 the Gaunt coefficients ``so3.gaunt_coefficients`` and the odd ones exactly ``O`` (coefficient 1 in
 :meth:`VectorGauntProduct.descriptor`). Cost: O(L^3) per channel, like the grid Gaunt product.
 """
+
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
+import numpy as np
 import torch
 
-from ..so3 import Irreps, clebsch_gordan, is_triangle, spherical_grid, spherical_harmonics
-from ._spherical_irreps import gather, parse_spherical_irreps
+from ..so3 import Irreps, is_triangle, spherical_grid, spherical_harmonics
 from .base import TensorProduct
-from .descriptor import COUPLINGS, Path, ProductDescriptor, register_coupling
+from .descriptor import Path, ProductDescriptor
+from .executors import build_runner
+from .odd_gaunt import odd_gaunt_coefficients, odd_gaunt_ratio, solid_harmonic_gradient, tangent_frame
+from .program import Projection, SphereProgram, Synthesis, Term
+from .sphere_frame import FactorisedFrame, copy_channels_index
+from .sphere_irreps import SphericalIrreps, parse_spherical_irreps
+from .sphere_programs import gather_index, m_table
 
 _OWNER = "VectorGauntProduct"
-
-
-# ----------------------------------------------------------------------------- coefficients
-def tangent_frame(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit tangent vectors ``(e_theta, e_phi)`` ``[G, 3]`` at unit ``points`` ``[G, 3]`` (y polar axis).
-
-    With ``s = (sin t sin p, cos t, sin t cos p)``: ``e_theta = ds/dt = (cos t sin p, -sin t, cos t cos p)``,
-    ``e_phi = (ds/dp) / sin t = (cos p, 0, -sin p)``; ``e_theta x e_phi = s``. Undefined at the poles
-    (Gauss-Legendre nodes never sit there).
-    """
-    x, y, z = points.unbind(-1)
-    rho = torch.sqrt(x * x + z * z)  # sin(theta)
-    sin_p, cos_p = x / rho, z / rho
-    e_theta = torch.stack([y * sin_p, -rho, y * cos_p], dim=-1)
-    e_phi = torch.stack([cos_p, torch.zeros_like(x), -sin_p], dim=-1)
-    return e_theta, e_phi
-
-
-def solid_harmonic_gradient(lmax: int, points: torch.Tensor) -> torch.Tensor:
-    """Cartesian gradients of the solid harmonics: ``[..., 3] -> [..., 3 (x, y, z), (lmax+1)^2]``.
-
-    ``grad P[l]`` is a vector of degree-(l-1) solid harmonics and the map ``P[l] -> grad P[l]`` is
-    equivariant from degree l to ``(l-1) x 1``, a space of such maps of dimension one, so
-
-        d_i P[l m](x) = kappa_l sum_m' C[l-1 m', 1 i, l m] P[l-1 m'](x)
-
-    with ``C = so3.clebsch_gordan(l-1, 1, l)`` (in e3nn's basis the l = 1 index i is the Cartesian
-    component x, y, z). ``kappa_l`` follows from the pole ``x = y-axis``, m = 0, where homogeneity gives
-    ``d_y P[l 0] = l P[l 0] = l sqrt((2l+1) / (4 pi))`` and ``P[l-1 m'] = sqrt((2l-1) / (4 pi)) delta_m'0``:
-    ``kappa_l = l sqrt((2l+1) / (2l-1)) / C[l-1 0, 1 y, l 0]``. Exact (no differentiation of the recursion).
-    """
-    p = spherical_harmonics(max(lmax - 1, 0), points, normalize=False)
-    blocks = [points.new_zeros(points.shape[:-1] + (3, 1))]
-    for l in range(1, lmax + 1):
-        c = clebsch_gordan(l - 1, 1, l, dtype=torch.float64)
-        kappa = l * math.sqrt((2 * l + 1) / (2 * l - 1)) / float(c[l - 1, 1, l])
-        blocks.append(torch.einsum("...a,aic->...ic", p[..., (l - 1) ** 2 : l * l], (kappa * c).to(points.dtype)))
-    return torch.cat(blocks, dim=-1)
-
-
-def _tangential_gradients(lmax: int, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(e_theta . grad P, e_phi . grad P)`` at unit ``points`` ``[G, 3]``: two ``[G, (lmax+1)^2]``."""
-    grad = solid_harmonic_gradient(lmax, points)
-    e_theta, e_phi = tangent_frame(points)
-    return torch.einsum("gi,gik->gk", e_theta, grad), torch.einsum("gi,gik->gk", e_phi, grad)
-
-
-def _odd_gaunt_quadrature(l1: int, l2: int, l3: int) -> torch.Tensor:
-    """``O[l1, l2, l3]`` by direct quadrature (float64, ``[2l1+1, 2l2+1, 2l3+1]``), no symmetry used."""
-    grid = spherical_grid(max(l1 + l2 + l3 - 1, 0), dtype=torch.float64)
-    lmax = max(l1, l2, l3)
-    d_theta, d_phi = _tangential_gradients(lmax, grid.points)
-    y = spherical_harmonics(lmax, grid.points)
-    b1, b2, b3 = (slice(l * l, (l + 1) ** 2) for l in (l1, l2, l3))
-    # h[g, a, b] = dtheta P_a dphi P_b - dphi P_a dtheta P_b  (= s . grad P_a x grad P_b)
-    h = d_theta[:, b1, None] * d_phi[:, None, b2] - d_phi[:, b1, None] * d_theta[:, None, b2]
-    return torch.einsum("g,gab,gc->abc", grid.weights, h, y[:, b3])
-
-
-@lru_cache(maxsize=None)
-def odd_gaunt_ratio(l1: int, l2: int, l3: int) -> float:
-    """The number r with ``O[l1, l2, l3] = r * clebsch_gordan(l1, l2, l3)`` (0 unless odd and triangle).
-
-    Since C has unit Frobenius norm, ``r = <O, C>``, computed from the exact quadrature in float64.
-    """
-    if (l1 + l2 + l3) % 2 == 0 or not is_triangle(l1, l2, l3):
-        return 0.0
-    return float((_odd_gaunt_quadrature(l1, l2, l3) * clebsch_gordan(l1, l2, l3)).sum())
-
-
-@lru_cache(maxsize=None)
-def _odd_gaunt_cached(l1: int, l2: int, l3: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return (odd_gaunt_ratio(l1, l2, l3) * clebsch_gordan(l1, l2, l3)).to(dtype=dtype, device=device)
-
-
-def odd_gaunt_coefficients(
-    l1: int, l2: int, l3: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """Odd Gaunt tensor ``O[l1, l2, l3]`` ``[2l1+1, 2l2+1, 2l3+1]`` (module docstring), exact in float64.
-
-    Returned as ``ratio * C`` so that selection-rule zeros are exact. Cached per (ls, dtype, device);
-    do not modify the result in place.
-    """
-    for l in (l1, l2, l3):
-        if not isinstance(l, int) or isinstance(l, bool) or l < 0:
-            raise ValueError(f"degrees must be non-negative integers, got {(l1, l2, l3)}")
-    return _odd_gaunt_cached(l1, l2, l3, dtype, torch.device(device or "cpu"))
-
-
-def _odd_gaunt_coupling(l1: int, l2: int, l3: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return odd_gaunt_coefficients(l1, l2, l3, dtype=dtype, device=device)
-
-
-if COUPLINGS.get("odd_gaunt") is None:  # idempotent under module reloads
-    register_coupling("odd_gaunt", _odd_gaunt_coupling)
 
 
 # ----------------------------------------------------------------------------- irreps rules
@@ -192,14 +103,43 @@ def _phi_tables(lmax: int, phi: torch.Tensor) -> torch.Tensor:
     return torch.stack([a, da], dim=0)
 
 
-def _dense_table(lmax: int) -> torch.Tensor:
-    """``[2L+1 (m), L+1 (l)]`` dense harmonic index ``l^2 + l + m``, -1 where ``l < |m|``."""
-    m = torch.arange(-lmax, lmax + 1)[:, None]
-    l = torch.arange(lmax + 1)[None, :]
-    return torch.where(l >= m.abs(), l * l + l + m, -1)
+
+def vector_program(layouts: tuple[SphericalIrreps, SphericalIrreps], out: Irreps, odd_out: list[bool]) -> SphereProgram:
+    """The sphere program of the parity-complete product (class docstring): fields f, t = e_theta . grad f and
+    p = e_phi . grad f of both inputs (x2 with the channels of x1), the terms ``f1 f2`` (even projection)
+    and ``t1 p2 - p1 t2`` (odd projection), on a grid exact for ``L1 + L2 + l3 - [odd]``."""
+    in1, in2 = layouts
+    degree = max(in1.lmax + in2.lmax + ir.l - odd for (_, ir), odd in zip(out, odd_out))
+    grid = spherical_grid(degree, dtype=torch.float64)
+    n_theta, n_phi = len(grid.theta), len(grid.phi)
+    fields = {"f": (0, 0), "t": (1, 0), "p": (2, 1)}  # name -> (theta field, phi field)
+    names = (["f"] if not all(odd_out) else []) + (["t", "p"] if any(odd_out) else [])
+    syntheses = []
+    for source, layout in enumerate(layouts):
+        theta, phi = _theta_tables(layout.lmax, grid.theta).numpy(), _phi_tables(layout.lmax, grid.phi).numpy()
+        index = gather_index(layout, m_table(layout.lmax))
+        syntheses += [Synthesis(source, index, theta[:, fields[f][0]], phi[fields[f][1]]) for f in names]
+    L3 = max(ir.l for _, ir in out)
+    w_theta = grid.weights.reshape(n_theta, n_phi).sum(1).numpy() / (2 * math.pi)  # Gauss-Legendre weights
+    phi_out = _phi_tables(L3, grid.phi)[0].numpy().T * (2 * math.pi / n_phi)  # [M3, n_phi]
+    theta_out = (_theta_tables(L3, grid.theta)[:, 0].numpy() * w_theta[None, :, None]).transpose(0, 2, 1)
+    mul, projections, terms = in1.mul, [], []
+    at = {f: k for k, f in enumerate(names)}
+    for odd in (False, True):
+        if odd not in odd_out:
+            continue
+        read = [((m + L3) * (L3 + 1) + ir.l) * mul + u if o == odd else -1
+                for (_, ir), o in zip(out, odd_out) for u in range(mul) for m in range(-ir.l, ir.l + 1)]
+        projections.append(Projection(theta_out, phi_out, read))
+        p, n = len(projections) - 1, len(names)
+        if odd:  # h = s . (grad f1 x grad f2) = t1 p2 - p1 t2
+            terms += [Term(at["t"], n + at["p"], p, 1.0), Term(at["p"], n + at["t"], p, -1.0)]
+        else:
+            terms.append(Term(at["f"], n + at["f"], p, 1.0))
+    dims = (in1.dim, in2.dim, out.dim)
+    return SphereProgram(mul, dims, syntheses, projections, terms, "vector_gaunt")
 
 
-# ----------------------------------------------------------------------------- the product
 class VectorGauntProduct(TensorProduct):
     """Parity-complete channel-wise grid product ``[..., in1.dim] x [..., in2.dim] -> [..., out.dim]``.
 
@@ -211,10 +151,10 @@ class VectorGauntProduct(TensorProduct):
         F_k = s . (grad f1_u x grad f2_u)            if out[k] has parity -s1 s2 (-1)^l_k   ("odd" irrep)
 
     which is the sum over paths of ``w1 w2 w3 * G`` (Gaunt coefficients, l1 + l2 + l3 even) or
-    ``w1 w2 w3 * O`` (odd Gaunt coefficients, l1 + l2 + l3 odd); see :meth:`descriptor`. With
-    ``x1 = x2 = 1o`` vectors and the odd irrep ``1e``: ``out = w1 w2 w3 sqrt(3/(4 pi)) (x1 x x2)``.
+    ``w1 w2 w3 * O`` (odd Gaunt coefficients, ``odd_gaunt``, l1 + l2 + l3 odd); see :meth:`descriptor`.
+    With ``x1 = x2 = 1o`` vectors and the odd irrep ``1e``: ``out = w1 w2 w3 sqrt(3/(4 pi)) (x1 x x2)``.
 
-    Irreps: the inputs follow the Gaunt products' rules (``_spherical_irreps``): ``irreps_in1`` =
+    Irreps: the inputs follow the Gaunt products' rules (``sphere_irreps``): ``irreps_in1`` =
     ``mul x (l, s1 (-1)^l)``, degrees increasing, each at most once; ``irreps_in2`` likewise with sign
     s2 and multiplicity ``mul`` or 1 (then shared by all channels, e.g. edge harmonics). ``irreps_out``
     = ``mul x (l3, p3)`` sorted by degree, each irrep at most once, where, unlike the Gaunt products,
@@ -226,99 +166,52 @@ class VectorGauntProduct(TensorProduct):
     (per output irrep, so the two parities of a degree have separate weights), concatenated in that
     order, each flattened row-major. Internal weights (the default) start at one, as the Gaunt products.
 
-    Execution, O(L^3) per channel like ``GridGauntProduct``: one grid exact for degree
-    ``L1 + L2 + l3 - [out[k] odd]`` (max over k); the separable tables above turn synthesis of the
-    three fields (f, e_theta . grad f, e_phi . grad f) into one batched matmul over m and one over the
-    field, the pointwise products give ``f1 f2`` and ``h = t1 p2 - p1 t2``, and the projection onto
-    ``Y[l3]`` is one matmul over phi and one batched matmul over m. Channel and batch dimensions are
-    the long side of every matmul; all tables are float64 buffers cast to the input dtype.
+    Execution: the sphere program :func:`vector_program` (O(L^3) per channel like ``GridGauntProduct``)
+    on ``executor`` ("auto": the fastest available, named in ``self.executor``).
+
+    >>> import torch
+    >>> tp = VectorGauntProduct("1o", "1o", "1e").double()
+    >>> a, b = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    >>> bool(torch.allclose(tp(a, b), (3 / (4 * torch.pi)) ** 0.5 * torch.linalg.cross(a, b)))  # equivalent to
+    True
     """
 
-    def __init__(
-        self,
-        irreps_in1,
-        irreps_in2,
-        irreps_out,
-        internal_weights: bool | None = None,
-        shared_weights: bool | None = None,
-        check_finite: bool = False,
-    ) -> None:
+    def __init__(self, irreps_in1, irreps_in2, irreps_out, internal_weights: bool | None = None,
+                 shared_weights: bool | None = None, check_finite: bool = False, executor: str = "auto") -> None:
         sph1 = parse_spherical_irreps(irreps_in1, "irreps_in1", _OWNER)
         sph2 = parse_spherical_irreps(irreps_in2, "irreps_in2", _OWNER)
         if sph2.mul not in (sph1.mul, 1):
             raise ValueError(f"{_OWNER}: irreps_in2 = {sph2.irreps} has mul {sph2.mul}; it must equal irreps_in1's "
-                             f"({sph1.mul}) or be 1 (broadcast over channels)")  # fmt: skip
-        out = Irreps(irreps_out)
-        mul = sph1.mul
+                             f"({sph1.mul}) or be 1 (broadcast over channels)")
+        out, mul = Irreps(irreps_out), sph1.mul
         odd_out = _parse_output(out, mul, sph1.sign * sph2.sign)
-        all_paths: list[tuple[int, int, int, bool]] = []  # (i1, i2, i_out, odd) in descriptor order
-        for k, ((_, ir), odd) in enumerate(zip(out, odd_out)):
-            paths = [(i1, i2, k, odd) for i1, l1 in enumerate(sph1.degrees) for i2, l2 in enumerate(sph2.degrees)
-                     if is_triangle(l1, l2, ir.l) and (l1 + l2 + ir.l) % 2 == odd]  # fmt: skip
-            if not paths:
-                raise ValueError(f"{_OWNER}: no path {sph1.irreps} x {sph2.irreps} reaches output irrep {ir}")
-            all_paths += paths
+        self._paths = _paths(sph1, sph2, out, odd_out)
         self._split = (mul * (sph1.lmax + 1), mul * (sph2.lmax + 1), mul * len(out))
-        super().__init__(sph1.irreps, sph2.irreps, out, sum(self._split),
-                         internal_weights, shared_weights, check_finite)  # fmt: skip
-        if self.internal_weights:
-            with torch.no_grad():
-                self.weight.fill_(1.0)
-        self.layouts = (sph1, sph2)
-        self.mul, self.mul2 = mul, sph2.mul
-        self._paths = all_paths
-        # every (l1, l2) pair is in the fields, so the grid must be exact for L1 + L2 + l3 - [odd]
-        # (a coarser grid would alias the pairs that are not paths into non-zero garbage)
-        self.grid_degree = max(sph1.lmax + sph2.lmax + ir.l - odd for (_, ir), odd in zip(out, odd_out))
-        self._fields = [f for f, used in ((0, not all(odd_out)), (1, any(odd_out))) if used]  # 0: f1 f2, 1: h
-        self._build_tables([ir.l for _, ir in out], odd_out)
+        super().__init__(sph1.irreps, sph2.irreps, out, sum(self._split), internal_weights, shared_weights, check_finite)
+        self.init_weight("ones")
+        self.layouts, self.mul, self.mul2 = (sph1, sph2), mul, sph2.mul
+        channels = sph2 if sph2.mul == mul else parse_spherical_irreps(
+            "+".join(f"{mul}x{ir}" for _, ir in sph2.irreps), "irreps_in2", _OWNER)
+        self.program = vector_program((sph1, channels), out, odd_out)
+        self.n_theta, self.n_phi = self.program.grid
+        runner = build_runner(self.program, executor)
+        self.executor = runner.executor
+        w3 = [self._split[0] + self._split[1] + u * len(out) + k
+              for k, (_, ir) in enumerate(out) for u in range(mul) for _ in range(ir.dim)]
+        weight_index = (sph1.weight_index(), self._split[0] + channels.weight_index(), np.array(w3))
+        copy = None if channels is sph2 else copy_channels_index(sph2, mul)
+        self.frame = FactorisedFrame(runner, weight_index, copy, None, mul, self.n_theta * self.n_phi)
 
-    def _build_tables(self, ls_out: list[int], odd_out: list[bool]) -> None:
-        grid = spherical_grid(self.grid_degree, dtype=torch.float64)
-        n_theta, n_phi = len(grid.theta), len(grid.phi)
-        self.n_theta, self.n_phi = n_theta, n_phi
-        need_curl = 1 in self._fields
-        n_synth = 3 if need_curl else 1  # fields synthesised per input: f (and e_theta / e_phi . grad f)
-        for i, layout in enumerate(self.layouts, start=1):
-            table = _dense_table(layout.lmax)
-            index = torch.as_tensor(layout.gather_index(table.numpy()))  # [mul, M, Lp], absent -> zero slot
-            degree = torch.arange(layout.lmax + 1)[None, :]  # column l of the table has degree l
-            windex = torch.arange(self.mul)[:, None, None] * (layout.lmax + 1) + degree  # [mul, 1, Lp] into w[u, l]
-            windex = windex.expand(-1, table.shape[0], -1)  # [mul, M, Lp]
-            self.register_buffer(f"_index{i}", index.permute(1, 2, 0).contiguous(), persistent=False)  # [M, Lp, mul]
-            self.register_buffer(f"_windex{i}", windex.permute(1, 2, 0).contiguous(), persistent=False)
-            theta = _theta_tables(layout.lmax, grid.theta)[:, :n_synth]  # [M, F, n_theta, Lp]
-            self.register_buffer(f"_theta{i}", theta.flatten(1, 2), persistent=False)  # [M, F n_theta, Lp]
-            phi = _phi_tables(layout.lmax, grid.phi)  # [2, n_phi, M]: A, A'
-            self.register_buffer(f"_phi{i}", phi[[0, 0, 1][:n_synth]], persistent=False)  # [F, n_phi, M]
-        # projection integral Y[l m] F = sum_i wGL_i Theta[l |m|](theta_i) sum_j (2 pi / n_phi) A_m(phi_j) F_ij
-        l3max = max(ls_out)
-        w_theta = grid.weights.reshape(n_theta, n_phi).sum(1) / (2 * math.pi)  # Gauss-Legendre weights
-        self.register_buffer("_phi_out", _phi_tables(l3max, grid.phi)[0].T * (2 * math.pi / n_phi), persistent=False)
-        theta_out = _theta_tables(l3max, grid.theta)[:, 0] * w_theta[None, :, None]  # [M3, n_theta, L3+1]
-        self.register_buffer("_theta_out", theta_out.transpose(1, 2).contiguous(), persistent=False)
-        # read-out: output position (k, u, m) <- Y[m + L3, l_k, field_k, u], times w3[u, k]
-        rows = [(m + l3max, l, self._fields.index(int(odd)), u, u * len(ls_out) + k)
-                for k, (l, odd) in enumerate(zip(ls_out, odd_out)) for u in range(self.mul) for m in range(-l, l + 1)]
-        for d, name in enumerate(("_out_m", "_out_l", "_out_field", "_out_u", "_out_windex")):
-            self.register_buffer(name, torch.tensor([r[d] for r in rows], dtype=torch.long), persistent=False)
-
-    # ----------------------------------------------------------------- weights and description
     def split_weights(self, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``[..., weight_numel] -> (w1 [..., mul, L1+1], w2 [..., mul, L2+1], w3 [..., mul, len(out)])``."""
-        if weight is None:
-            if not self.internal_weights:
-                raise ValueError(f"{_OWNER}: weights are external; pass weight")
-            weight = self.weight
-        parts = torch.split(weight, self._split, dim=-1)
+        parts = torch.split(self.weight_or_internal(weight), self._split, dim=-1)
         return tuple(p.unflatten(-1, (self.mul, -1)) for p in parts)  # type: ignore[return-value]
 
     def descriptor(self) -> ProductDescriptor:
         """One weighted path per (i1, i2, i_out): coupling ``"gaunt"`` (even sum) or ``"odd_gaunt"`` (odd
         sum), coefficient 1, mode ``uuu`` (``uvu`` when ``irreps_in2`` has multiplicity 1)."""
         mode = "uuu" if self.mul2 == self.mul else "uvu"
-        paths = tuple(Path(i1, i2, k, mode, True, 1.0, "odd_gaunt" if odd else "gaunt")
-                      for i1, i2, k, odd in self._paths)  # fmt: skip
+        paths = tuple(Path(i1, i2, k, mode, True, 1.0, "odd_gaunt" if odd else "gaunt") for i1, i2, k, odd in self._paths)
         return ProductDescriptor(self.irreps_in1, self.irreps_in2, self.irreps_out, paths)
 
     def path_weights(self, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -328,48 +221,24 @@ class VectorGauntProduct(TensorProduct):
         ls1, ls2 = self.layouts[0].degrees, self.layouts[1].degrees
         return torch.cat([w1[..., ls1[i1]] * w2[..., ls2[i2]] * w3[..., k] for i1, i2, k, _ in self._paths], dim=-1)
 
-    # ----------------------------------------------------------------- forward
-    def _synthesis(self, x: torch.Tensor, w: torch.Tensor, i: int) -> torch.Tensor:
-        """Input ``x [*b, dim]`` weighted by ``w [*bw, mul, L+1]`` -> its F fields on the grid
-        ``[F, n_phi, n_theta, mul, *b']`` (F = 3: f, e_theta . grad f, e_phi . grad f; or F = 1: f)."""
-        index, windex = getattr(self, f"_index{i}"), getattr(self, f"_windex{i}")
-        X = gather(x, index, True)  # [M, Lp, mul_x, *b]
-        X = X * w.flatten(-2).movedim(-1, 0)[windex]  # c[l, m] = w[u, l] x[u, l, m]: [M, Lp, mul, *b']
-        theta, phi = getattr(self, f"_theta{i}").to(X.dtype), getattr(self, f"_phi{i}").to(X.dtype)
-        M, Lp, rest = X.shape[0], X.shape[1], X.shape[2:]
-        g = torch.bmm(theta, X.reshape(M, Lp, -1))  # [M, F n_theta, Z]: sum over l
-        F = phi.shape[0]
-        g = g.unflatten(1, (F, self.n_theta)).transpose(0, 1).reshape(F, M, -1)  # [F, M, n_theta Z]
-        return torch.bmm(phi, g).reshape(F, self.n_phi, self.n_theta, *rest)  # sum over m
-
-    def _forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-        per_sample = not self.shared_weights
-        batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1], weight.shape[:-1] if per_sample else ())
-        n = len(batch)
-        x1 = x1.reshape((1,) * (n + 1 - x1.dim()) + x1.shape)  # same rank, so batch dimensions align
-        x2 = x2.reshape((1,) * (n + 1 - x2.dim()) + x2.shape)
-        weight = weight.reshape((1,) * (n + 1 - weight.dim()) + weight.shape)
-        w1, w2, w3 = self.split_weights(weight)
-        a = self._synthesis(x1, w1, 1)  # [F, n_phi, n_theta, mul, *b]
-        b = self._synthesis(x2, w2, 2)
-        products = []
-        if 0 in self._fields:  # f1 f2
-            products.append(a[0] * b[0])
-        if 1 in self._fields:  # h = s . (grad f1 x grad f2) = t1 p2 - p1 t2, t = e_theta . grad f, p = e_phi . grad f
-            products.append(a[1] * b[2] - a[2] * b[1])
-        h = torch.stack(products, dim=0)  # [Fo, n_phi, n_theta, mul, *b'']
-        c = self._phi_out.to(h.dtype) @ h.movedim(1, 0).reshape(self.n_phi, -1)  # [M3, Fo n_theta Z]
-        c = c.unflatten(1, (len(products), self.n_theta, -1)).transpose(1, 2).reshape(c.shape[0], self.n_theta, -1)
-        y = torch.bmm(self._theta_out.to(h.dtype), c)  # [M3, L3+1, Fo Z]
-        y = y.reshape(*y.shape[:2], len(products), *h.shape[3:])  # [M3, L3+1, Fo, mul, *b'']
-        out = y[self._out_m, self._out_l, self._out_field, self._out_u]  # [out.dim, *b'']
-        scale = w3.flatten(-2).movedim(-1, 0)[self._out_windex]  # [out.dim, *bw]
-        return (out * scale).movedim(0, -1).expand(*batch, -1).contiguous()
+    def _forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return self.frame(x1, x2, weight, not self.shared_weights)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", grid {self.n_theta} x {self.n_phi} (degree {self.grid_degree})"
+        return super().extra_repr() + f", grid {self.n_theta} x {self.n_phi}, executor={self.executor}"
 
 
-__all__ = [
-    "VectorGauntProduct", "odd_gaunt_coefficients", "odd_gaunt_ratio", "tangent_frame", "solid_harmonic_gradient",
-]  # fmt: skip
+def _paths(sph1: SphericalIrreps, sph2: SphericalIrreps, out: Irreps, odd_out: list[bool]) -> list[tuple]:
+    """``(i1, i2, i_out, odd)`` in descriptor order; raises when an output irrep is reached by no path."""
+    all_paths = []
+    for k, ((_, ir), odd) in enumerate(zip(out, odd_out)):
+        paths = [(i1, i2, k, odd) for i1, l1 in enumerate(sph1.degrees) for i2, l2 in enumerate(sph2.degrees)
+                 if is_triangle(l1, l2, ir.l) and (l1 + l2 + ir.l) % 2 == odd]
+        if not paths:
+            raise ValueError(f"{_OWNER}: no path {sph1.irreps} x {sph2.irreps} reaches output irrep {ir}")
+        all_paths += paths
+    return all_paths
+
+
+__all__ = ["VectorGauntProduct", "vector_program", "odd_gaunt_coefficients", "odd_gaunt_ratio", "tangent_frame",
+           "solid_harmonic_gradient"]

@@ -1,13 +1,17 @@
-"""GauntProduct (2D Fourier / FFT): against an independent Gaunt einsum, the descriptor oracle and the
-CG product, then equivariance, gradients, batching, errors, torch.compile and float32."""
+"""What is specific to the Gaunt products (GauntProduct with both transforms, GridGauntProduct): the same
+function as an independent Gaunt einsum (``so3.gaunt_coefficients``) and as the CG product on the Gaunt paths,
+the grids and folds, weights and errors. Equivariance, gradients, batching, blocks, compile and float32 are
+the conformance suite's (``test_conformance.py``)."""
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_blocked_matches_unblocked, assert_equivariant, assert_matches_descriptor, random_inputs
+from conftest import random_inputs
 
 from gaunt.products.cg import CGProduct
 from gaunt.products.gaunt_fourier import TRANSFORMS, GauntProduct
+from gaunt.products.gaunt_grid import GridGauntProduct
+from gaunt.so3 import grid_shape
 from gaunt.so3 import Irreps, clebsch_gordan, gaunt_coefficients
 
 F64 = torch.float64
@@ -19,15 +23,15 @@ def spherical(mul: int, degrees, sign: int = 1) -> str:
 
 
 # (irreps_in1, irreps_in2, irreps_out): L up to 6, L1 != L2 != L3, mul 1 and 3, x2 broadcast (mul 1),
-# pseudo inputs (sign -1), missing degrees, output degrees beyond L1 + L2
+# pseudo inputs (sign -1), missing degrees
 CASES = [
     (spherical(3, range(7)), spherical(3, range(7)), spherical(3, range(7))),
     (spherical(1, range(3)), spherical(1, range(6)), spherical(1, range(5))),
     (spherical(3, range(4)), spherical(1, range(7)), spherical(3, range(6))),
     (spherical(3, range(6)), spherical(1, range(2)), spherical(3, range(3))),
-    (spherical(3, [1, 3], -1), spherical(3, [0, 2]), spherical(3, [1, 2, 5], -1)),
+    (spherical(3, [1, 3], -1), spherical(3, [0, 2]), spherical(3, [1, 2, 5], -1)),  # degree 2 unreached: zero
+    (spherical(2, range(2)), spherical(2, range(2)), spherical(2, range(6))),  # L3 > L1 + L2: degrees 3..5 zero
     (spherical(2, range(2), -1), spherical(1, range(3), -1), spherical(2, range(4))),
-    (spherical(2, range(2)), spherical(2, range(2)), spherical(2, range(6))),  # L3 > L1 + L2: degrees 3..5 are zero
 ]
 
 
@@ -52,36 +56,32 @@ def gaunt_reference(irreps1, irreps2, irreps_out, x1, x2, weight) -> torch.Tenso
     return torch.cat(blocks, dim=-1)
 
 
-@pytest.fixture(params=TRANSFORMS)
-def transform(request) -> str:
-    """Both executions of the 2D Fourier method: the transforms as folded DFT matrices, or torch.fft."""
-    return request.param
+#: the three executions of the Gaunt function: (class, options)
+VARIANTS = [(GauntProduct, {"transform": "dft"}), (GauntProduct, {"transform": "fft"}), (GridGauntProduct, {})]
+IDS = ["dft", "fft", "grid"]
 
 
-def make(irreps, weights="per_sample", **kwargs) -> GauntProduct:
+def make(irreps, weights="per_sample", cls=GauntProduct, **kwargs):
     if weights == "internal":
-        return GauntProduct(*irreps, **kwargs)
-    return GauntProduct(*irreps, internal_weights=False, shared_weights=weights == "shared", **kwargs)
+        return cls(*irreps, **kwargs)
+    return cls(*irreps, internal_weights=False, shared_weights=weights == "shared", **kwargs)
 
 
+@pytest.mark.parametrize("cls,options", VARIANTS, ids=IDS)
 @pytest.mark.parametrize("irreps", CASES)
-def test_matches_gaunt_einsum(irreps, transform):
-    tp = make(irreps, transform=transform)
+def test_matches_gaunt_einsum(irreps, cls, options):
+    tp = make(irreps, cls=cls, **options)
     x1, x2, w = random_inputs(tp, (5,), F64, seed=1)
     torch.testing.assert_close(tp(x1, x2, w), gaunt_reference(*irreps, x1, x2, w), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("irreps", CASES)
-def test_matches_descriptor(irreps):
-    tp = make(irreps, "shared")
-    x1, x2, w = random_inputs(tp, (4,), F64, seed=2)
-    assert_matches_descriptor(tp, x1, x2, w)
-    d = tp.descriptor()
-    assert tp.path_weights(w).shape == (d.weight_numel,)
+def test_descriptor_lists_the_gaunt_paths(irreps):
+    d = make(irreps).descriptor()
+    assert d == make(irreps, cls=GridGauntProduct).descriptor()
     assert all(p.coupling == "gaunt" and p.coefficient == 1.0 for p in d.paths)
-    assert all(p.mode == ("uuu" if tp.irreps_in2[0].mul == tp.irreps_in1[0].mul else "uvu") for p in d.paths)
+    assert all(p.mode == ("uuu" if d.irreps_in2[0].mul == d.irreps_in1[0].mul else "uvu") for p in d.paths)
     assert all((ir1.l + ir2.l + ir3.l) % 2 == 0 for (_, ir1), (_, ir2), (_, ir3) in map(d.irreps, d.paths))
-
 
 @pytest.mark.parametrize("irreps", CASES)
 def test_matches_cg_product(irreps):
@@ -100,6 +100,7 @@ def test_matches_cg_product(irreps):
     torch.testing.assert_close(tp(x1, x2, w), cg(x1, x2, w_cg), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("transform", TRANSFORMS)
 def test_broken_reference_is_detected(transform):
     """The comparisons above are not vacuous: changing one output-degree weight must be caught."""
     irreps = CASES[2]
@@ -130,7 +131,7 @@ def test_dft_keeps_half_the_rings_and_the_fold_matters():
     expected = gaunt_reference(*irreps, x1, x2, w)
     torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
     with torch.no_grad():
-        tp._theta_out[..., 1:] *= 0.5  # each folded ring counted once instead of twice
+        tp.frame.runner._p0_theta[..., 1:] *= 0.5  # each folded ring counted once instead of twice
     with pytest.raises(AssertionError):
         torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
 
@@ -154,56 +155,24 @@ def test_internal_weights_default_to_ones():
     assert list(tp.state_dict()) == ["weight"]  # index tables and matrices are non-persistent buffers
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("irreps", [CASES[0], CASES[2], CASES[4], CASES[5]])
-def test_equivariance(irreps, dtype, transform):
-    tp = make(irreps, "internal", weight_init="randn", transform=transform)
-    x1, x2, w = random_inputs(tp, (3,), dtype, seed=5)
-    assert_equivariant(tp, x1, x2, w)
+def test_grid_is_the_smallest_exact_one():
+    tp = make(CASES[1], cls=GridGauntProduct)  # L1, L2, L3 = 2, 5, 4: degree 11
+    assert (tp.n_theta, tp.n_phi) == grid_shape(11) == (6, 12)
 
 
-def test_equivariance_check_is_not_vacuous():
-    """Declaring the output with the wrong parity sign must fail under inversion."""
-    irreps = CASES[2]
-    tp = make(irreps, "internal", weight_init="randn")
-    x1, x2, w = random_inputs(tp, (3,), F64, seed=5)
-    with pytest.raises(AssertionError, match="inversion|improper"):
-        assert_equivariant(tp, x1, x2, w, irreps_out=spherical(3, range(6), -1))
+def test_broken_quadrature_is_detected():
+    """A grid one degree too coarse in phi breaks exactness: the comparison must notice."""
+    irreps = CASES[1]
+    tp = make(irreps, cls=GridGauntProduct)
+    x1, x2, w = random_inputs(tp, (5,), F64, seed=1)
+    phi_out = tp.frame.runner._p0_phi
+    saved = phi_out.clone()
+    phi_out[:, -1] = 0.0  # drop one azimuth from the integration
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(tp(x1, x2, w), gaunt_reference(*irreps, x1, x2, w), rtol=1e-10, atol=1e-10)
+    phi_out.copy_(saved)
+    torch.testing.assert_close(tp(x1, x2, w), gaunt_reference(*irreps, x1, x2, w), rtol=1e-10, atol=1e-10)
 
-
-def test_gradcheck_and_gradgradcheck(transform):
-    tp = make(("2x0e+2x1o+2x2e", "0e+1o", "2x0e+2x1o+2x2e+2x3o"), transform=transform)
-    x1, x2, w = random_inputs(tp, (1,), F64, seed=6)
-    inputs = tuple(t.requires_grad_() for t in (x1, x2, w))
-    assert torch.autograd.gradcheck(tp, inputs)
-    assert torch.autograd.gradgradcheck(tp, inputs)
-
-
-def test_batch_dims_broadcasting_and_empty(transform):
-    irreps = CASES[2]
-    tp = make(irreps, transform=transform)
-    x1, x2, w = random_inputs(tp, (2, 3), F64, seed=7)
-    out = tp(x1, x2, w)
-    assert out.shape == (2, 3, tp.irreps_out.dim) and out.is_contiguous()
-    flat = tp(x1.reshape(6, -1), x2.reshape(6, -1), w.reshape(6, -1))
-    torch.testing.assert_close(out, flat.reshape(2, 3, -1), rtol=1e-12, atol=1e-12)
-    # x1 [2, 1, d1], x2 [3, d2], weight [2, 3, n]: broadcast to [2, 3]
-    out = tp(x1[:, :1], x2[0], w)
-    expected = gaunt_reference(*irreps, x1[:, :1].expand(2, 3, -1), x2[0].expand(2, 3, -1), w)
-    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
-    shared = make(irreps, "shared", transform=transform)
-    torch.testing.assert_close(shared(x1, x2, w[0, 0]), tp(x1, x2, w[0, 0].expand(2, 3, -1)), rtol=1e-12, atol=1e-12)
-    empty = tp(x1[:0, 0], x2[:0, 0], w[:0, 0])
-    assert empty.shape == (0, tp.irreps_out.dim)
-
-
-
-@pytest.mark.parametrize("weights", ["per_sample", "shared"])
-def test_blocked_execution_matches_unblocked(weights, transform):
-    """Large batches run in cache-sized blocks (chunk_elements); blocks of 2 samples, uneven last one."""
-    tp = make(CASES[2], weights, transform=transform)
-    x1, x2, w = random_inputs(tp, (7,), F64, seed=10)
-    assert_blocked_matches_unblocked(tp, (x1, x2, w), gaunt_reference(*CASES[2], x1, x2, w))
 
 @pytest.mark.parametrize(
     "irreps, match",
@@ -218,14 +187,18 @@ def test_blocked_execution_matches_unblocked(weights, transform):
         (("3x0e", "0e", "2x0e"), "has mul 2"),
         (("", "0e", "0e"), "empty"),
         (("0x0e", "0e", "0e"), "zero multiplicity"),
+        (("2x0e", "2x0e", "2x1o"), "no path .* reaches the output degrees \\[1\\]"),
+        (("2x0e+2x1o", "2x0e+2x1o", "2x3o+2x4e"), "reaches the output degrees \\[3, 4\\]"),
+        (("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x1o+2x3o"), None),  # valid: degree 3 unreached, exactly zero
     ],
 )
-def test_bad_irreps(irreps, match):
+@pytest.mark.parametrize("cls", [GauntProduct, GridGauntProduct])
+def test_bad_irreps(irreps, match, cls):
     if match is None:
-        GauntProduct(*irreps)
+        cls(*irreps)
         return
     with pytest.raises(ValueError, match=match):
-        GauntProduct(*irreps)
+        cls(*irreps)
 
 
 def test_bad_inputs():
@@ -243,23 +216,3 @@ def test_bad_inputs():
         make(("0e", "0e", "0e"), "shared").path_weights()
 
 
-@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
-def test_torch_compile_fullgraph_matches_eager(backend, transform):
-    """fullgraph: the FFTs, complex matmuls and index tables trace without graph breaks. Inductor
-    (slow to compile, ~30 s) has no complex codegen and falls back to eager kernels for those ops."""
-    tp = make(("2x0e+2x1o+2x2e", "0e+1o", "2x0e+2x1o+2x2e"), "internal", weight_init="randn",
-              transform=transform)
-    x1, x2, _ = random_inputs(tp, (4,), torch.float32, seed=8)
-    compiled = torch.compile(tp, fullgraph=True, backend=backend)
-    torch.testing.assert_close(compiled(x1, x2), tp(x1, x2), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("irreps", [CASES[0], CASES[2]])
-def test_float32_accuracy(irreps, transform):
-    tp = make(irreps, transform=transform)
-    x1, x2, w = random_inputs(tp, (8,), F64, seed=9)
-    exact = tp(x1, x2, w)
-    approx = tp(x1.float(), x2.float(), w.float())
-    assert approx.dtype == torch.float32
-    error = float((approx.double() - exact).abs().max() / exact.abs().max())
-    assert error <= 1e-5, error

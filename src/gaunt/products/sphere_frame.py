@@ -1,0 +1,91 @@
+"""The frame around a sphere program: factorised weights, broadcasting, blocks of samples.
+
+A product of sphere functions with factorised weights computes
+
+    out[k] = w_out[k] * P(w_in1 * x1, w_in2 * x2)[k]
+
+where ``P`` is a bilinear sphere program (``program``) and the weights of every position are read from
+the flat weight vector by index tables (``w_in1[j] = weight[index1[j]]``, ...). This module does that,
+the broadcasting of batch dimensions, the copy of a one-channel x2 to every channel, and the split of
+large batches into cache-sized blocks (outside ``torch.compile``); the program runs on its executor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def _buffer(module: torch.nn.Module, name: str, array) -> None:
+    module.register_buffer(name, torch.as_tensor(np.ascontiguousarray(array)), persistent=False)
+
+
+class FactorisedFrame(torch.nn.Module):
+    """``frame(x1, x2, weight, per_sample)``: ``[..., dim1] x [..., dim2] -> [..., dim_out]``.
+
+    ``weight_index = (index1 [dim2c], index2 [dim2c], index3 [dim_out])`` into the flat weight;
+    ``copy_index [dim2c]``: positions of x2 that give the program's x2 (None: x2 as it is);
+    ``out_sign [dim_out]`` (None: +1); ``runner``: the program on its executor;
+    ``grid_points``: values per channel and sample on the program's grid (sets the block size).
+    """
+
+    #: Outside torch.compile, batches run in blocks of about this many grid values (mul * samples * grid
+    #: points): the stages are memory-bound, and cache-sized blocks cut cache misses. None: no blocks.
+    chunk_elements: int | None = 1 << 20
+
+    def __init__(self, runner: torch.nn.Module, weight_index, copy_index=None, out_sign=None, mul: int = 1,
+                 grid_points: int = 1) -> None:
+        super().__init__()
+        self.runner, self.mul, self.grid_points = runner, mul, grid_points
+        for k, index in enumerate(weight_index, start=1):
+            _buffer(self, f"_w{k}_index", np.asarray(index, dtype=np.int64))
+        self.copies = copy_index is not None
+        _buffer(self, "_copy_index", np.asarray(copy_index if self.copies else [], dtype=np.int64))
+        self.signed = out_sign is not None
+        _buffer(self, "_out_sign", np.asarray(out_sign if self.signed else [], dtype=np.float64))
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, per_sample: bool) -> torch.Tensor:
+        batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1], weight.shape[:-1] if per_sample else ())
+        n = math.prod(batch)
+        ws = [weight[..., self._w1_index], weight[..., self._w2_index], weight[..., self._w3_index]]
+        if self.signed:
+            ws[2] = ws[2] * self._out_sign.to(ws[2].dtype)
+        x1 = x1.expand(*batch, -1).reshape(n, x1.shape[-1])
+        x2 = x2.expand(*batch, -1).reshape(n, x2.shape[-1])
+        if self.copies:  # one channel of x2 to every channel, before the per-channel weights w2[u, l]
+            x2 = x2.index_select(-1, self._copy_index)
+        if n == 0:  # empty batch (zero-size matmuls are rejected by some backends); graph kept connected
+            return x1.new_zeros(*batch, len(self._w3_index)) + 0 * (x1.sum() + x2.sum() + weight.sum())
+        rows = n if torch.compiler.is_compiling() else min(n, self.block_rows())
+        if per_sample:
+            w1, w2, w3 = (w.expand(*batch, -1).reshape(n, w.shape[-1]).split(rows) for w in ws)
+        else:
+            w1, w2, w3 = ([w] * math.ceil(n / rows) for w in ws)
+        outs = [self.runner(a * wa, b * wb) * wc for a, b, wa, wb, wc in zip(x1.split(rows), x2.split(rows), w1, w2, w3)]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return out.reshape(*batch, out.shape[-1])
+
+    def block_rows(self) -> int:
+        """Samples per block: about ``chunk_elements`` grid values per block (0 or None: no blocks)."""
+        if not self.chunk_elements:
+            return 1 << 62
+        return max(1, self.chunk_elements // (self.mul * self.grid_points))
+
+
+def copy_channels_index(in2, mul: int) -> np.ndarray:
+    """Positions of a one-channel ``in2`` layout read by its ``mul``-channel copy (``mul_ir`` order)."""
+    index = []
+    for (_, ir), sl in zip(in2.irreps, in2.irreps.slices()):
+        for _ in range(mul):
+            index += range(sl.start, sl.start + ir.dim)
+    return np.array(index, dtype=np.int64)
+
+
+def factorised_weight_index(layouts, offsets: tuple[int, int, int]) -> list[np.ndarray]:
+    """Per position of (x1, x2 with mul channels, out): the index ``offset + u (L+1) + l`` of ``w[u, l]``."""
+    return [offset + layout.weight_index() for layout, offset in zip(layouts, offsets)]
+
+
+__all__ = ["FactorisedFrame", "copy_channels_index", "factorised_weight_index"]
