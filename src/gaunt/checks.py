@@ -114,7 +114,7 @@ def _product_entries(lmax: int) -> list[tuple[str, Callable[[], CheckResult]]]:
             w = torch.randn(product.weight_numel, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
             fn = lambda x1, x2: product(x1, x2, w)  # noqa: E731
             reference = None
-            if not hasattr(product, "edge_harmonics"):
+            if not product.takes_edge_vectors:
                 desc, pw = product.descriptor(), product.path_weights(w)
                 reference = lambda x1, x2: dense_product(desc, x1, x2, pw)  # noqa: E731
             return check_module(name, fn, [product.irreps_in1, product.irreps_in2], product.irreps_out,

@@ -155,7 +155,7 @@ def test_unknown_or_edge_products_raise():
 
 
 def test_auto_logs_and_records_its_choice(caplog):
-    with caplog.at_level(logging.INFO, logger="gaunt.nn"):
+    with caplog.at_level(logging.INFO, logger="gaunt"):
         assert FeatureInteraction(IN, OUT, product="auto").chosen == "grid"
         assert FeatureInteraction("4x0e+4x1e", "4x0e+4x1e", product="auto").chosen == "cg"
     assert "chose 'grid'" in caplog.text and "chose 'cg'" in caplog.text

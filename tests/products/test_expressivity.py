@@ -35,7 +35,7 @@ def test_reference_space_counts_against_e3nn():
 
 
 def test_bilinear_tensor_matches_descriptor_oracle():
-    product = product_or_skip("CGProduct", 2)
+    product = product_or_skip("cg", 2)
     w = torch.randn(product.weight_numel, dtype=F64, generator=torch.Generator().manual_seed(0))
     t = ex.bilinear_tensor(product, w)
     d1, d2 = product.irreps_in1.dim, product.irreps_in2.dim
@@ -46,13 +46,13 @@ def test_bilinear_tensor_matches_descriptor_oracle():
 
 @pytest.mark.parametrize("lmax", [1, 2])
 def test_cg_is_full(lmax):
-    product = product_or_skip("CGProduct", lmax)
-    row = ex.measure(product, "CGProduct", lmax)
+    product = product_or_skip("cg", lmax)
+    row = ex.measure(product, "cg", lmax)
     assert row.reachable == row.total and row.missing == ()
     assert row.rank == row.full_dimension == row.weight_dimension
 
 
-@pytest.mark.parametrize("name", ["GridGauntProduct", "GauntProduct"])
+@pytest.mark.parametrize("name", ["grid", "gaunt"])
 @pytest.mark.parametrize("lmax", [1, 2])
 def test_gaunt_misses_exactly_the_odd_paths(name, lmax):
     product = product_or_skip(name, lmax)
@@ -66,15 +66,15 @@ def test_gaunt_misses_exactly_the_odd_paths(name, lmax):
 
 @pytest.mark.parametrize("lmax", [1, 2])
 def test_parity_complete_product_recovers_all_paths(lmax):
-    product = product_or_skip("VectorGauntProduct", lmax)
-    row = ex.measure(product, "VectorGauntProduct", lmax)
+    product = product_or_skip("vector", lmax)
+    row = ex.measure(product, "vector", lmax)
     assert row.missing == () and row.reachable == row.total
     assert row.rank == row.full_dimension
     assert row.weight_dimension == 4 * lmax + 1  # 2 (L+1) input + (2L+1) output weights, minus 2
 
 
 def test_edge_product_is_measured_through_its_harmonics():
-    product = product_or_skip("SO2Product", 2)
+    product = product_or_skip("so2", 2)
     reached = ex.reachable_paths(product)
     assert reached == ex.allowed_couplings(ex.sh_irreps(2), ex.sh_irreps(2), ex.full_output_irreps(2))
     assert ex.bilinear_rank(product) == 15
@@ -118,7 +118,7 @@ def test_the_tester_one_path_forced_to_zero_lowers_rank():
 
 
 def test_table_and_entry_point(capsys):
-    names = [n for n in ("CGProduct", "GridGauntProduct", "VectorGauntProduct") if n in ex.available_products()]
+    names = [n for n in ("cg", "grid", "vector") if n in ex.available_products()]
     if not names:
         pytest.skip("no product available")
     rows = ex.expressivity_table(L_values=(1,), products=names)
@@ -127,8 +127,8 @@ def test_table_and_entry_point(capsys):
     assert text.splitlines()[0].split()[:2] == ["product", "L"]
     for r in rows:
         assert f"{r.rank} / {r.full_dimension}" in text
-    if "GridGauntProduct" in names:
-        assert "GridGauntProduct at L=1 misses: 1o x 1o -> 1e" in text
+    if "grid" in names:
+        assert "grid at L=1 misses: 1o x 1o -> 1e" in text
     ex.main(["--L", "1", "--products", names[0]])
     out = capsys.readouterr().out
     assert names[0] in out and "expressivity" in out

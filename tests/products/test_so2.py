@@ -182,54 +182,6 @@ def test_gradients_at_the_poles_match_the_reference() -> None:
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
 
 
-def test_gradcheck_and_gradgradcheck() -> None:
-    torch.manual_seed(6)
-    product = SO2Product("1x0e+2x1o+1x2e", "2x1o+1x1e+1x2e", 2, internal_weights=False)
-    edges = torch.tensor([[0.3, -0.5, 0.8], [0.0, 1.0, 0.0], [0.0, -1.0, 0.0], [0.6, 0.0, -0.8]], dtype=F64)
-    x1 = torch.randn(4, product.irreps_in1.dim, dtype=F64, requires_grad=True)
-    w = torch.randn(product.weight_numel, dtype=F64, requires_grad=True)
-    edges.requires_grad_(True)
-    assert torch.autograd.gradcheck(product, (x1, edges, w))
-    assert torch.autograd.gradgradcheck(product, (x1, edges, w), fast_mode=True)
-
-
-def test_batch_dims_broadcasting_and_empty_batch() -> None:
-    torch.manual_seed(8)
-    product = SO2Product("2x0e+1x1o", reachable_out("2x0e+1x1o", 2), 2, internal_weights=False)
-    w = torch.randn(product.weight_numel, dtype=F64)
-    x1 = torch.randn(2, 3, product.irreps_in1.dim, dtype=F64)
-    edges = torch.randn(2, 3, 3, dtype=F64)
-    out = product(x1, edges, w)
-    assert out.shape == (2, 3, product.irreps_out.dim)
-    flat = product(x1.reshape(6, -1), edges.reshape(6, 3), w)
-    torch.testing.assert_close(out.reshape(6, -1), flat, rtol=1e-12, atol=1e-12)
-    # x1 [3, dim] broadcast against edges [2, 1, 3]
-    out = product(x1[0], edges[:, :1], w)
-    assert out.shape == (2, 3, product.irreps_out.dim)
-    torch.testing.assert_close(out[1, 2], product(x1[0, 2], edges[1, 0], w), rtol=1e-12, atol=1e-12)
-    # per-sample weights [2, 3, n] with inputs [3, dim] and [3, 3]
-    per_sample = SO2Product("2x0e+1x1o", reachable_out("2x0e+1x1o", 2), 2, shared_weights=False)
-    ws = torch.randn(2, 3, product.weight_numel, dtype=F64)
-    out = per_sample(x1[0], edges[0], ws)
-    assert out.shape == (2, 3, product.irreps_out.dim)
-    expected = torch.stack([product(x1[0, k], edges[0, k], ws[1, k]) for k in range(3)])
-    torch.testing.assert_close(out[1], expected, rtol=1e-12, atol=1e-12)
-    empty = product(torch.zeros(0, product.irreps_in1.dim, dtype=F64), torch.zeros(0, 3, dtype=F64), w)
-    assert empty.shape == (0, product.irreps_out.dim)
-
-
-def test_float32_matches_float64() -> None:
-    torch.manual_seed(9)
-    product = SO2Product("2x0e+1x1o+1x2e", reachable_out("2x0e+1x1o+1x2e", 3), 3, internal_weights=False)
-    edges = special_edges()
-    x1 = torch.randn(len(edges), product.irreps_in1.dim, dtype=F64)
-    w = torch.randn(product.weight_numel, dtype=F64)
-    expected = product(x1, edges, w)
-    got = product(x1.float(), edges.float(), w.float())
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
-
-
 def test_bad_inputs_raise_clear_errors() -> None:
     product = SO2Product("1x0e+1x1o", reachable_out("1x0e+1x1o", 1), 1, internal_weights=False)
     x1 = torch.randn(2, product.irreps_in1.dim, dtype=F64)
@@ -271,11 +223,3 @@ def test_zero_length_edges() -> None:
     assert torch.isnan(out[0]).all() and torch.isfinite(out[1]).all()
 
 
-def test_torch_compile_matches_eager() -> None:
-    torch.manual_seed(10)
-    product = SO2Product("1x0e+1x1o", "1x0e+1x1o+1x2e", 1, internal_weights=False)
-    edges = special_edges()
-    x1 = torch.randn(len(edges), product.irreps_in1.dim, dtype=F64)
-    w = torch.randn(product.weight_numel, dtype=F64)
-    compiled = torch.compile(product, fullgraph=True)
-    torch.testing.assert_close(compiled(x1, edges, w), product(x1, edges, w), rtol=1e-12, atol=1e-12)

@@ -28,8 +28,7 @@ equivariant products (CP) are measured as they are: their span is not confined t
 from __future__ import annotations
 
 import argparse
-import importlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -83,7 +82,7 @@ def equivariant_dimension(irreps_in1, irreps_in2, irreps_out) -> int:
 # ----------------------------------------------------------------------------- probing a product
 def second_irreps(product: torch.nn.Module) -> Irreps:
     """Irreps of the second bilinear argument: ``irreps_edge`` for edge products, else ``irreps_in2``."""
-    return Irreps(product.irreps_edge if hasattr(product, "edge_harmonics") else product.irreps_in2)
+    return Irreps(product.irreps_edge if product.takes_edge_vectors else product.irreps_in2)
 
 
 def _call(product: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -99,7 +98,7 @@ def bilinear_tensor(product: torch.nn.Module, weight: torch.Tensor | None, seed:
     """``T[i, j, k] = B_w(e_i, e_j)[k]``, ``[d1, d2, d3]`` in float64 (the product must run in float64)."""
     d1, d3 = product.irreps_in1.dim, product.irreps_out.dim
     e1 = torch.eye(d1, dtype=F64)
-    if not hasattr(product, "edge_harmonics"):
+    if not product.takes_edge_vectors:
         d2 = product.irreps_in2.dim
         x1 = e1[:, None, :].expand(d1, d2, d1).reshape(-1, d1)
         x2 = torch.eye(d2, dtype=F64)[None].expand(d1, d2, d2).reshape(-1, d2)
@@ -179,52 +178,29 @@ def weight_dimension(product: torch.nn.Module, rtol: float = 1e-9, seed: int = 0
 
 
 # ----------------------------------------------------------------------------- the table
-def _build_feature_product(cls: type, lmax: int) -> torch.nn.Module:
-    """``cls(in, in, out)`` on ``sh_irreps(lmax)`` inputs: all reachable outputs, else the Gaunt-type ones."""
-    errors = []
+def build_product(name: str, lmax: int) -> torch.nn.Module:
+    """The registered product ``name`` (``registry.PRODUCTS``) on multiplicity-1 inputs of degrees 0..lmax
+    (edge products: edge harmonics of degree lmax), external shared weights, float64 tables: all reachable
+    outputs if it takes them, else the sphere-function ones."""
+    from .registry import PRODUCTS
+
+    spec, errors = PRODUCTS[name], []
+    second = Irreps.spherical_harmonics(lmax) if spec.edge else sh_irreps(lmax)
     for out in (full_output_irreps(lmax), sh_irreps(lmax)):
         try:
-            return cls(sh_irreps(lmax), sh_irreps(lmax), out, internal_weights=False, shared_weights=True)
+            return spec.build(sh_irreps(lmax), second, out, internal_weights=False, shared_weights=True)
         except (ValueError, TypeError) as error:
             errors.append(str(error))
-    raise ValueError(f"cannot build {cls.__name__} at L={lmax}: {errors}")
+    raise ValueError(f"cannot build {name!r} at L={lmax}: {errors}")
 
 
-def _build_edge_product(cls: type, lmax: int) -> torch.nn.Module:
-    """``cls(in, out, lmax_edge=lmax)`` for products of a feature with edge harmonics (SO2Product)."""
-    return cls(sh_irreps(lmax), full_output_irreps(lmax), lmax, internal_weights=False, shared_weights=True)
+def available_products(names: Iterable[str] | None = None) -> list[str]:
+    """The registered products (or those of ``names``) that the table measures: every exact product.
+    (``CPProduct`` is not registered: below full rank it is only approximately equivariant, so these
+    measures, spans of equivariant maps, do not apply; its measure is ``cp.cp_rank_sweep``.)"""
+    from .registry import PRODUCTS
 
-
-#: name -> (module, builder); modules are imported lazily and products that are absent are skipped.
-PRODUCTS: dict[str, tuple[str, Callable[[type, int], torch.nn.Module]]] = {
-    "CGProduct": ("gaunt.products.cg", _build_feature_product),
-    "GauntProduct": ("gaunt.products.gaunt_fourier", _build_feature_product),
-    "GridGauntProduct": ("gaunt.products.gaunt_grid", _build_feature_product),
-    "VectorGauntProduct": ("gaunt.products.vector", _build_feature_product),
-    "SO2Product": ("gaunt.products.so2", _build_edge_product),
-}
-# CPProduct is left out on purpose: below full rank it is only approximately equivariant, so the
-# measures above (spans of equivariant maps) do not apply; its measure is cp.cp_rank_sweep.
-
-
-def available_products(names: Iterable[str] | None = None) -> dict[str, type]:
-    """The product classes of ``PRODUCTS`` (or ``names``) that can be imported now."""
-    found = {}
-    for name in PRODUCTS if names is None else names:
-        module_name, _ = PRODUCTS[name]
-        try:
-            found[name] = getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError):
-            continue
-    return found
-
-
-def build_product(name: str, lmax: int) -> torch.nn.Module:
-    """The product ``name`` on multiplicity-1 inputs of degrees 0..lmax, external shared weights, float64."""
-    cls = available_products([name]).get(name)
-    if cls is None:
-        raise ImportError(f"product {name!r} is not available")
-    return PRODUCTS[name][1](cls, lmax)  # products keep float64 tables and follow the input dtype
+    return [name for name in (PRODUCTS if names is None else names) if name in PRODUCTS]
 
 
 @dataclass(frozen=True)
@@ -285,6 +261,8 @@ def print_expressivity_table(L_values: Sequence[int] = (1, 2, 3, 4), products: I
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Interactability and expressivity of the tensor products.")
     parser.add_argument("--L", type=int, nargs="+", default=[1, 2, 3, 4], help="degrees to measure (default 1 2 3 4)")
+    from .registry import PRODUCTS
+
     parser.add_argument("--products", nargs="+", default=None, choices=sorted(PRODUCTS), help="products (default all)")
     args = parser.parse_args(argv)
     print_expressivity_table(args.L, args.products)
@@ -293,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 __all__ = [
     "Coupling", "sh_irreps", "full_output_irreps", "allowed_couplings", "equivariant_dimension", "bilinear_tensor",
     "reachable_paths", "bilinear_rank", "weight_dimension", "ExpressivityRow", "measure", "expressivity_table",
-    "format_table", "print_expressivity_table", "available_products", "build_product", "PRODUCTS", "main",
+    "format_table", "print_expressivity_table", "available_products", "build_product", "main",
 ]  # fmt: skip
 
 if __name__ == "__main__":
