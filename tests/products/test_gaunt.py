@@ -131,7 +131,7 @@ def test_dft_keeps_half_the_rings_and_the_fold_matters():
     expected = gaunt_reference(*irreps, x1, x2, w)
     torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
     with torch.no_grad():
-        tp.frame.runner._p0_theta[..., 1:] *= 0.5  # each folded ring counted once instead of twice
+        tp.frame.runner.runner_for(torch.device("cpu"))._p0_theta[..., 1:] *= 0.5  # each folded ring counted once instead of twice
     with pytest.raises(AssertionError):
         torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
 
@@ -165,7 +165,7 @@ def test_broken_quadrature_is_detected():
     irreps = CASES[1]
     tp = make(irreps, cls=GridGauntProduct)
     x1, x2, w = random_inputs(tp, (5,), F64, seed=1)
-    phi_out = tp.frame.runner._p0_phi
+    phi_out = tp.frame.runner.runner_for(torch.device("cpu"))._p0_phi
     saved = phi_out.clone()
     phi_out[:, -1] = 0.0  # drop one azimuth from the integration
     with pytest.raises(AssertionError):

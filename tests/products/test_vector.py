@@ -206,16 +206,6 @@ def test_equals_grid_gaunt_product_on_even_outputs():
 
 
 # ----------------------------------------------------------------------------- symmetry
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize(
-    "in1, in2, out",
-    [
-        (sh_irreps(2, 3), sh_irreps(2, 3), both_parities(2, 3)),
-        (sh_irreps(2, 2, -1), sh_irreps(1, 3), both_parities(2, 3, -1)),
-        ("1x1o", "1x1o", "1x0e+1x1e+1x2e"),
-    ],
-)
-
 def test_equivariance_check_catches_a_parity_bug():
     """Test the tester: declaring the curl output 1e as 1o must fail under inversion only."""
     product = VectorGauntProduct("2x0e+2x1o", "2x0e+2x1o", "2x1o+2x1e", internal_weights=False)

@@ -7,10 +7,12 @@ name       runs
            backward and double backward as derivative programs (the reference executor)
 =========  ==========================================================================================
 
-``executor="auto"`` (the products' default) takes the fastest executor available for the program and
-says which in ``product.executor``; a named executor that cannot run raises (never a silent fallback).
-A new executor is one module with a class like ``TorchProgram`` (``__init__(program)``, ``forward(x1,
-x2)``) and one entry in ``EXECUTORS`` with the function that says whether it can run here.
+``executor="auto"`` (the products' default) runs, on each call, the fastest executor available for the
+inputs' device (``PREFERENCE`` order among those that list the device) and says which in
+``product.executor`` (the choice per device); a named executor that cannot run raises (never a silent
+fallback), also when called with tensors on a device it does not support. A new executor is one module
+with a class like ``TorchProgram`` (``__init__(program)``, ``forward(x1, x2)``, attribute ``executor``) and
+one entry in ``EXECUTORS`` with the devices it runs on and the function that says whether it can run here.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Executor:
     runner: Callable[[SphereProgram], torch.nn.Module]
     unavailable: Callable[[], str | None]
     description: str
+    devices: tuple[str, ...] = ("cpu", "cuda")
 
 
 EXECUTORS: dict[str, Executor] = {
@@ -44,13 +47,15 @@ EXECUTORS: dict[str, Executor] = {
 PREFERENCE = ("torch",)
 
 
-def resolve_executor(name: str = "auto") -> str:
-    """The executor a product will use: ``name`` itself (checked) or, for "auto", the first available."""
+def resolve_executor(name: str = "auto", device: str = "cpu") -> str:
+    """The executor for ``device`` (a device type): ``name`` itself (checked) or, for "auto", the first
+    available one of ``PREFERENCE`` that runs on the device."""
     if name == "auto":
         for candidate in PREFERENCE:
-            if EXECUTORS[candidate].unavailable() is None:
+            entry = EXECUTORS[candidate]
+            if device in entry.devices and entry.unavailable() is None:
                 return candidate
-        raise RuntimeError("no executor is available")  # pragma: no cover - "torch" always is
+        return "torch"  # runs wherever torch runs
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; expected 'auto' or one of {tuple(EXECUTORS)}")
     reason = EXECUTORS[name].unavailable()
@@ -59,9 +64,49 @@ def resolve_executor(name: str = "auto") -> str:
     return name
 
 
+class AutoRunner(torch.nn.Module):
+    """Runs a program on the executor ``resolve_executor("auto", device)`` of its inputs' device (runners are
+    built on first use per device). ``executor``: the choice for CPU tensors, and for CUDA where it differs."""
+
+    def __init__(self, program: SphereProgram) -> None:
+        super().__init__()
+        self.program = program
+        self.runners = torch.nn.ModuleDict()
+        cpu, cuda = resolve_executor("auto", "cpu"), resolve_executor("auto", "cuda")
+        self.executor = cpu if cpu == cuda else f"{cpu} (cpu), {cuda} (cuda)"
+        logger.info("sphere program %s: executor %s", program.name, self.executor)
+        self.runner_for(torch.device("cpu"))  # built now, so that torch.compile finds it (no graph break)
+
+    def runner_for(self, device: torch.device) -> torch.nn.Module:
+        name = resolve_executor("auto", device.type)
+        if name not in self.runners:
+            self.runners[name] = EXECUTORS[name].runner(self.program).to(device)
+        return self.runners[name]
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return self.runner_for(x1.device)(x1, x2)
+
+
+class CheckedRunner(torch.nn.Module):
+    """A named executor's runner that refuses tensors on a device the executor does not run on."""
+
+    def __init__(self, name: str, program: SphereProgram) -> None:
+        super().__init__()
+        self.executor, self.devices = name, EXECUTORS[name].devices
+        self.runner = EXECUTORS[name].runner(program)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        if x1.device.type not in self.devices:
+            raise RuntimeError(f"executor {self.executor!r} runs on {self.devices} tensors, not {x1.device.type}")
+        return self.runner(x1, x2)
+
+
 def build_runner(program: SphereProgram, executor: str = "auto") -> torch.nn.Module:
-    """The module that runs ``program`` on ``executor`` (see :func:`resolve_executor`)."""
-    return EXECUTORS[resolve_executor(executor)].runner(program)
+    """The module that runs ``program``: :class:`AutoRunner` for "auto", else the named executor's runner
+    (checked now: ``resolve_executor``; and per call: the device)."""
+    if executor == "auto":
+        return AutoRunner(program)
+    return CheckedRunner(resolve_executor(executor), program)
 
 
-__all__ = ["Executor", "EXECUTORS", "PREFERENCE", "resolve_executor", "build_runner"]
+__all__ = ["Executor", "EXECUTORS", "PREFERENCE", "resolve_executor", "build_runner", "AutoRunner", "CheckedRunner"]
