@@ -30,6 +30,7 @@ import torch
 from ..products.descriptor import ProductDescriptor
 from ..products.e3nn_interop import e3nn_instructions, to_e3nn
 from ..so3 import Irreps, spherical_harmonics
+from . import gpu_peers
 
 SHAPES = ("feature", "edge")
 PRODUCTS = {"feature": ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct", "VectorGauntProduct"),
@@ -213,8 +214,6 @@ def peer_runner(peer: str, product: torch.nn.Module, d: ProductDescriptor, perm:
         second = _peer_second_input(product, use_e3nn=False)
         forward = lambda ins, w: module(ins["x1"], second(ins), w)  # noqa: E731
     elif peer in ("cuequivariance", "openequivariance"):
-        from . import gpu_peers
-
         module, scale, call = gpu_peers.build(peer, d, dtype, device)  # raises RuntimeError with the reason
         second = _peer_second_input(product, use_e3nn=False)
         forward = lambda ins, w: call(module, ins["x1"], second(ins), w)  # noqa: E731
