@@ -21,7 +21,6 @@ the same function share one peer.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -105,7 +104,6 @@ class Runner:
     forward: Callable[[dict, torch.Tensor], torch.Tensor]
     weights: Callable[[torch.Tensor], torch.Tensor]
     memory: Callable[[int, bool], int]
-    function: str = ""  # label shared by a product and its peers (set by the sweep)
     build_s: float = 0.0
 
 
@@ -243,17 +241,5 @@ def make_inputs(product: torch.nn.Module, shape: str, batch: int, dtype: torch.d
     return {k: v.to(device=device, dtype=dtype) for k, v in ins.items()}
 
 
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """``max |out - ref| / max |ref|`` (in float64); inf for a shape mismatch or non-finite values."""
-    if out.shape != ref.shape:
-        return math.inf
-    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
-    scale = float(ref.abs().max()) if ref.numel() else 1.0
-    err = float((out - ref).abs().max()) if ref.numel() else 0.0
-    if not math.isfinite(err):
-        return math.inf
-    return err / max(scale, 1e-300)
-
-
 __all__ = ["SHAPES", "PRODUCTS", "PEERS", "sh_irreps", "build_product", "canonical", "Runner", "product_runner",
-           "peer_runner", "build_e3nn", "make_inputs", "relative_error"]  # fmt: skip
+           "peer_runner", "build_e3nn", "make_inputs"]  # fmt: skip
