@@ -90,9 +90,9 @@ def test_only_what_agrees_and_is_not_untimed_is_timed():
         raise AssertionError("a workload that must not be made")
 
     def entries(L, log):
-        return [ok("good", log), ok("quiet", log),
-                Entry("bad", "f", "product", {"status": "disagrees", "reason": "differs"}, never),
-                Entry("absent", "f", "peer", {"status": "skipped", "reason": "not installed"})]  # fmt: skip
+        bad = Entry("bad", "f", "product", {"status": "disagrees", "reason": "differs"}, never)
+        absent = Entry("absent", "f", "peer", {"status": "skipped", "reason": "not installed"})
+        return [ok("good", log), ok("quiet", log), bad, absent]
 
     results, log, _ = toy_run(entries, untimed=("quiet",))
     assert results["schema"] == "toy/1" and len(results["records"]) == 12
@@ -109,9 +109,11 @@ def test_memory_estimate_splits_into_chunks_or_skips():
     budget = 1000
 
     def entries(L, log):
-        return [ok("chunked", log, guess=Estimate(peak_bytes=3500)),
-                ok("floor", log, guess=Estimate(peak_bytes=10, floor_bytes=budget + 1)),
-                ok("huge", log, guess=Estimate(peak_bytes=11 * budget))]  # fmt: skip
+        return [
+            ok("chunked", log, guess=Estimate(peak_bytes=3500)),
+            ok("floor", log, guess=Estimate(peak_bytes=10, floor_bytes=budget + 1)),
+            ok("huge", log, guess=Estimate(peak_bytes=11 * budget)),
+        ]
 
     results, log, _ = toy_run(entries, memory_budget_bytes=budget)
     assert all(r["status"] == "ok" and r["chunks"] == 4 for r in by(results, "chunked"))
@@ -133,8 +135,8 @@ def test_point_budget_stops_a_series(word):
 
 def test_warmup_prediction_stops_a_series_and_an_error_too():
     def entries(L, log):
-        return [ok("slow", log, guess=Estimate(time_s=1e3, basis="a 1/16 call", fields={"predicted_time_s": 1e3})),
-                ok("broken", log, fail=True)]  # fmt: skip
+        slow = Estimate(time_s=1e3, basis="a 1/16 call", fields={"predicted_time_s": 1e3})
+        return [ok("slow", log, guess=slow), ok("broken", log, fail=True)]
 
     results, log, _ = toy_run(entries, point_budget_s=10.0)
     slow = by(results, "slow")
@@ -148,7 +150,8 @@ def test_warmup_prediction_stops_a_series_and_an_error_too():
 
 def test_total_budget_and_entries_not_built_for_budget():
     def entries(L, log):
-        return [ok("a", log), Entry("peer", "f", "peer", {"status": "skipped", "reason": "not built"}, over_budget=True)]
+        peer = Entry("peer", "f", "peer", {"status": "skipped", "reason": "not built"}, over_budget=True)
+        return [ok("a", log), peer]
 
     results, _, _ = toy_run(entries, total_budget_s=0.0)
     assert all("total time budget" in r["reason"] for r in results["records"])
@@ -166,15 +169,18 @@ def test_build_budget_predicts_from_smaller_L():
 
 
 # ----------------------------------------------------------------------------- both real generators
+QUICK = dict(min_time_s=0.0, min_repeats=1, max_repeats=1)
+
+
 def products(**overrides):
-    values = dict(shapes=("feature",), Ls=(1, 2), channels=(2,), batches=(8,), dtypes=("float32",), directions=("fwd+bwd",),
-                  products=("GridGauntProduct",), peers=("e3nn",), min_time_s=0.0, min_repeats=1, max_repeats=1)  # fmt: skip
+    values = dict(shapes=("feature",), Ls=(1, 2), channels=(2,), batches=(8,), dtypes=("float32",))
+    values.update(directions=("fwd+bwd",), products=("GridGauntProduct",), peers=("e3nn",), **QUICK)
     return points_products.ProductPoints(points_products.ProductConfig(**dict(values, **overrides)))
 
 
 def layers(**overrides):
-    values = dict(layers=("many-body",), Ls=(1, 2), many_body_channels=2, atoms=8, check_atoms=5, min_time_s=0.0,
-                  min_repeats=1, max_repeats=1, many_body_products=("grid", "cg (gaunt paths)"))  # fmt: skip
+    values = dict(layers=("many-body",), Ls=(1, 2), many_body_channels=2, atoms=8, check_atoms=5, **QUICK)
+    values.update(many_body_products=("grid", "cg (gaunt paths)"))
     return points_layers.LayerPoints(points_layers.LayerConfig(**dict(values, **overrides)))
 
 
@@ -219,7 +225,8 @@ def test_a_disagreeing_implementation_is_not_timed(kind, monkeypatch):
     monkeypatch.setattr(workload, "estimate", lambda self: made.append(self.runner.name) or estimate(self))
     results = run(make(Ls=(1,)))
     (r,) = by(results, name)
-    assert r["status"] == "disagrees" and r.get("time_s") is None and r["error_float64"] == pytest.approx(1e-3, rel=1e-6)
+    assert r["status"] == "disagrees" and r.get("time_s") is None
+    assert r["error_float64"] == pytest.approx(1e-3, rel=1e-6)
     assert "differs from" in r["reason"]
     others = [other["implementation"] for other in results["records"] if other.get("time_s")]
     assert others and made == others  # the others were timed; the wrong one never got a workload

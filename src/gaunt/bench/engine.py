@@ -215,8 +215,14 @@ def agreement(compare: Callable[[torch.dtype], tuple[torch.Tensor, torch.Tensor]
         ed = relative_error(*compare(DTYPES[dtype]))
     tol64, tol = TOLERANCE["float64"], TOLERANCE[dtype]
     ok = e64 <= tol64 and ed <= tol
-    check = {"status": "ok" if ok else "disagrees", "reference": reference, "error_float64": e64,
-             "error_dtype": ed, "tolerance_float64": tol64, "tolerance_dtype": tol}  # fmt: skip
+    check = {
+        "status": "ok" if ok else "disagrees",
+        "reference": reference,
+        "error_float64": e64,
+        "error_dtype": ed,
+        "tolerance_float64": tol64,
+        "tolerance_dtype": tol,
+    }
     if not ok:
         check["reason"] = (
             f"differs from {reference}: relative error {e64:.1e} (float64, tol {tol64:.0e}), "
@@ -240,8 +246,9 @@ def speedup(base: dict, record: dict) -> tuple[float, float | None]:
 class Sweep:
     """``Sweep(points, log, checkpoint).run() -> results document`` (schema ``points.schema``)."""
 
-    def __init__(self, points: Points, log: Callable[[str], None] = print,
-                 checkpoint: Callable[[dict], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, points: Points, log: Callable[[str], None] = print, checkpoint: Callable[[dict], None] | None = None
+    ) -> None:
         self.points, self.cfg, self.log, self.checkpoint = points, points.cfg, log, checkpoint
         self.device = torch.device(self.cfg.device)
         self.records: list[dict] = []
@@ -306,16 +313,16 @@ class Sweep:
             return
         call, warmup = work.prepare(chunks)
         cfg = self.cfg
+        limits = dict(min_time=cfg.min_time_s, min_repeats=cfg.min_repeats, max_repeats=cfg.max_repeats)
         try:
-            t = time_call(call, self.device, warmup=warmup or (lambda: None), min_time=cfg.min_time_s,
-                          min_repeats=cfg.min_repeats, max_repeats=cfg.max_repeats, max_time=cfg.point_budget_s)  # fmt: skip
+            t = time_call(call, self.device, warmup=warmup or (lambda: None), max_time=cfg.point_budget_s, **limits)
         except RuntimeError as exc:  # e.g. out of memory despite the estimate
             record.update(status="error", reason=f"{type(exc).__name__}: {str(exc)[:200]}")
             self.budget.stop(series, L, f"{type(exc).__name__} at L={L}")
             return
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        record.update(time_s=t.median_s, times_s=t.times_s, cpu_time_s=t.cpu_median_s, repeats=t.repeats,
-                      chunks=chunks, peak_memory_bytes=t.peak_memory_bytes, load_average=load)  # fmt: skip
+        record.update(time_s=t.median_s, times_s=t.times_s, cpu_time_s=t.cpu_median_s, repeats=t.repeats)
+        record.update(chunks=chunks, peak_memory_bytes=t.peak_memory_bytes, load_average=load)
         if warmup is not None:
             record["warmup_s"] = t.warmup_s
         if t.stopped_early:
@@ -346,5 +353,22 @@ class Sweep:
         return None, chunks
 
 
-__all__ = ["RunConfig", "BudgetPolicy", "Budget", "Estimate", "Workload", "Entry", "Point", "Points", "Sweep",
-           "agreement", "relative_error", "timed", "speedup", "DTYPES", "DIRECTIONS", "TOLERANCE", "GiB"]  # fmt: skip
+__all__ = [
+    "RunConfig",
+    "BudgetPolicy",
+    "Budget",
+    "Estimate",
+    "Workload",
+    "Entry",
+    "Point",
+    "Points",
+    "Sweep",
+    "agreement",
+    "relative_error",
+    "timed",
+    "speedup",
+    "DTYPES",
+    "DIRECTIONS",
+    "TOLERANCE",
+    "GiB",
+]

@@ -1,4 +1,4 @@
-"""Tables, the issue's target and the files (JSON, markdown, PNG) of a ``gaunt bench --layers`` document.
+"""Tables, the project's target and the files (JSON, markdown, PNG) of a ``gaunt bench --layers`` document.
 
 One table per layer: a row per L, a column per implementation (``name [function]``), cells ``time
 (x a / x b)`` with the speedups over the layer's baselines (``layers.BASELINES``, then e3nn for the

@@ -98,13 +98,15 @@ class LayerPoints:
         layer, L = group
         cfg = self.cfg
         mul, batch = self._sizes(layer)
-        fields = dict(shape=layer, layer=layer, L=L, channels=mul, batch=batch, dtype=cfg.dtype,
-                      direction=cfg.direction, device=str(self.device))  # fmt: skip
+        fields = dict(shape=layer, layer=layer, L=L, channels=mul, batch=batch, dtype=cfg.dtype)
+        fields.update(direction=cfg.direction, device=str(self.device))
         fields.update(edges=cfg.edges) if layer == "convolution" else fields.update(correlation=cfg.correlation)
         runners, missing = self._build(layer, L, mul, budget)
         checks = self._checks(layer, L, runners)
-        entries = [Entry(name, function, "peer" if name == "e3nn" else "layer", {"status": "skipped", "reason": why})
-                   for name, function, why in missing]  # fmt: skip
+        entries = []
+        for name, function, why in missing:
+            role = "peer" if name == "e3nn" else "layer"
+            entries.append(Entry(name, function, role, {"status": "skipped", "reason": why}))
         inputs = functools.cache(functools.partial(self._inputs, layer, L, DTYPES[cfg.dtype], True))
         for r in runners:
             if r.role != "reference":  # the agreement check's only
@@ -172,7 +174,8 @@ class LayerPoints:
         """``{(name, function): check fields}`` (status ok / disagrees, reference, errors)."""
         dtype = DTYPES[self.cfg.dtype]
         ins64 = self._inputs(layer, L, torch.float64, full=False)
-        sets = {torch.float64: ins64, dtype: {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in ins64.items()}}
+        ins = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in ins64.items()}
+        sets = {torch.float64: ins64, dtype: ins}
         checks = {}
         for function in dict.fromkeys(r.function for r in runners):
             members = [r for r in runners if r.function == function]

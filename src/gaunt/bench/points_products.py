@@ -18,6 +18,7 @@ CPU times, which other processes on a shared machine disturb less).
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,8 +39,18 @@ from .engine import (
     timed,
 )
 from .gpu_peers import availability
-from .products import (PEERS, PRODUCTS, Runner, build_e3nn, build_product, canonical, make_inputs, peer_runner,
-                       product_name, product_runner)  # fmt: skip
+from .products import (
+    PEERS,
+    PRODUCTS,
+    Runner,
+    build_e3nn,
+    build_product,
+    canonical,
+    make_inputs,
+    peer_runner,
+    product_name,
+    product_runner,
+)
 
 SCHEMA = "gaunt-bench/1"
 POLICY = BudgetPolicy(word="budget", calls=2, exponent=3.0, peer_exponent=4.0)
@@ -95,23 +106,24 @@ class ProductPoints:
     def points(self, group: tuple[str, int, int], budget: Budget) -> Iterator[Point]:
         shape, mul, L = group
         functions = self._build(shape, mul, L, budget)
-        for dtype in self.cfg.dtypes:
-            for fn in functions:
-                runners, checks = self._runners_and_checks(fn, shape, L, dtype)
-                for batch in self.cfg.batches:
-                    inputs = functools.cache(functools.partial(self._inputs, fn, shape, batch, DTYPES[dtype]))
-                    for direction in self.cfg.directions:
-                        fields = dict(shape=shape, L=L, channels=mul, batch=batch, dtype=dtype, direction=direction,
-                                      device=str(self.device))  # fmt: skip
-                        entries = [self._entry(fn, shape, name, runner, checks[name], inputs, batch, dtype, direction)
-                                   for name, runner in runners.items()]  # fmt: skip
-                        yield Point(fields, (shape, mul, batch, dtype, direction), entries)
+        for dtype, fn in itertools.product(self.cfg.dtypes, functions):
+            runners, checks = self._runners_and_checks(fn, shape, L, dtype)
+            for batch in self.cfg.batches:
+                inputs = functools.cache(functools.partial(self._inputs, fn, shape, batch, DTYPES[dtype]))
+                for direction in self.cfg.directions:
+                    fields = dict(shape=shape, L=L, channels=mul, batch=batch, dtype=dtype, direction=direction)
+                    fields["device"] = str(self.device)
+                    entries = [self._entry(fn, shape, n, r, checks[n], inputs, fields) for n, r in runners.items()]
+                    yield Point(fields, (shape, mul, batch, dtype, direction), entries)
 
-    def _entry(self, fn, shape, name, runner, check, inputs, batch, dtype, direction) -> Entry:
-        if isinstance(runner, str):  # the reason it is missing
+    @staticmethod
+    def _entry(fn: _Function, shape: str, name: str, runner, check: dict, inputs, fields: dict) -> Entry:
+        """The entry of ``runner`` (or of the reason it is missing) at the point of ``fields``."""
+        if isinstance(runner, str):
             role = "product" if name in PRODUCTS[shape] else "peer"
             return Entry(name, fn.label, role, check, over_budget=runner == EVERY_E3NN_OVER)
-        work = functools.partial(ProductWorkload, runner, inputs, batch, DTYPES[dtype], direction == "fwd+bwd", fn.width)
+        backward, dtype = fields["direction"] == "fwd+bwd", DTYPES[fields["dtype"]]
+        work = functools.partial(ProductWorkload, runner, inputs, fields["batch"], dtype, backward, fn.width)
         return Entry(name, fn.label, runner.role, check, work, runner.build_s)
 
     @staticmethod
@@ -124,8 +136,8 @@ class ProductPoints:
     @staticmethod
     def line(r: dict) -> str:
         name = f"{r['implementation']} [{r['function']}]"
-        head = (f"{r['shape']:>7} L={r['L']:<2} mul={r['channels']:<3} B={r['batch']:<6} {r['dtype']} "
-                f"{r['direction']:<7} {name:<28}")  # fmt: skip
+        where = f"{r['shape']:>7} L={r['L']:<2} mul={r['channels']:<3} B={r['batch']:<6} {r['dtype']}"
+        head = f"{where} {r['direction']:<7} {name:<28}"
         if not r.get("time_s"):
             return f"{head} {r['status']}: {r.get('reason', '')}"
         faster = r.get("speedup_vs_e3nn") and r["implementation"] != "e3nn"
@@ -159,9 +171,8 @@ class ProductPoints:
         if peer != "e3nn":
             return None, None, 0.0
         cfg = self.cfg
-        series = [(shape, mul, b, dt, di, fn.label, "e3nn") for b in cfg.batches for dt in cfg.dtypes
-                  for di in cfg.directions]  # fmt: skip
-        if all(budget.reason(s, L, "peer") is not None for s in series):
+        points = [(b, dt, di) for b in cfg.batches for dt in cfg.dtypes for di in cfg.directions]
+        if all(budget.reason((shape, mul, *p, fn.label, "e3nn"), L, "peer") is not None for p in points):
             return None, EVERY_E3NN_OVER, 0.0
         reason = budget.build_reason((shape, mul, fn.label), L, "e3nn")
         if reason is not None:
@@ -222,8 +233,9 @@ class ProductPoints:
         g = torch.Generator().manual_seed(self.cfg.seed + batch)
         ins = make_inputs(first, shape, batch, dtype, self.device, g)
         ins["cotangent"] = torch.randn(batch, first.irreps_out.dim, generator=g, dtype=dtype).to(self.device)
-        ins["w64"] = {product_name(p): torch.randn(p.weight_numel, generator=g, dtype=torch.float64)
-                      for p, _, _ in fn.products}  # fmt: skip
+        ins["w64"] = {
+            product_name(p): torch.randn(p.weight_numel, generator=g, dtype=torch.float64) for p, _, _ in fn.products
+        }
         ins["sources"] = {product_name(p): (p, perm) for p, perm, _ in fn.products}
         return ins
 
@@ -264,8 +276,10 @@ class ProductWorkload:
         weight = self.runner.weights(ins["w64"][product_name(source)], source, perm).detach().requires_grad_(backward)
         data = {k: v for k, v in ins.items() if isinstance(v, torch.Tensor) and k != "cotangent"}
         bounds = [(i * self.batch // chunks, (i + 1) * self.batch // chunks) for i in range(chunks)]
-        pieces = [({k: v[a:b].detach().requires_grad_(backward) for k, v in data.items()}, ins["cotangent"][a:b])
-                  for a, b in bounds]  # fmt: skip
+        pieces = []
+        for a, b in bounds:
+            rows = {k: v[a:b].detach().requires_grad_(backward) for k, v in data.items()}
+            pieces.append((rows, ins["cotangent"][a:b]))
         warm = [({k: v[:1024] for k, v in pieces[0][0].items()}, pieces[0][1][:1024])]
         return functools.partial(self._call, pieces, weight), functools.partial(self._call, warm, weight)
 
