@@ -300,19 +300,13 @@ class Sweep:
 
     # ------------------------------------------------------------------ timing one record
     def _time(self, record: dict, entry: Entry, series: tuple) -> None:
-        L = record["L"]
+        L, cfg = record["L"], self.cfg
         record.update(time_s=None, chunks=1)
-        reason = self._gate(entry, series, L)
-        if reason is None:
-            work = entry.workload()
-            estimate = work.estimate()
-            record.update(estimate.fields)
-            reason, chunks = self._plan(work, estimate, series, L)
-        if reason is not None:
-            record.update(status="skipped", reason=reason)
+        plan = self._plan(record, entry, series)
+        if isinstance(plan, str):
+            record.update(status="skipped", reason=plan)
             return
-        call, warmup = work.prepare(chunks)
-        cfg = self.cfg
+        call, warmup = plan[0].prepare(plan[1])
         limits = dict(min_time=cfg.min_time_s, min_repeats=cfg.min_repeats, max_repeats=cfg.max_repeats)
         try:
             t = time_call(call, self.device, warmup=warmup or (lambda: None), max_time=cfg.point_budget_s, **limits)
@@ -322,35 +316,38 @@ class Sweep:
             return
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         record.update(time_s=t.median_s, times_s=t.times_s, cpu_time_s=t.cpu_median_s, repeats=t.repeats)
-        record.update(chunks=chunks, peak_memory_bytes=t.peak_memory_bytes, load_average=load)
+        record.update(chunks=plan[1], peak_memory_bytes=t.peak_memory_bytes, load_average=load)
         if warmup is not None:
             record["warmup_s"] = t.warmup_s
         if t.stopped_early:
             record["note"] = f"{t.repeats} timed call(s): the point budget ran out before {cfg.min_repeats}"
         self.budget.timed(series, L, t.median_s)
 
-    def _gate(self, entry: Entry, series: tuple, L: int) -> str | None:
-        """Why a record that agrees is not timed, before anything runs (None: go on)."""
-        if entry.name in self.cfg.untimed:
+    def _plan(self, record: dict, entry: Entry, series: tuple) -> tuple[Workload, int] | str:
+        """``(workload, chunks)`` for a record that agrees, or why it is not timed: untimed, the time
+        budgets, then (after the workload's estimate, whose fields go into the record) memory."""
+        cfg, L = self.cfg, record["L"]
+        if entry.name in cfg.untimed:
             return "not timed (untimed: used for the agreement check only)"
-        return self.budget.reason(series, L, entry.role)
-
-    def _plan(self, work: Workload, estimate: Estimate, series: tuple, L: int) -> tuple[str | None, int]:
-        """``(reason, chunks)``: why the workload is not timed after its estimate, else how many chunks."""
-        cfg = self.cfg
+        reason = self.budget.reason(series, L, entry.role)
+        if reason is not None:
+            return reason
+        work = entry.workload()
+        estimate = work.estimate()
+        record.update(estimate.fields)
         if estimate.time_s is not None and estimate.time_s > 2 * cfg.point_budget_s:
             why = (
                 f"one call predicted {estimate.time_s:.0f} s from {estimate.basis} > 2 x point budget "
                 f"{cfg.point_budget_s:.0f} s"
             )
-            return self.budget.stop(series, L, why), 0
+            return self.budget.stop(series, L, why)
         if estimate.floor_bytes > cfg.memory_budget_bytes:
-            return f"memory (inputs and outputs alone need {estimate.floor_bytes / GiB:.1f} GiB > budget)", 0
+            return f"memory (inputs and outputs alone need {estimate.floor_bytes / GiB:.1f} GiB > budget)"
         peak = estimate.peak_bytes
         chunks = 1 if peak is None else max(1, math.ceil(peak / cfg.memory_budget_bytes))
         if chunks > work.rows:
-            return f"memory (one {work.unit} alone exceeds the memory budget)", 0
-        return None, chunks
+            return f"memory (one {work.unit} alone exceeds the memory budget)"
+        return work, chunks
 
 
 __all__ = [
