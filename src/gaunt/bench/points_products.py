@@ -46,10 +46,12 @@ from .products import (
     build_e3nn,
     build_product,
     canonical,
+    io_width,
     make_inputs,
     peer_runner,
     product_name,
     product_runner,
+    takes_vectors,
 )
 
 SCHEMA = "gaunt-bench/1"
@@ -78,15 +80,9 @@ class _Function:
 
     label: str
     descriptor: object
+    width: int  # numbers per sample in the inputs and the output (``products.io_width``)
     products: list = field(default_factory=list)  # (module, perm, build_s)
     peers: dict = field(default_factory=dict)  # name -> (built float64 object | None, reason | None, build_s)
-
-    @property
-    def width(self) -> int:
-        """Numbers per sample in the inputs (x1, and x2 or the edge vector) and the output."""
-        product = self.products[0][0]
-        second = 3 if type(product).__name__ == "SO2Product" else product.irreps_in2.dim
-        return product.irreps_in1.dim + second + product.irreps_out.dim
 
 
 class ProductPoints:
@@ -154,9 +150,9 @@ class ProductPoints:
             product = build_product(name, shape, L, mul)
             d, perm = canonical(product.descriptor())
             if d not in functions:
-                label = "so2" if name == "SO2Product" else "gaunt"
+                label = "so2" if takes_vectors(product) else "gaunt"
                 taken = any(f.label == label for f in functions.values())
-                functions[d] = _Function(f"{label}{len(functions)}" if taken else label, d)
+                functions[d] = _Function(f"{label}{len(functions)}" if taken else label, d, io_width(product))
             functions[d].products.append((product, perm, time.perf_counter() - start))
         for fn in functions.values():
             for peer in self.cfg.peers:

@@ -45,6 +45,17 @@ def product_name(product: torch.nn.Module) -> str:
     return getattr(product, "bench_name", type(product).__name__)
 
 
+def takes_vectors(product: torch.nn.Module) -> bool:
+    """Whether the product's second input is edge vectors ``[B, 3]`` (``SO2Product``), not a feature."""
+    return type(product).__name__ == "SO2Product"
+
+
+def io_width(product: torch.nn.Module) -> int:
+    """Numbers per sample in the inputs (x1, and x2 or the edge vector) and the output."""
+    second = 3 if takes_vectors(product) else product.irreps_in2.dim
+    return product.irreps_in1.dim + second + product.irreps_out.dim
+
+
 def sh_irreps(mul: int, L: int) -> str:
     """``"mul x 0e + mul x 1o + ... + mul x L((-1)^L)"``."""
     return "+".join(f"{mul}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(L + 1))
@@ -159,7 +170,7 @@ def product_runner(product: torch.nn.Module, dtype: torch.dtype, device) -> Runn
     name = product_name(product)
     module = copy.deepcopy(product).to(device=device, dtype=dtype)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    if name == "SO2Product":
+    if takes_vectors(module):
         forward = lambda ins, w: module(ins["x1"], ins["vectors"], w)  # noqa: E731
         memory = _so2_memory(module, itemsize)
     else:
@@ -170,7 +181,7 @@ def product_runner(product: torch.nn.Module, dtype: torch.dtype, device) -> Runn
 
 def _peer_second_input(product: torch.nn.Module, use_e3nn: bool) -> Callable[[dict], torch.Tensor]:
     """The peers' x2: given harmonics, or (SO2) the harmonics of the edge vectors, computed in-call."""
-    if type(product).__name__ != "SO2Product":
+    if not takes_vectors(product):
         return lambda ins: ins["x2"]
     if use_e3nn:
         from e3nn import o3
@@ -195,7 +206,7 @@ def peer_runner(peer: str, product: torch.nn.Module, d: ProductDescriptor, perm:
     product whose canonical descriptor is ``d``, via that product's ``path_weights``."""
     device = torch.device(device)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    edge = 3 if type(product).__name__ == "SO2Product" else 0
+    edge = 3 if takes_vectors(product) else 0
     memory = _dense_memory(d, itemsize, edge)
     if peer == "e3nn":
         tp, scale = built if built is not None else build_e3nn(d)
@@ -231,7 +242,7 @@ def make_inputs(product: torch.nn.Module, shape: str, batch: int, dtype: torch.d
     """Random inputs in ``dtype``: ``{"x1", "x2"}`` (feature: Gaussian; edge: x2 = harmonics of random
     directions, integral normalisation) or ``{"x1", "vectors"}`` (SO2Product), made on CPU, then moved."""
     x1 = torch.randn(batch, product.irreps_in1.dim, generator=generator, dtype=dtype)
-    if type(product).__name__ == "SO2Product":
+    if takes_vectors(product):
         ins = {"x1": x1, "vectors": torch.randn(batch, 3, generator=generator, dtype=torch.float64)}
     elif shape == "edge":
         vectors = torch.randn(batch, 3, generator=generator, dtype=torch.float64)
@@ -241,5 +252,5 @@ def make_inputs(product: torch.nn.Module, shape: str, batch: int, dtype: torch.d
     return {k: v.to(device=device, dtype=dtype) for k, v in ins.items()}
 
 
-__all__ = ["SHAPES", "PRODUCTS", "PEERS", "sh_irreps", "build_product", "canonical", "Runner", "product_runner",
+__all__ = ["SHAPES", "PRODUCTS", "PEERS", "takes_vectors", "io_width", "sh_irreps", "build_product", "canonical", "Runner", "product_runner",
            "peer_runner", "build_e3nn", "make_inputs"]  # fmt: skip
