@@ -13,7 +13,8 @@ import torch
 
 import gaunt.bench
 from gaunt.bench import points_layers, points_products
-from gaunt.bench.engine import Budget, BudgetPolicy, Entry, Estimate, Point, RunConfig, Sweep
+from gaunt.bench.budget import Budget, BudgetPolicy, RunConfig
+from gaunt.bench.engine import Entry, Estimate, Point, Sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

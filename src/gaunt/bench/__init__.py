@@ -43,7 +43,8 @@ import os
 import sys
 import time
 
-from .engine import DIRECTIONS, DTYPES, GiB
+from .budget import GiB
+from .engine import DIRECTIONS, DTYPES
 from .points_products import ProductConfig
 from .products import PEERS, PRODUCTS
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .engine import DTYPES, Budget, BudgetPolicy, Entry, Estimate, Point, RunConfig, agreement, speedup, timed
+from .budget import Budget, BudgetPolicy, RunConfig
+from .engine import DTYPES, Entry, Estimate, Point, agreement, speedup, timed
 from .layers import (
     BASELINES,
     CONVOLUTION_IMPLEMENTATIONS,

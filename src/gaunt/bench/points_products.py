@@ -25,19 +25,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .engine import (
-    DIRECTIONS,
-    DTYPES,
-    Budget,
-    BudgetPolicy,
-    Entry,
-    Estimate,
-    Point,
-    RunConfig,
-    agreement,
-    speedup,
-    timed,
-)
+from .budget import Budget, BudgetPolicy, RunConfig
+from .engine import DIRECTIONS, DTYPES, Entry, Estimate, Point, agreement, speedup, timed
 from .gpu_peers import availability
 from .products import (
     PEERS,
