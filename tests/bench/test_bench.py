@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from gaunt.bench import main, parse_L
-from gaunt.bench import sweep as sweep_module
+from gaunt.bench import points_products as sweep_module
 from gaunt.bench.auto import CANDIDATES, choose_product, clear_cache
 from gaunt.bench.gpu_peers import availability
 from gaunt.bench.products import build_e3nn, build_product, canonical, make_inputs, peer_runner
 from gaunt.bench.report import evaluate_targets, markdown_report, tables
-from gaunt.bench.sweep import Sweep, SweepConfig
+from gaunt.bench.engine import Sweep
+from gaunt.bench.points_products import ProductConfig, ProductPoints
 from gaunt.bench.timing import PeakMemory, fit_exponent, predict_time
 
 RECORD_KEYS = {"shape", "L", "channels", "batch", "dtype", "direction", "device", "function", "implementation",
@@ -25,15 +26,15 @@ RECORD_KEYS = {"shape", "L", "channels", "batch", "dtype", "direction", "device"
 STATUSES = {"ok", "skipped", "disagrees", "error"}
 
 
-def tiny(**overrides) -> SweepConfig:
+def tiny(**overrides) -> ProductConfig:
     values = dict(shapes=("feature",), Ls=(1, 2), channels=(2,), batches=(8,), dtypes=("float32",),
                   directions=("fwd",), peers=("e3nn", "CGProduct"), min_time_s=0.0, min_repeats=1, max_repeats=2)  # fmt: skip
     values.update(overrides)
-    return SweepConfig(**values)
+    return ProductConfig(**values)
 
 
-def run(config: SweepConfig) -> dict:
-    return Sweep(config, log=lambda line: None).run()
+def run(config: ProductConfig) -> dict:
+    return Sweep(ProductPoints(config), log=lambda line: None).run()
 
 
 def find(results: dict, **match) -> list[dict]:
@@ -233,7 +234,7 @@ def test_untimed_peer_is_checked_but_not_timed(small_results):
 
 
 def test_merge_replaces_skipped_points_and_refits(small_results):
-    from gaunt.bench.sweep import merge_results
+    from gaunt.bench.results import merge_results
 
     first = copy.deepcopy(small_results)
     for r in first["records"]:

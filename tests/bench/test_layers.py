@@ -9,9 +9,11 @@ import sys
 import pytest
 import torch
 
-from gaunt.bench import layer_sweep, layers_main
+from gaunt.bench import layers_main
+from gaunt.bench import points_layers as layer_sweep
 from gaunt.bench.layer_report import evaluate_layer_targets, layer_cell, layer_tables, markdown_summary
-from gaunt.bench.layer_sweep import LayerSweep, LayerSweepConfig
+from gaunt.bench.engine import Sweep
+from gaunt.bench.points_layers import LayerConfig, LayerPoints
 from gaunt.bench.layers import (E3nnConvolution, convolution_inputs, convolution_runners, many_body_inputs,
                                 many_body_runners, split_inputs)  # fmt: skip
 
@@ -19,15 +21,15 @@ from gaunt.bench.layers import (E3nnConvolution, convolution_inputs, convolution
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny(**overrides) -> LayerSweepConfig:
+def tiny(**overrides) -> LayerConfig:
     values = dict(Ls=(1, 2), conv_channels=2, nodes=8, edges=24, many_body_channels=2, atoms=8, min_time_s=0.0,
                   min_repeats=1, max_repeats=1, check_nodes=6, check_edges=16, check_atoms=5)  # fmt: skip
     values.update(overrides)
-    return LayerSweepConfig(**values)
+    return LayerConfig(**values)
 
 
-def run(config: LayerSweepConfig) -> dict:
-    return LayerSweep(config, log=lambda line: None).run()
+def run(config: LayerConfig) -> dict:
+    return Sweep(LayerPoints(config), log=lambda line: None).run()
 
 
 def find(results: dict, **match) -> list[dict]:
@@ -203,4 +205,4 @@ def test_cli_writes_json_summary_and_plots(tmp_path, capsys):
 
 def test_bad_configuration_raises():
     with pytest.raises(ValueError, match="unknown layers"):
-        LayerSweep(tiny(layers=("attention",)))
+        LayerPoints(tiny(layers=("attention",)))

@@ -2,18 +2,20 @@
 
 Usage (``gaunt bench --help`` lists every option)::
 
-    gaunt bench --quick                    # < 2 min on 2 CPU cores: L in {1,2,4,6}, 16 channels, batch 1000,
+    gaunt bench --quick                    # total budget 110 s: L in {1,2,4,6}, 16 channels, batch 1000,
                                            # float32, fwd+bwd, both shapes, all products, e3nn + CGProduct
-    gaunt bench --headline --out benchmarks  # the issue's configuration: feature shape, 64 channels,
+    gaunt bench --headline --out benchmarks  # the headline configuration: feature shape, 64 channels,
                                            # batch 10000, float32, fwd+bwd, L = 1..16
-    gaunt bench                            # the full sweep (hours): L 1..16, channels 1/16/64/128,
+    gaunt bench                            # the full sweep: L 1..16, channels 1/16/64/128,
                                            # batch 1e3/1e4/1e5, float32/float64, fwd and fwd+bwd
     gaunt bench --layers                   # the layers: convolution (1000 nodes, 16k edges, 32 channels)
                                            # and many-body (1000 atoms, 64 channels, nu = 3) with every
                                            # product vs their CG versions (and e3nn), L = 2, 4, 6
-    gaunt bench --layers --quick           # the same, small (L = 2, 4; < 2 min)
+    gaunt bench --layers --quick           # the same, small (L = 2, 4; total budget 110 s)
 
-``--layers`` takes its own options (``gaunt bench --layers --help``; ``gaunt.bench.layer_sweep``).
+``--layers`` takes its own options (``gaunt bench --layers --help``; ``gaunt.bench.points_layers``).
+Both run on one engine (``gaunt.bench.engine``) with a point generator each (``points_products``,
+``points_layers``).
 
 Options (a preset first, then any explicit option overrides it):
 
@@ -37,18 +39,21 @@ Writes ``DIR/results.json`` (schema ``gaunt-bench/1``: config, machine, one reco
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
+from .budget import GiB
+from .engine import DIRECTIONS, DTYPES
+from .points_products import ProductConfig
 from .products import PEERS, PRODUCTS
-from .sweep import DIRECTIONS, DTYPES, GiB, Sweep, SweepConfig
 
 QUICK = dict(Ls=(1, 2, 4, 6), channels=(16,), batches=(1000,), dtypes=("float32",), directions=("fwd+bwd",),
              point_budget_s=10.0, build_budget_s=20.0, min_time_s=0.2, total_budget_s=110.0)  # fmt: skip
 HEADLINE = dict(shapes=("feature",), Ls=tuple(range(1, 17)), channels=(64,), batches=(10000,), dtypes=("float32",),
                 directions=("fwd+bwd",))  # fmt: skip
+LAYERS_QUICK = dict(Ls=(2, 4), conv_channels=16, nodes=200, edges=3200, many_body_channels=16, atoms=200,
+                    point_budget_s=10.0, build_budget_s=30.0, min_time_s=0.2, total_budget_s=110.0)  # fmt: skip
 
 
 def parse_L(spec: str) -> tuple[int, ...]:
@@ -71,17 +76,32 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--point-budget", type=float, help="seconds per point (predicted calls x min repeats)")
     p.add_argument("--build-budget", type=float, help="seconds for one e3nn construction (predicted)")
     p.add_argument("--total-budget", type=float, help="seconds for the whole run (then the rest is skipped)")
-    p.add_argument("--memory-budget", type=float, help="GiB per call (default 8; the layer bench splits into chunks)")
+    p.add_argument("--memory-budget", type=float, help="GiB per call (default 8; above it a call runs in chunks)")
     p.add_argument("--min-time", type=float, help="timed seconds per point (default 1)")
     p.add_argument("--min-repeats", type=int, help="timed calls per point (default 3)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
     p.add_argument("--seed", type=int)
 
 
+def run_values(args: argparse.Namespace) -> dict:
+    """The config values of the shared options (``add_run_arguments``) that were given."""
+    memory = None if args.memory_budget is None else int(args.memory_budget * GiB)
+    return dict(device=args.device, point_budget_s=args.point_budget, build_budget_s=args.build_budget,
+                total_budget_s=args.total_budget, min_time_s=args.min_time, min_repeats=args.min_repeats,
+                seed=args.seed, memory_budget_bytes=memory)  # fmt: skip
+
+
+def _values(preset: dict, explicit: dict) -> dict:
+    """A preset, overridden by the options that were given (lists as tuples)."""
+    values = dict(preset)
+    values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in explicit.items() if v is not None})
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gaunt bench", description="Time every product against e3nn computing the same function.")
     preset = p.add_mutually_exclusive_group()
-    preset.add_argument("--quick", action="store_true", help="short run (< 2 min on 2 cores); part of the main job")
+    preset.add_argument("--quick", action="store_true", help="short run (total budget 110 s); part of the main job")
     preset.add_argument("--headline", action="store_true", help="feature, 64 ch, batch 1e4, float32, fwd+bwd, L 1..16")
     preset.add_argument("--layers", action="store_true",
                         help="benchmark the layers instead (own options: gaunt bench --layers --help)")  # fmt: skip
@@ -103,19 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> SweepConfig:
-    values = dict(QUICK if args.quick else HEADLINE if args.headline else {})
+def config_from_args(args: argparse.Namespace) -> ProductConfig:
     explicit = dict(shapes=args.shapes, Ls=args.L, channels=args.channels, batches=args.batch, dtypes=args.dtype,
-                    directions=args.direction, products=args.products, peers=args.peers, device=args.device,
-                    point_budget_s=args.point_budget, build_budget_s=args.build_budget, total_budget_s=args.total_budget,
-                    min_time_s=args.min_time, min_repeats=args.min_repeats, seed=args.seed, untimed=args.untimed,
-                    memory_budget_bytes=None if args.memory_budget is None else int(args.memory_budget * GiB))  # fmt: skip
-    values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in explicit.items() if v is not None})
-    return SweepConfig(**values)
-
-
-LAYERS_QUICK = dict(Ls=(2, 4), conv_channels=16, nodes=200, edges=3200, many_body_channels=16, atoms=200,
-                    point_budget_s=10.0, build_budget_s=30.0, min_time_s=0.2, total_budget_s=110.0)  # fmt: skip
+                    directions=args.direction, products=args.products, peers=args.peers, untimed=args.untimed,
+                    **run_values(args))  # fmt: skip
+    return ProductConfig(**_values(QUICK if args.quick else HEADLINE if args.headline else {}, explicit))
 
 
 def build_layers_parser() -> argparse.ArgumentParser:
@@ -123,7 +135,7 @@ def build_layers_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="gaunt bench --layers", description="Time the convolution and many-body layers "
                                 "with every product against their CG versions (and e3nn) computing the same function.")  # fmt: skip
-    p.add_argument("--quick", action="store_true", help="small sizes, L = 2, 4 (< 2 min on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="small sizes, L = 2, 4 (total budget 110 s)")
     p.add_argument("--layer", nargs="+", choices=LAYERS, dest="layers")
     p.add_argument("--L", type=parse_L, help="degrees: '2,4,6' or '1-6'")
     p.add_argument("--conv-channels", type=int)
@@ -148,30 +160,21 @@ def layers_main(argv: list[str]) -> int:
     import torch
 
     from .layer_report import print_summary, write_outputs
-    from .layer_sweep import LayerSweep, LayerSweepConfig
+    from .points_layers import LayerConfig, LayerPoints
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    values = dict(LAYERS_QUICK if args.quick else {})
     explicit = dict(layers=args.layers, Ls=args.L, conv_channels=args.conv_channels, nodes=args.nodes, edges=args.edges,
                     many_body_channels=args.many_body_channels, atoms=args.atoms, correlation=args.correlation,
                     conv_products=args.conv_products, many_body_products=args.many_body_products, dtype=args.dtype,
-                    direction=args.direction, device=args.device, point_budget_s=args.point_budget,
-                    build_budget_s=args.build_budget, total_budget_s=args.total_budget, min_time_s=args.min_time,
-                    min_repeats=args.min_repeats, seed=args.seed,
-                    memory_budget_bytes=None if args.memory_budget is None else int(args.memory_budget * GiB))  # fmt: skip
-    values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in explicit.items() if v is not None})
-    config = LayerSweepConfig(**values)
-    if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
-        print("gaunt bench --layers: --device cuda requested but CUDA is not available", file=sys.stderr)
+                    direction=args.direction, **run_values(args))  # fmt: skip
+    config = LayerConfig(**_values(LAYERS_QUICK if args.quick else {}, explicit))
+    if not _device_ok(config.device, "gaunt bench --layers"):
         return 2
     command = "gaunt bench --layers " + " ".join(argv)
     print(f"{command}: layers {list(config.layers)}, L={list(config.Ls)}, {config.dtype} {config.direction}, "
           f"device={config.device}, {torch.get_num_threads()} thread(s)")  # fmt: skip
-    os.makedirs(args.out, exist_ok=True)
-    results = LayerSweep(config, checkpoint=lambda partial: _write_json(dict(partial, command=command, partial=True),
-                                                                       args.out)).run()  # fmt: skip
-    results["command"] = command
+    results = _sweep(LayerPoints(config), args.out, command)
     paths = write_outputs(results, args.out, plots=not args.no_plots)
     print_summary(results)
     print(f"written: {', '.join(paths)} ({results['elapsed_s']:.0f} s)")
@@ -186,32 +189,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
+    from .points_products import ProductPoints
+    from .report import markdown_report, print_report
+    from .results import load, merge_results, write_json
+
     if args.threads:
         torch.set_num_threads(args.threads)
     config = config_from_args(args)
-    if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
-        print("gaunt bench: --device cuda requested but CUDA is not available", file=sys.stderr)
+    if not _device_ok(config.device, "gaunt bench"):
         return 2
-    from .report import markdown_report, print_report
-
     os.makedirs(args.out, exist_ok=True)
     if args.report:
-        from .sweep import merge_results
-
-        documents = []
-        for path in args.report:
-            with open(path) as f:
-                documents.append(json.load(f))
-        results = merge_results(documents)
+        results = merge_results([load(path) for path in args.report])
     else:
         print(f"gaunt bench: {len(config.shapes)} shape(s), L={list(config.Ls)}, channels={list(config.channels)}, "
               f"batch={list(config.batches)}, {list(config.dtypes)}, {list(config.directions)}, device={config.device}, "
               f"{torch.get_num_threads()} thread(s)")  # fmt: skip
-        command = "gaunt bench " + " ".join(argv)
-        results = Sweep(config, checkpoint=lambda partial: _write_json(dict(partial, command=command, partial=True),
-                                                                      args.out)).run()  # fmt: skip
-        results["command"] = command
-    _write_json(results, args.out)
+        results = _sweep(ProductPoints(config), args.out, "gaunt bench " + " ".join(argv))
+    write_json(results, args.out)
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(f"`{results['command']}` ({time.strftime('%Y-%m-%d')}, {results['elapsed_s']:.0f} s)\n\n")
         f.write(markdown_report(results))
@@ -228,13 +223,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write_json(results: dict, out: str) -> None:
-    """Write ``out/results.json`` atomically (also called after every group, so a stopped run keeps its data)."""
-    path = os.path.join(out, "results.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1, default=str)
-    os.replace(path + ".tmp", path)
+def _device_ok(device: str, prog: str) -> bool:
+    import torch
+
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        print(f"{prog}: --device cuda requested but CUDA is not available", file=sys.stderr)
+        return False
+    return True
 
 
-__all__ = ["main", "layers_main", "build_parser", "build_layers_parser", "config_from_args", "parse_L", "QUICK", "HEADLINE",
-           "LAYERS_QUICK"]  # fmt: skip
+def _sweep(points, out: str, command: str) -> dict:
+    """Run ``points`` through the engine, checkpointing ``out/results.json`` (``partial``) after every group."""
+    from .engine import Sweep
+    from .results import write_json
+
+    os.makedirs(out, exist_ok=True)
+    checkpoint = lambda partial: write_json(dict(partial, command=command, partial=True), out)  # noqa: E731
+    results = Sweep(points, checkpoint=checkpoint).run()
+    results["command"] = command
+    return results
+
+
+__all__ = ["main", "layers_main", "build_parser", "build_layers_parser", "config_from_args", "parse_L", "QUICK",
+           "HEADLINE", "LAYERS_QUICK"]  # fmt: skip

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from ..so3 import Irreps
-from .products import VARIANTS, relative_error
+from .engine import relative_error
+from .products import VARIANTS
 from .timing import time_call
 
 logger = logging.getLogger("gaunt.bench.auto")

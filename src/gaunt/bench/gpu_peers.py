@@ -20,6 +20,7 @@ import importlib
 import torch
 
 from ..products.descriptor import ProductDescriptor
+from ..products.e3nn_interop import e3nn_instructions
 
 _MODULES = {"cuequivariance": "cuequivariance_torch", "openequivariance": "openequivariance"}
 
@@ -75,9 +76,7 @@ def _build_cuequivariance(d, dtype, device):  # pragma: no cover - needs CUDA + 
 def _build_openequivariance(d, dtype, device):  # pragma: no cover - needs CUDA + package
     import openequivariance as oeq
 
-    from .products import _folded_instructions
-
-    instructions, scale = _folded_instructions(d)
+    instructions, scale = e3nn_instructions(d)
     problem = oeq.TPProblem(
         str(d.irreps_in1), str(d.irreps_in2), str(d.irreps_out), instructions,
         shared_weights=True, internal_weights=False, irrep_dtype=dtype, weight_dtype=dtype,

@@ -1,10 +1,10 @@
-"""Tables, the issue's target and the files (JSON, markdown, PNG) of a ``gaunt bench --layers`` document.
+"""Tables, the project's target and the files (JSON, markdown, PNG) of a ``gaunt bench --layers`` document.
 
 One table per layer: a row per L, a column per implementation (``name [function]``), cells ``time
 (x a / x b)`` with the speedups over the layer's baselines (``layers.BASELINES``, then e3nn for the
 convolution), or why the point has no time (``over budget``, ``DISAGREES``, ...). Printing and
 markdown go through ``report.print_tables`` / ``report.markdown_tables``, the plots through
-``plots.plot_results`` (one figure per layer), the JSON through the product bench's writer.
+``plots.plot_results`` (one figure per layer), the JSON through ``results.write_json``.
 """
 from __future__ import annotations
 
@@ -12,15 +12,11 @@ import os
 import time
 from collections import defaultdict
 
-from .layer_sweep import TARGET
 from .layers import BASELINES
+from .points_layers import TARGET, baselines
 from .report import FIT_HEADER, FIT_TITLE, fit_rows, format_seconds, markdown_table, markdown_tables, print_tables
 
 Table = tuple[str, list[str], list[list[str]], list[str]]
-
-
-def _baselines(layer: str) -> tuple[str, ...]:
-    return BASELINES[layer] + (("e3nn",) if layer == "convolution" else ())
 
 
 def _label(layer: str, name: str) -> str:
@@ -34,7 +30,7 @@ def layer_cell(r: dict) -> str:
     if r.get("time_s"):
         text = format_seconds(r["time_s"])
         speedup = dict(r.get("speedup", {}), **{r["implementation"]: 1.0})
-        ratios = [f"x{speedup[b]:.3g}" if b in speedup else "-" for b in _baselines(r["layer"])]
+        ratios = [f"x{speedup[b]:.3g}" if b in speedup else "-" for b in baselines(r["layer"])]
         if len(speedup) > 1:
             text += f" ({' / '.join(ratios)})"
         if r.get("chunks", 1) > 1:
@@ -71,7 +67,7 @@ def layer_tables(results: dict) -> list[Table]:
         first = records[0]
         size = (f"{first['batch']} nodes, {first['edges']} edges" if layer == "convolution"
                 else f"{first['batch']} atoms, correlation {first['correlation']}")  # fmt: skip
-        ratios = " / ".join(f"vs {_label(layer, b)}" for b in _baselines(layer))
+        ratios = " / ".join(f"vs {_label(layer, b)}" for b in baselines(layer))
         title = (f"{layer}: {first['channels']} channels, {size}, {first['dtype']}, {first['direction']} "
                  f"(time per call; x = speedup {ratios})")  # fmt: skip
         out.append((title, ["L"] + columns, rows, notes))
@@ -79,7 +75,7 @@ def layer_tables(results: dict) -> list[Table]:
 
 
 def evaluate_layer_targets(results: dict) -> list[dict]:
-    """The issue's target (Gaunt many-body at nu = 3 >= 10x faster than its CG version at L = 4), for each
+    """The project's target (Gaunt many-body at nu = 3 >= 10x faster than its CG version at L = 4), for each
     Gaunt implementation against both CG versions: value, threshold, met (None: not measured)."""
     out = []
     layer, L, threshold = TARGET["layer"], TARGET["L"], TARGET["speedup"]
@@ -133,10 +129,10 @@ def print_summary(results: dict) -> None:
 
 def write_outputs(results: dict, out: str, plots: bool = True) -> list[str]:
     """``out/results.json``, ``out/summary.md`` and (``plots``) one PNG per layer; returns the paths."""
-    from . import _write_json
+    from .results import write_json
 
     os.makedirs(out, exist_ok=True)
-    _write_json(results, out)
+    write_json(results, out)
     paths = [os.path.join(out, "results.json"), os.path.join(out, "summary.md")]
     with open(paths[1], "w") as f:
         f.write(markdown_summary(results))

@@ -11,14 +11,14 @@ Both layers take sphere-function features ``mul x (0e + 1o + ... + L)`` and retu
   (:class:`E3nnConvolution`: ``o3.TensorProduct`` with the same ``uvu`` instructions and external
   per-edge weights, normalisations folded into the weights, the same radial MLP); and ``"gaunt"``
   (the same paths -- with sphere-function irreps the parity rule leaves exactly l1 + l2 + l3 even --
-  but factorised weights ``w1 w2 w3`` per channel and degree), computed by ``"gaunt"`` (2D FFT),
+  but factorised weights ``w1 w2 w3`` per channel and degree), computed by ``"gaunt"`` (2D Fourier basis),
   ``"grid"`` (quadrature) and ``"gaunt_z"`` (edge-aligned 1D convolution). The CG version of the
   Gaunt convolution is the ``"cg"`` one: the same paths, more weights (a superset of functions).
 * ``many-body``: :class:`gaunt.nn.ManyBodyProduct` at correlation nu with per-element weights
   (``num_elements`` elements, random species). Functions: ``"all paths"`` (``product="cg"``: the CG
   chain with every parity-allowed path, MACE-like) and ``"gaunt"``, computed by ``"grid"``, ``"gaunt"``
-  (FFT) and ``"cg (gaunt paths)"`` (``GauntManyBody.cg_reference()``: the CG chain restricted to the
-  Gaunt paths with the weights that make it the same function). The CG reference is our own
+  (2D Fourier basis) and ``"cg (gaunt paths)"`` (``GauntManyBody.cg_reference()``: the CG chain
+  restricted to the Gaunt paths with the weights that make it the same function). The CG reference is our own
   ``CGManyBody`` chain, not MACE's ``SymmetricContraction`` (which contracts A^(x)nu with a basis of
   the symmetric couplings and learns one weight per basis element: another function; no same-function
   external version exists).

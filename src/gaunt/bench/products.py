@@ -21,7 +21,6 @@ the same function share one peer.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ import torch
 from ..products.descriptor import ProductDescriptor
 from ..products.e3nn_interop import e3nn_instructions, to_e3nn
 from ..so3 import Irreps, spherical_harmonics
+from . import gpu_peers
 
 SHAPES = ("feature", "edge")
 PRODUCTS = {"feature": ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct", "VectorGauntProduct"),
@@ -43,6 +43,17 @@ VARIANTS = {"GauntProduct[fft]": ("GauntProduct", {"transform": "fft"})}
 def product_name(product: torch.nn.Module) -> str:
     """The name a product is benchmarked under (its class, or a ``VARIANTS`` key)."""
     return getattr(product, "bench_name", type(product).__name__)
+
+
+def takes_vectors(product: torch.nn.Module) -> bool:
+    """Whether the product's second input is edge vectors ``[B, 3]`` (``SO2Product``), not a feature."""
+    return type(product).__name__ == "SO2Product"
+
+
+def io_width(product: torch.nn.Module) -> int:
+    """Numbers per sample in the inputs (x1, and x2 or the edge vector) and the output."""
+    second = 3 if takes_vectors(product) else product.irreps_in2.dim
+    return product.irreps_in1.dim + second + product.irreps_out.dim
 
 
 def sh_irreps(mul: int, L: int) -> str:
@@ -104,7 +115,6 @@ class Runner:
     forward: Callable[[dict, torch.Tensor], torch.Tensor]
     weights: Callable[[torch.Tensor], torch.Tensor]
     memory: Callable[[int, bool], int]
-    function: str = ""  # label shared by a product and its peers (set by the sweep)
     build_s: float = 0.0
 
 
@@ -160,7 +170,7 @@ def product_runner(product: torch.nn.Module, dtype: torch.dtype, device) -> Runn
     name = product_name(product)
     module = copy.deepcopy(product).to(device=device, dtype=dtype)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    if name == "SO2Product":
+    if takes_vectors(module):
         forward = lambda ins, w: module(ins["x1"], ins["vectors"], w)  # noqa: E731
         memory = _so2_memory(module, itemsize)
     else:
@@ -171,7 +181,7 @@ def product_runner(product: torch.nn.Module, dtype: torch.dtype, device) -> Runn
 
 def _peer_second_input(product: torch.nn.Module, use_e3nn: bool) -> Callable[[dict], torch.Tensor]:
     """The peers' x2: given harmonics, or (SO2) the harmonics of the edge vectors, computed in-call."""
-    if type(product).__name__ != "SO2Product":
+    if not takes_vectors(product):
         return lambda ins: ins["x2"]
     if use_e3nn:
         from e3nn import o3
@@ -196,7 +206,7 @@ def peer_runner(peer: str, product: torch.nn.Module, d: ProductDescriptor, perm:
     product whose canonical descriptor is ``d``, via that product's ``path_weights``."""
     device = torch.device(device)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    edge = 3 if type(product).__name__ == "SO2Product" else 0
+    edge = 3 if takes_vectors(product) else 0
     memory = _dense_memory(d, itemsize, edge)
     if peer == "e3nn":
         tp, scale = built if built is not None else build_e3nn(d)
@@ -213,8 +223,6 @@ def peer_runner(peer: str, product: torch.nn.Module, d: ProductDescriptor, perm:
         second = _peer_second_input(product, use_e3nn=False)
         forward = lambda ins, w: module(ins["x1"], second(ins), w)  # noqa: E731
     elif peer in ("cuequivariance", "openequivariance"):
-        from . import gpu_peers
-
         module, scale, call = gpu_peers.build(peer, d, dtype, device)  # raises RuntimeError with the reason
         second = _peer_second_input(product, use_e3nn=False)
         forward = lambda ins, w: call(module, ins["x1"], second(ins), w)  # noqa: E731
@@ -234,7 +242,7 @@ def make_inputs(product: torch.nn.Module, shape: str, batch: int, dtype: torch.d
     """Random inputs in ``dtype``: ``{"x1", "x2"}`` (feature: Gaussian; edge: x2 = harmonics of random
     directions, integral normalisation) or ``{"x1", "vectors"}`` (SO2Product), made on CPU, then moved."""
     x1 = torch.randn(batch, product.irreps_in1.dim, generator=generator, dtype=dtype)
-    if type(product).__name__ == "SO2Product":
+    if takes_vectors(product):
         ins = {"x1": x1, "vectors": torch.randn(batch, 3, generator=generator, dtype=torch.float64)}
     elif shape == "edge":
         vectors = torch.randn(batch, 3, generator=generator, dtype=torch.float64)
@@ -244,17 +252,5 @@ def make_inputs(product: torch.nn.Module, shape: str, batch: int, dtype: torch.d
     return {k: v.to(device=device, dtype=dtype) for k, v in ins.items()}
 
 
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """``max |out - ref| / max |ref|`` (in float64); inf for a shape mismatch or non-finite values."""
-    if out.shape != ref.shape:
-        return math.inf
-    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
-    scale = float(ref.abs().max()) if ref.numel() else 1.0
-    err = float((out - ref).abs().max()) if ref.numel() else 0.0
-    if not math.isfinite(err):
-        return math.inf
-    return err / max(scale, 1e-300)
-
-
-__all__ = ["SHAPES", "PRODUCTS", "PEERS", "sh_irreps", "build_product", "canonical", "Runner", "product_runner",
-           "peer_runner", "build_e3nn", "make_inputs", "relative_error"]  # fmt: skip
+__all__ = ["SHAPES", "PRODUCTS", "PEERS", "takes_vectors", "io_width", "sh_irreps", "build_product", "canonical", "Runner", "product_runner",
+           "peer_runner", "build_e3nn", "make_inputs"]  # fmt: skip
