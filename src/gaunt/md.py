@@ -53,6 +53,7 @@ def run_md(atoms: ase.Atoms, steps: int, timestep_fs: float = 0.5, temperature_K
     callable ``(step, record)`` called at every log.
     """
     _check_md_settings(atoms, steps, timestep_fs, temperature_K, ensemble, friction_per_fs, log_every)
+    atoms.get_potential_energy()  # a bad geometry fails here, before any velocities are drawn (the result is cached)
     thermalize_momenta(atoms, temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
     if not atoms.pbc.any():

@@ -66,7 +66,8 @@ def describe_run(config: TrainConfig, existing: list[Path]) -> str:
     epochs = ""
     if config.log_path.is_file():
         with open(config.log_path) as handle:
-            epochs = f"{sum(1 for line in handle if line.strip())} epochs logged, "
+            count = sum(1 for line in handle if line.strip())
+        epochs = f"{count} epoch{'s' if count != 1 else ''} logged, "
     newest = max(p.stat().st_mtime for p in existing)
     when = datetime.datetime.fromtimestamp(newest).strftime("%Y-%m-%d %H:%M")
     names = ", ".join(str(p.relative_to(config.work_path)) for p in existing)
