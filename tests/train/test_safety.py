@@ -174,7 +174,8 @@ def test_sigint_to_gaunt_train_subprocess(data_dir, tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 130, proc.stderr[-3000:]
-    assert lines == [f"gaunt train: interrupted: stopped at epoch 2, step 1; checkpoint "
-                     f"{work / 'checkpoints' / 'tiny' / 'last.pt'} written; continue with --resume"], lines  # fmt: skip
+    expected = (f"gaunt train: interrupted: stopped at epoch 2, step 1; checkpoint "
+                f"{work / 'checkpoints' / 'tiny' / 'last.pt'} written; continue with --resume")  # fmt: skip
+    assert lines == [expected], lines
     state = CheckpointManager(work / "checkpoints" / "tiny").load()
     assert (state["epoch"], state["step_in_epoch"]) == (1, 1)

@@ -13,8 +13,8 @@ Typical use::
         ...
 """
 from .graph import AtomicGraph, collate
-from .io import (ENERGY_LABEL, FORCES_LABEL, SOURCE_LABEL, STRESS_LABEL, attach_labels, read_atoms, read_structures,
-                 voigt_to_matrix)  # fmt: skip
+from .io import ENERGY_LABEL, FORCES_LABEL, SOURCE_LABEL, STRESS_LABEL, attach_labels, read_atoms, read_structures
+from .io import voigt_to_matrix
 from .neighbors import MIN_DISTANCE, atoms_to_graph, neighbor_list
 from .dataset import AtomicDataset, make_loader
 from .split import random_split

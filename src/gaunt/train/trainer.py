@@ -128,9 +128,9 @@ def _resume_checkpoint(config: TrainConfig, context: dist.DistributedContext, ma
     changed = check_data_unchanged(checkpoint.get("data_sha256"), data_sha256, config)
     if changed:
         _say(context, changed)
-    step = f", step {checkpoint.get('step_in_epoch', 0)} of epoch {checkpoint['epoch'] + 1}"
-    where = step if checkpoint.get("step_in_epoch", 0) else ""
-    _say(context, f"resuming {config.name} after epoch {checkpoint['epoch']}{where}")
+    epoch, step = checkpoint["epoch"], checkpoint.get("step_in_epoch", 0)
+    where = f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
+    _say(context, f"resuming {config.name} after {where}")
     return checkpoint
 
 
@@ -160,7 +160,7 @@ def _train_epochs(config: TrainConfig, context: dist.DistributedContext, data: P
         completed = train_one_epoch(config, context, state, data, sampler, weights, on_step, interrupt)
         if not completed:
             save_checkpoint(config, context, state, manager, data_sha256, is_best=False)
-            raise TrainingInterrupted(_interrupted_message(config, state, manager))
+            raise TrainingInterrupted(_interrupted_message(state, manager))
         start = time.perf_counter()
         valid = validate(config, context, state, valid_loader, weights)
         state.epoch_time += time.perf_counter() - start
@@ -170,7 +170,7 @@ def _train_epochs(config: TrainConfig, context: dist.DistributedContext, data: P
             append_log(config.log_path, record)
             _print_epoch(record)
         if dist.broadcast_flag(interrupt.requested, context):  # SIGINT during validation or the checkpoint
-            raise TrainingInterrupted(_interrupted_message(config, state, manager))
+            raise TrainingInterrupted(_interrupted_message(state, manager))
     return "max_num_epochs"
 
 
@@ -264,7 +264,7 @@ def save_checkpoint(config: TrainConfig, context: dist.DistributedContext, state
         manager.save(state.to_checkpoint(config, data_sha256), is_best)
 
 
-def _interrupted_message(config: TrainConfig, state: TrainState, manager: CheckpointManager) -> str:
+def _interrupted_message(state: TrainState, manager: CheckpointManager) -> str:
     where = (f"epoch {state.epoch + 1}, step {state.step_in_epoch}" if state.step_in_epoch
              else f"the end of epoch {state.epoch}")  # fmt: skip
     return f"stopped at {where}; checkpoint {manager.last_path} written; continue with --resume"
