@@ -1,12 +1,16 @@
 """The potential's command line: `gaunt md` on a saved model, and the main job `gaunt quickstart` (tiny)."""
 from __future__ import annotations
 
+import argparse
+
 import ase.io
 import pytest
+import torch
 from ase.cluster import Icosahedron
 
 from gaunt.calculator import GauntCalculator
-from gaunt.cli import main
+from gaunt.cli import main, run_command
+from gaunt.md import run_md
 from gaunt.models import load_model, save_model
 
 
@@ -32,3 +36,36 @@ def test_quickstart_main_job_tiny(tmp_path, capsys) -> None:
     assert "E RMSE" in out and "energy drift" in out
     model = load_model(tmp_path / "emt.model")
     assert model.config.atomic_numbers == [29, 79]
+
+
+def test_gaunt_md_short_run_reports_drift_over_the_steps_run(tmp_path, capsys) -> None:
+    """--steps 3 --log_every 10 once reported "drift 0.00e+00 over 0 fs": the last step is now always logged."""
+    calc = GauntCalculator.untrained(["Cu"], num_channels=4, max_ell=1, r_max=4.5, radial_hidden=[8])
+    save_model(calc.model, tmp_path / "cu.model")
+    ase.io.write(tmp_path / "start.xyz", Icosahedron("Cu", 2))
+    assert main(["md", "--model", str(tmp_path / "cu.model"), "--configs", str(tmp_path / "start.xyz"),
+                 "--steps", "3", "--timestep", "0.5", "--log_every", "10"]) == 0  # fmt: skip
+    drift = [line for line in capsys.readouterr().out.splitlines() if "NVE energy drift" in line]
+    assert len(drift) == 1 and "over 1.5 fs (3 steps;" in drift[0], drift
+    atoms = Icosahedron("Cu", 2)
+    atoms.calc = calc
+    record = run_md(atoms, 3, timestep_fs=0.5, log_every=10)
+    torch.testing.assert_close(torch.tensor(record.time_fs), torch.tensor([0.0, 1.5]))
+    assert record.max_drift > 0  # two different energies were compared
+
+
+def test_ctrl_c_and_user_errors_are_one_line(capsys) -> None:
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    def bad(args):
+        raise ValueError("a message\nover two lines")
+
+    assert run_command("md", interrupted, argparse.Namespace()) == 130
+    assert capsys.readouterr().err == "gaunt md: interrupted\n"
+    assert run_command("md", bad, argparse.Namespace(debug=False)) == 2
+    assert capsys.readouterr().err == "gaunt md: error: a message over two lines\n"
+    with pytest.raises(ValueError, match="a message"):
+        run_command("md", bad, argparse.Namespace(debug=True))
+    with pytest.raises(KeyError):  # a bug keeps its traceback
+        run_command("md", lambda args: {}["missing"], argparse.Namespace(debug=False))

@@ -60,6 +60,14 @@ class GauntCalculator(Calculator):
         ``species`` are symbols or atomic numbers; ``config`` overrides ``PotentialConfig`` fields. Its
         energies are meaningless but exactly invariant and its forces exactly conservative.
         """
+        unknown = [s for s in species if isinstance(s, str) and s not in ase.data.atomic_numbers]
+        if unknown:
+            raise ValueError(f"GauntCalculator.untrained: unknown element symbols {unknown} (give symbols such as "
+                             "'Cu' or atomic numbers)")  # fmt: skip
+        # degrees checked here by name, whichever PotentialConfig spells (a negative one fails deep in the layers)
+        negative = {k: v for k, v in config.items() if k in ("max_L", "hidden_lmax", "max_ell") and int(v) < 0}
+        if negative:
+            raise ValueError(f"GauntCalculator.untrained: degrees must be >= 0, got {negative}")
         numbers = sorted({ase.data.atomic_numbers[s] if isinstance(s, str) else int(s) for s in species})
         torch.manual_seed(seed)
         model = GauntPotential(PotentialConfig(atomic_numbers=numbers, product=product, **config))

@@ -2,13 +2,23 @@
 job: EMT data -> train -> evaluate -> MD), ``gaunt train`` / ``gaunt evaluate`` / ``gaunt md`` (the
 potential, flags as in mace-torch), ``gaunt check`` (equivariance and gradient checks of every product
 and layer), ``gaunt bench`` (against e3nn computing the same function).
+
+A user error (a bad flag value, a missing or unreadable file, an earlier run in the way) ends ``train``,
+``evaluate``, ``md`` and ``quickstart`` with one line ``gaunt <command>: error: <message>`` on stderr and exit
+status 2, as argparse does for a bad flag; ``--debug`` shows the traceback instead. Ctrl-C exits with 130.
+Anything else (a bug) keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from collections.abc import Callable
 
 import torch
+
+# what our validation raises for bad input; TypeError, KeyError, RuntimeError ... stay tracebacks (bugs)
+USER_ERRORS = (ValueError, OSError, FloatingPointError)
 
 
 def _math_demo() -> None:
@@ -66,37 +76,67 @@ def _products_demo() -> None:
     demo_table()
 
 
+def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
+    return parser
+
+
+def run_command(command: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``func(args)``, with user errors reported in one line (exit 2) and Ctrl-C as exit 130."""
+    from .train.interrupt import TrainingInterrupted
+
+    try:
+        return func(args)
+    except TrainingInterrupted as err:  # the checkpoint is written; the message says how to continue
+        print(f"gaunt {command}: interrupted: {err}", file=sys.stderr, flush=True)
+        return 130
+    except KeyboardInterrupt:
+        print(f"gaunt {command}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except USER_ERRORS as err:
+        if getattr(args, "debug", False):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__  # one line, whatever the message held
+        print(f"gaunt {command}: error: {message}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _potential_command(args: argparse.Namespace) -> int:
+    """Dispatch ``quickstart`` / ``train`` / ``evaluate`` / ``md`` (imports deferred: ``gaunt demo`` stays light)."""
+    if args.command == "quickstart":
+        from .quickstart import quickstart_main
+
+        return quickstart_main(args)
+    if args.command == "md":
+        from .md import md_main
+
+        return md_main(args)
+    from .train.cli import run_evaluate, run_train
+
+    return run_train(args) if args.command == "train" else run_evaluate(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gaunt", description="Fast E(3)-equivariant tensor products.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="tour of the exact math and the products")
-    from .quickstart import add_quickstart_arguments
     from .md import add_md_arguments
+    from .quickstart import add_quickstart_arguments
     from .train.cli import add_evaluate_arguments, add_train_arguments
 
-    add_quickstart_arguments(sub.add_parser("quickstart", help="main job: EMT data, train a model, evaluate, run MD"))
-    add_train_arguments(sub.add_parser("train", help="train a potential on energies and forces (extended XYZ)"))
-    add_evaluate_arguments(sub.add_parser("evaluate", help="evaluate a trained model on configurations"))
-    add_md_arguments(sub.add_parser("md", help="molecular dynamics with a trained model (ASE)"))
+    for name, add, text in (
+        ("quickstart", add_quickstart_arguments, "main job: EMT data, train a model, evaluate, run MD"),
+        ("train", add_train_arguments, "train a potential on energies and forces (extended XYZ)"),
+        ("evaluate", add_evaluate_arguments, "evaluate a trained model on configurations"),
+        ("md", add_md_arguments, "molecular dynamics with a trained model (ASE)"),
+    ):
+        add(add_debug_flag(sub.add_parser(name, help=text)))
     sub.add_parser("check", help="equivariance and gradient checks of every product and layer", add_help=False)
     sub.add_parser("bench", help="benchmark the products against e3nn computing the same function", add_help=False)
-    if argv is None:
-        import sys
-
-        argv = sys.argv[1:]
+    argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("quickstart", "train", "evaluate", "md"):
         args = parser.parse_args(argv)
-        if args.command == "quickstart":
-            from .quickstart import quickstart_main
-
-            return quickstart_main(args)
-        if args.command == "md":
-            from .md import md_main
-
-            return md_main(args)
-        from .train.cli import run_evaluate, run_train
-
-        return run_train(args) if args.command == "train" else run_evaluate(args)
+        return run_command(args.command, _potential_command, args)
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         if rest:

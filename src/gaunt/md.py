@@ -47,14 +47,13 @@ def run_md(atoms: ase.Atoms, steps: int, timestep_fs: float = 0.5, temperature_K
     """Run ``steps`` MD steps of ``atoms`` (its calculator must be set); return the :class:`MDRecord`.
 
     Velocities start from a Maxwell-Boltzmann distribution at ``temperature_K`` (seeded), without
-    centre-of-mass motion or rotation. ``ensemble``: "nve" (velocity Verlet) or "langevin" (NVT).
+    centre-of-mass motion or rotation. ``ensemble``: "nve" (velocity Verlet) or "langevin" (NVT). Steps
+    ``0, log_every, 2 log_every, ...`` and the last step are logged.
     ``trajectory``: an ASE ``.traj`` / ``.xyz`` file to append the logged frames to. ``progress``: a
     callable ``(step, record)`` called at every log.
     """
-    if atoms.calc is None:
-        raise ValueError("run_md: atoms has no calculator")
-    if steps < 1 or timestep_fs <= 0 or log_every < 1:
-        raise ValueError(f"run_md: need steps >= 1, timestep_fs > 0, log_every >= 1 (got {steps}, {timestep_fs}, {log_every})")
+    _check_md_settings(atoms, steps, timestep_fs, temperature_K, ensemble, friction_per_fs, log_every)
+    atoms.get_potential_energy()  # a bad geometry fails here, before any velocities are drawn (the result is cached)
     thermalize_momenta(atoms, temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
     if not atoms.pbc.any():
@@ -62,12 +61,10 @@ def run_md(atoms: ase.Atoms, steps: int, timestep_fs: float = 0.5, temperature_K
     dt = timestep_fs * units.fs
     if ensemble == "nve":
         dyn = VelocityVerlet(atoms, timestep=dt)
-    elif ensemble == "langevin":
+    else:
         # fixcm=False: ASE deprecates its centre-of-mass fixing in Langevin (not exact NVT sampling)
         dyn = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
                        fixcm=False, rng=np.random.default_rng(seed + 1))  # fmt: skip
-    else:
-        raise ValueError(f"run_md: ensemble must be 'nve' or 'langevin', got {ensemble!r}")
     record, n = MDRecord(), len(atoms)
     writer = None
     if trajectory is not None:
@@ -91,12 +88,26 @@ def run_md(atoms: ase.Atoms, steps: int, timestep_fs: float = 0.5, temperature_K
 
     dyn.attach(log, interval=log_every)
     dyn.run(steps)
+    if dyn.nsteps % log_every:  # log the last step too: the record (and the drift) spans every step run
+        log()
     if writer is not None:
         writer.close()
     return record
 
 
-
+def _check_md_settings(atoms: ase.Atoms, steps: int, timestep_fs: float, temperature_K: float, ensemble: str,
+                       friction_per_fs: float, log_every: int) -> None:  # fmt: skip
+    """``ValueError`` naming the first bad setting (a negative temperature once ended in "positions contain NaN")."""
+    if atoms.calc is None:
+        raise ValueError("run_md: atoms has no calculator")
+    if steps < 1 or not timestep_fs > 0 or log_every < 1:
+        raise ValueError(f"run_md: need steps >= 1, timestep_fs > 0, log_every >= 1 (got {steps}, {timestep_fs}, {log_every})")
+    if not (math.isfinite(temperature_K) and temperature_K >= 0):
+        raise ValueError(f"run_md: temperature must be a finite number of kelvin >= 0, got {temperature_K}")
+    if ensemble not in ("nve", "langevin"):
+        raise ValueError(f"run_md: ensemble must be 'nve' or 'langevin', got {ensemble!r}")
+    if ensemble == "langevin" and not (math.isfinite(friction_per_fs) and friction_per_fs > 0):
+        raise ValueError(f"run_md: the Langevin friction must be > 0 (1/fs), got {friction_per_fs}")
 
 
 # ---------------------------------------------------------------------------- command line: gaunt md
@@ -118,10 +129,17 @@ def add_md_arguments(parser) -> None:
 
 
 def md_main(args) -> int:
-    """Run ``gaunt md`` with parsed ``args``; prints the log and the NVE drift."""
+    """Run ``gaunt md`` with parsed ``args``; prints the log and the NVE drift. Every input is checked (device,
+    trajectory path, model, the structure at ``--index``) before the first step."""
     from .calculator import GauntCalculator
+    from .data import read_atoms
+    from .outputs import check_output
+    from .train.cli import check_device
 
-    atoms = ase.io.read(args.configs, index=args.index)
+    check_device(args.device)
+    if args.trajectory is not None:
+        check_output(args.trajectory, {"--configs": args.configs, "--model": args.model}, "--trajectory")
+    (atoms,) = read_atoms(args.configs, index=args.index)
     atoms.calc = GauntCalculator(args.model, device=args.device, default_dtype=args.default_dtype)
     print(f"{'t (fs)':>9} {'E_pot/N (eV)':>14} {'E_kin/N (eV)':>13} {'E_tot/N (eV)':>14} {'T (K)':>8}")
 
@@ -134,7 +152,8 @@ def md_main(args) -> int:
                     log_every=args.log_every, trajectory=args.trajectory, progress=show)  # fmt: skip
     if args.ensemble == "nve":
         print(f"NVE energy drift: max |E_tot(t) - E_tot(0)| = {record.max_drift:.2e} eV/atom over "
-              f"{record.time_fs[-1]:.0f} fs (slope {record.drift_rate:.2e} eV/atom/ps)")  # fmt: skip
+              f"{record.time_fs[-1]:.1f} fs ({args.steps} steps; slope {record.drift_rate:.2e} eV/atom/ps)")  # fmt: skip
     return 0
+
 
 __all__ = ["run_md", "MDRecord", "add_md_arguments", "md_main"]

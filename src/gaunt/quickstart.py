@@ -6,7 +6,8 @@
    energy and force RMSE on the train, validation and test sets.
 3. Run a short NVE molecular dynamics with the trained model (``GauntCalculator``) and print the drift.
 
-Every output goes to ``--work_dir`` (default ``runs/quickstart``).
+Every output goes to ``--work_dir`` (default ``runs/quickstart``); a rerun replaces the previous quickstart there
+(its data files are regenerated too, so its run is not one a user would want to keep apart).
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def quickstart_main(args: argparse.Namespace) -> int:
         work_dir=str(work), E0s="isolated", valid_fraction=0.1, r_max=5.0, num_channels=16, max_L=1, max_ell=2,
         correlation=3, num_interactions=2, product=args.product, batch_size=5, max_num_epochs=1000,
         max_time=args.max_time, lr=0.01, forces_weight=100.0, ema_decay=0.9, seed=args.seed,
-        default_dtype="float64", progress=False)  # fmt: skip
+        default_dtype="float64", progress=False, overwrite=True)  # fmt: skip
     results = train(config)
     model_path = Path(results["model_path"])
 

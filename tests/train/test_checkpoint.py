@@ -79,3 +79,20 @@ def test_manager_best_and_last(tmp_path) -> None:
     with pytest.raises(ValueError, match="not a gaunt training checkpoint"):
         manager.load()
     assert not any(name.endswith(".tmp") for name in os.listdir(manager.directory))
+
+
+def test_load_for_resume_falls_back_to_best(tmp_path) -> None:
+    manager = CheckpointManager(tmp_path / "ck")
+    assert manager.load_for_resume() == (None, None)  # a fresh run
+    state = {"epoch": 3}
+    manager.save(state, is_best=True)
+    assert manager.load_for_resume() == ({"format": ckpt.CHECKPOINT_FORMAT, **state}, None)
+    manager.last_path.unlink()  # a crash between the best.pt and the last.pt write
+    loaded, note = manager.load_for_resume()
+    assert loaded["epoch"] == 3 and note == f"no {manager.last_path}; resuming from {manager.best_path} (epoch 3) instead"
+    manager.last_path.write_bytes(b"")
+    loaded, note = manager.load_for_resume()
+    assert loaded["epoch"] == 3 and note.startswith(f"checkpoint {manager.last_path} is empty (0 bytes)")
+    manager.best_path.unlink()
+    with pytest.raises(ValueError, match=r"last\.pt is empty \(0 bytes\); and there is no .*best\.pt to fall back to"):
+        manager.load_for_resume()

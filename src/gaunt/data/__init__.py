@@ -13,7 +13,8 @@ Typical use::
         ...
 """
 from .graph import AtomicGraph, collate
-from .io import ENERGY_LABEL, FORCES_LABEL, STRESS_LABEL, attach_labels, read_structures, voigt_to_matrix
+from .io import ENERGY_LABEL, FORCES_LABEL, SOURCE_LABEL, STRESS_LABEL, attach_labels, read_atoms, read_structures
+from .io import voigt_to_matrix
 from .neighbors import MIN_DISTANCE, atoms_to_graph, neighbor_list
 from .dataset import AtomicDataset, make_loader
 from .split import random_split
@@ -22,7 +23,8 @@ from .synthetic import EMT_ELEMENTS, emt_dataset
 
 __all__ = [
     "AtomicGraph", "collate",
-    "read_structures", "attach_labels", "voigt_to_matrix", "ENERGY_LABEL", "FORCES_LABEL", "STRESS_LABEL",
+    "read_structures", "read_atoms", "attach_labels", "voigt_to_matrix", "ENERGY_LABEL", "FORCES_LABEL", "STRESS_LABEL",
+    "SOURCE_LABEL",
     "atoms_to_graph", "neighbor_list", "MIN_DISTANCE",
     "AtomicDataset", "make_loader",
     "random_split",

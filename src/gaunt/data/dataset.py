@@ -9,11 +9,19 @@ from ase.data import chemical_symbols
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .graph import AtomicGraph, collate
+from .io import SOURCE_LABEL
 from .neighbors import atoms_to_graph
 
 
 def _symbol(z: int) -> str:
     return chemical_symbols[z] if 0 <= z < len(chemical_symbols) else f"Z={z}"
+
+
+def _name(k: int, atoms: ase.Atoms) -> str:
+    """``structure k`` and, for structures from ``read_structures``, the file and index they came from (after
+    a shuffled split, ``k`` alone does not tell the user which configuration of which file to fix)."""
+    source = atoms.info.get(SOURCE_LABEL)
+    return f"structure {k}" if source is None else f"structure {k} ({source})"
 
 
 class AtomicDataset(Dataset):
@@ -50,7 +58,7 @@ class AtomicDataset(Dataset):
                 first = next(k for k, a in enumerate(structures) if set(int(z) for z in a.numbers) & set(unknown))
                 raise ValueError(
                     f"AtomicDataset: unknown elements {[_symbol(z) for z in unknown]} (Z={unknown}) not in "
-                    f"atomic_numbers {allowed}; first found in structure {first}"
+                    f"atomic_numbers {allowed}; first found in {_name(first, structures[first])}"
                 )
             self.atomic_numbers: tuple[int, ...] = tuple(allowed)
         else:
@@ -61,7 +69,7 @@ class AtomicDataset(Dataset):
             try:
                 self.graphs.append(atoms_to_graph(atoms, self.r_max, dtype=dtype))
             except ValueError as err:
-                raise ValueError(f"AtomicDataset: structure {k}: {err}") from None
+                raise ValueError(f"AtomicDataset: {_name(k, atoms)}: {err}") from None
 
     def __len__(self) -> int:
         return len(self.graphs)

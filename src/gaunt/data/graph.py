@@ -81,7 +81,25 @@ class AtomicGraph:
         cell = self.cell if cell is None else cell
         sender, receiver = self.edge_index[0], self.edge_index[1]
         shifts = torch.einsum("ek,ekc->ec", self.cell_shifts, cell[self.batch[receiver]])
-        return positions[sender] - positions[receiver] + shifts
+        vectors = positions[sender] - positions[receiver] + shifts
+        _check_nonzero_edges(self, vectors)
+        return vectors
+
+
+def _check_nonzero_edges(graph: AtomicGraph, vectors: torch.Tensor) -> None:
+    """A zero-length edge has no direction: its spherical harmonics, and so the energy and forces, would be NaN.
+    ``atoms_to_graph`` never builds one (it refuses atoms closer than ``MIN_DISTANCE``); a graph built by
+    hand can, and this names the edge instead of letting NaN through."""
+    if vectors.numel() == 0 or torch.compiler.is_compiling():
+        return
+    zero = torch.linalg.vector_norm(vectors.detach(), dim=-1) == 0
+    if bool(zero.any()):
+        k = int(torch.nonzero(zero)[0, 0])
+        j, i = int(graph.edge_index[0, k]), int(graph.edge_index[1, k])
+        shift = [float(v) for v in graph.cell_shifts[k]]
+        raise ValueError(f"AtomicGraph: edge {k} (sender atom {j} -> receiver atom {i}, cell shift {shift}) has zero "
+                         f"length ({int(zero.sum())} such edges): two atoms at the same position or a self-edge; "
+                         "the edge direction is undefined")  # fmt: skip
 
 
 def collate(graphs: Sequence[AtomicGraph]) -> AtomicGraph:

@@ -18,6 +18,9 @@ import numpy as np
 ENERGY_LABEL = "gaunt_energy"
 FORCES_LABEL = "gaunt_forces"
 STRESS_LABEL = "gaunt_stress"
+SOURCE_LABEL = "gaunt_source"
+"""``atoms.info`` key of ``"<file> config <k>"``: where a structure came from, so that an error found after
+shuffling and splitting (a bad geometry, an unknown element) still names the file and the index in it."""
 
 
 def voigt_to_matrix(stress: np.ndarray) -> np.ndarray:
@@ -78,23 +81,70 @@ def read_structures(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: empty file, a required label missing, wrong label shape, or NaN/inf in positions
-            or labels (the message names the file and the configuration's position among those read,
-            which is its index in the file for ``index=":"``).
+        ValueError: empty or unreadable file (see :func:`read_atoms`), a required label missing, wrong
+            label shape, or NaN/inf in positions or labels (the message names the file and the
+            configuration's position among those read, which is its index in the file for ``index=":"``).
+
+    Each structure's ``info[SOURCE_LABEL]`` is set to ``"<file> config <k>"``.
+    """
+    structures = read_atoms(path, index)
+    for k, atoms in enumerate(structures):
+        where = f"{path} config {k}"
+        _attach_labels(atoms, where, energy_key, forces_key, stress_key, require_forces, require_energy)
+        atoms.info[SOURCE_LABEL] = where
+    return structures
+
+
+def read_atoms(path: str | os.PathLike, index: str | int | slice = ":") -> list[ase.Atoms]:
+    """``ase.io.read(path, index)`` as a list, with every failure a ``ValueError`` / ``FileNotFoundError``
+    that names the file and what is wrong (ASE's own messages name neither the file nor the configuration).
+
+    Raises:
+        FileNotFoundError: no such file (or a directory).
+        ValueError: empty file, unknown format, binary contents, a malformed or truncated configuration
+            (named by its index in the file), an ``index`` past the end, or no structures.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"read_structures: no such file: {path}")
+        raise FileNotFoundError(f"no such file: {path}" + (" (it is a directory)" if path.is_dir() else ""))
     if path.stat().st_size == 0:
-        raise ValueError(f"read_structures: {path} is empty (no structures)")
-    read = ase.io.read(path, index=index)
+        raise ValueError(f"{path} is empty (no structures)")
+    try:
+        read = ase.io.read(path, index=index)
+    except (IndexError, StopIteration):
+        count = _count_configurations(path)
+        raise ValueError(f"{path}: index {index} is out of range: the file holds {count} configurations "
+                         f"(0..{count - 1})") from None  # fmt: skip
+    except Exception as err:  # ASE raises many types (XYZError, UnicodeDecodeError, UnknownFileTypeError ...)
+        raise ValueError(f"{path}: {_describe_read_error(path, err)}") from None
     structures: list[ase.Atoms] = [read] if isinstance(read, ase.Atoms) else list(read)
     if len(structures) == 0:
-        raise ValueError(f"read_structures: {path} contains no structures (index={index!r})")
-    return [
-        _attach_labels(atoms, f"{path} config {k}", energy_key, forces_key, stress_key, require_forces, require_energy)
-        for k, atoms in enumerate(structures)
-    ]
+        raise ValueError(f"{path} contains no structures (index={index!r})")
+    return structures
+
+
+def _count_configurations(path: Path) -> int:
+    """How many configurations ASE reads from the start of ``path`` before the first unreadable one."""
+    count = 0
+    try:
+        for _ in ase.io.iread(path, index=":"):
+            count += 1
+    except Exception:  # the first bad configuration ends the count: that is what the caller reports
+        pass
+    return count
+
+
+def _describe_read_error(path: Path, err: Exception) -> str:
+    """One sentence for ASE's failure to read ``path``."""
+    from ase.io.formats import UnknownFileTypeError
+
+    if isinstance(err, UnicodeDecodeError):
+        return "binary contents, not a text file (extended XYZ expected)"
+    if isinstance(err, UnknownFileTypeError):
+        return (f"ASE cannot read this file format ({err}); give extended XYZ (.xyz / .extxyz) or another "
+                "format ASE reads")  # fmt: skip
+    message = " ".join(str(err).split()) or type(err).__name__
+    return (f"configuration {_count_configurations(path)} (counting from 0) is malformed or truncated: {message}")
 
 
 def _attach_labels(

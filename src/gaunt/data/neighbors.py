@@ -20,6 +20,12 @@ from .io import ENERGY_LABEL, FORCES_LABEL, STRESS_LABEL
 MIN_DISTANCE = 0.1
 """Pairs closer than this (Angstrom) are rejected as unphysical (duplicated atoms, wrong units)."""
 
+MAX_NEIGHBORS = 2000
+"""Most neighbours per atom (on average) a periodic structure may have within the cutoff. Dense solids have
+about 80 within 6 A and fewer than 1300 within 12 A; more means a cell far too small for its atoms (wrong
+units, a typo in the cell), where every atom sees thousands of its own images, the neighbour list grows
+without bound and a model meets sums it was never trained on (2e22 eV for one atom in a 0.5 A cell)."""
+
 
 def neighbor_list(
     positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_max: float
@@ -58,6 +64,7 @@ def neighbor_list(
                 f"the lattice vectors of the periodic directions (pbc={pbc.tolist()}) are zero or linearly "
                 f"dependent: cell={cell.tolist()}"
             )
+        _check_image_count(len(positions), periodic_vectors, r_max)
         box = cell
     else:
         box = np.zeros((3, 3))  # vesin ignores the box without periodicity; a zero box avoids checks on it
@@ -66,6 +73,28 @@ def neighbor_list(
     i, j, shifts = i.astype(np.int64), j.astype(np.int64), shifts.astype(np.int64).reshape(-1, 3)
     order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i))
     return i[order], j[order], shifts[order]
+
+
+def _check_image_count(num_atoms: int, periodic_vectors: np.ndarray, r_max: float) -> None:
+    """Refuse a periodic cell whose atoms would each have more than ``MAX_NEIGHBORS`` neighbours.
+
+    The estimate is the count of lattice points within ``r_max`` (the sphere's volume over the cell's volume
+    for 3 periodic directions, the disc's area over the cell's area for 2, ``2 r_max`` over the length
+    for 1): the number of periodic images of one atom, exact in the limit that matters here (cell much
+    smaller than the cutoff). With 3 periodic directions every atom of the cell has that many images, so
+    the estimate is multiplied by the number of atoms; with 1 or 2 the cell also holds vacuum, so only an
+    atom's own images count. Checked before the neighbour list is built, which it would otherwise explode.
+    """
+    d = len(periodic_vectors)
+    measure = float(np.sqrt(abs(np.linalg.det(periodic_vectors @ periodic_vectors.T))))  # length / area / volume
+    ball = {1: 2.0 * r_max, 2: math.pi * r_max**2, 3: 4.0 / 3.0 * math.pi * r_max**3}[d]
+    estimate = ball / measure * (num_atoms if d == 3 else 1)
+    if estimate > MAX_NEIGHBORS:
+        raise ValueError(
+            f"the periodic cell is far smaller than the cutoff r_max = {r_max:g} A: every atom would have about "
+            f"{estimate:.3g} neighbours (its periodic images; limit {MAX_NEIGHBORS}, a dense solid has about 80 "
+            f"within 6 A); check the cell and its units: cell={np.round(periodic_vectors, 4).tolist()}"
+        )
 
 
 def _check_min_distance(positions: np.ndarray, cell: np.ndarray, i: np.ndarray, j: np.ndarray, s: np.ndarray) -> None:

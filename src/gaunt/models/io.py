@@ -8,7 +8,9 @@ leaves either the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -16,6 +18,8 @@ import torch
 from .potential import GauntPotential, PotentialConfig, config_dict
 
 FORMAT = "gaunt-potential/1"
+TRAIN_CHECKPOINT_FORMAT = "gaunt-train-checkpoint/1"  # gaunt.train.checkpoint's, named here for the messages
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
@@ -63,6 +67,48 @@ def model_state(model: GauntPotential) -> dict:
     }
 
 
+def load_torch_file(path: str | os.PathLike, what: str) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU, every failure a ``ValueError`` naming the file and
+    what is wrong with it (torch's own messages, "PytorchStreamReader failed" or "Unsupported operand 103",
+    name neither). ``what`` ("model file", "checkpoint") starts the message."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}" + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises OSError, EOFError, KeyError, UnpicklingError, RuntimeError ...
+        raise ValueError(f"{what} {path} {_diagnose(path, err)}") from None
+
+
+def _diagnose(path: Path, err: Exception) -> str:
+    """What is wrong with a file ``torch.load`` refused, judged from its bytes (more reliable than torch's text)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if size == 0:
+        return "is empty (0 bytes)"
+    if not head.startswith(_ZIP_MAGIC):
+        return f"is not a PyTorch file (it starts with {head!r}, not a zip archive): garbage or another format"
+    if not zipfile.is_zipfile(path):
+        return f"is truncated or damaged: an incomplete zip archive of {size} bytes (an interrupted copy?)"
+    if isinstance(err, pickle.UnpicklingError):
+        return ("holds pickled Python objects that safe loading (weights_only=True) refuses: it was not written "
+                "by gaunt, or holds code; gaunt loads only its own files")  # fmt: skip
+    return f"is damaged: {' '.join(str(err).split())[:200]}"
+
+
+def check_format(state: object, path: str | os.PathLike, expected: str) -> None:
+    """Raise ``ValueError`` naming the file if ``state`` is not a gaunt file of format ``expected``."""
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if found == expected:
+        return
+    hint = {FORMAT: "a gaunt model file", TRAIN_CHECKPOINT_FORMAT: "a gaunt training checkpoint"}.get(found)
+    if hint is None:
+        hint = f"a file of format {found!r}" if isinstance(state, dict) else f"a pickled {found}"
+    wanted = "a gaunt model file (<name>.model)" if expected == FORMAT else "a gaunt training checkpoint"
+    raise ValueError(f"{path} is {hint}, not {wanted}")
+
+
 def model_from_state(state: dict, map_location: str | torch.device | None = None) -> GauntPotential:
     """Rebuild a ``GauntPotential`` from :func:`model_state`'s dict."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -83,11 +129,15 @@ def save_model(model: GauntPotential, path: str | os.PathLike) -> None:
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device | None = None) -> GauntPotential:
     """Load a model written by :func:`save_model` (in eval mode, on ``map_location`` or the CPU)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return model_from_state(state, map_location).eval()
+    state = load_torch_file(path, "model file")
+    check_format(state, path, FORMAT)
+    try:
+        model = model_from_state(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a config or weights that do not fit
+        message = " ".join(str(err).split())[:300]
+        raise ValueError(f"model file {path} is damaged or from an incompatible version: {message}") from None
+    return (model.to(map_location) if map_location is not None else model).eval()
 
 
-__all__ = ["save_model", "load_model", "model_state", "model_from_state", "atomic_torch_save", "FORMAT"]
+__all__ = ["save_model", "load_model", "model_state", "model_from_state", "atomic_torch_save", "load_torch_file",
+           "check_format", "FORMAT", "TRAIN_CHECKPOINT_FORMAT"]  # fmt: skip

@@ -73,8 +73,8 @@ class PotentialConfig:
             raise ValueError(f"PotentialConfig: atomic_energies lacks elements {missing} (give all or none)")
         if self.product not in PRODUCTS:
             raise ValueError(f"PotentialConfig: product must be one of {PRODUCTS}, got {self.product!r}")
-        if not self.r_max > 0 or not self.avg_num_neighbors > 0 or not self.scale > 0:
-            raise ValueError("PotentialConfig: r_max, avg_num_neighbors and scale must be > 0")
+        if not 0 < self.r_max < float("inf") or not self.avg_num_neighbors > 0 or not self.scale > 0:
+            raise ValueError(f"PotentialConfig: r_max (got {self.r_max}), avg_num_neighbors and scale must be finite and > 0")
         for name in ("num_bessel", "num_channels", "correlation", "num_interactions"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"PotentialConfig: {name} must be >= 1, got {getattr(self, name)}")

@@ -17,9 +17,15 @@ file, never a truncated one; a failed write removes its temporary file.
 
 Contents (a plain dict; every value loads with ``torch.load(weights_only=True)``): ``format``, ``model_config``,
 ``model`` (state dict), ``optimizer``, ``scheduler``, ``ema`` (AveragedModel state dict or None), ``epoch``
-(completed epochs), ``step_in_epoch`` (always 0: checkpoints sit at epoch boundaries), ``global_step``,
-``elapsed`` (training seconds so far, for ``max_time``), ``rng``, ``best_metric``, ``best_epoch``,
-``history`` (one record per epoch, the JSON-lines log's source of truth) and ``train_config``.
+(completed epochs), ``step_in_epoch`` (0 at an epoch boundary; the steps done in the current epoch when
+the run was stopped by SIGINT, see ``interrupt.py``), ``epoch_loss`` (sum and count of the current epoch's
+batch losses and its seconds so far), ``global_step``, ``elapsed`` (training seconds so far, for
+``max_time``), ``rng``, ``best_metric``, ``best_epoch``, ``history`` (one record per epoch, the JSON-lines
+log's source of truth), ``train_config`` and ``data_sha256`` (the data files' contents, ``run_dir.py``).
+
+Loading. Every unreadable file (empty, truncated, garbage, a model file instead of a checkpoint) is a
+``ValueError`` naming the file and the problem; :meth:`CheckpointManager.load_for_resume` falls back from
+a bad ``last.pt`` to ``best.pt`` (a complete state too, only older) and says so.
 """
 from __future__ import annotations
 
@@ -31,9 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..models.io import TRAIN_CHECKPOINT_FORMAT as CHECKPOINT_FORMAT
 from ..models.io import atomic_torch_save as atomic_save
-
-CHECKPOINT_FORMAT = "gaunt-train-checkpoint/1"
+from ..models.io import check_format, load_torch_file
 
 
 def rng_state() -> dict[str, Any]:
@@ -76,17 +82,43 @@ class CheckpointManager:
             atomic_save(state, self.best_path)
         atomic_save(state, self.last_path)
 
-    def load(self, which: str = "last", map_location: str | torch.device | None = "cpu") -> dict[str, Any] | None:
-        """The ``which`` ("last" | "best") checkpoint, or None if it does not exist."""
+    def load(self, which: str = "last") -> dict[str, Any] | None:
+        """The ``which`` ("last" | "best") checkpoint (on the CPU), or None if it does not exist; ``ValueError``
+        naming the file if it cannot be read or is not a training checkpoint."""
         if which not in ("last", "best"):
             raise ValueError(f"CheckpointManager.load: which must be 'last' or 'best', got {which!r}")
         path = self.last_path if which == "last" else self.best_path
         if not path.exists():
             return None
-        state = torch.load(path, map_location=map_location, weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a gaunt training checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+        state = load_torch_file(path, "checkpoint")
+        check_format(state, path, CHECKPOINT_FORMAT)
         return state
+
+    def load_for_resume(self) -> tuple[dict[str, Any] | None, str | None]:
+        """``(state, note)``: ``last.pt``, or ``best.pt`` if ``last.pt`` is missing or unreadable, with ``note``
+        the one line that says so (None when ``last.pt`` was used). ``(None, None)`` when neither exists.
+
+        ``best.pt`` is written before ``last.pt``, so a crash between the two, or a ``last.pt`` damaged on
+        disk, leaves a complete older state in ``best.pt``: resuming from it repeats epochs, loses none.
+        """
+        try:
+            last = self.load("last")
+        except ValueError as err:
+            problem = str(err)
+        else:
+            if last is not None:
+                return last, None
+            problem = f"no {self.last_path}"
+        try:
+            best = self.load("best")
+        except ValueError as err:
+            raise ValueError(f"cannot resume: {problem}; and {err}") from None
+        if best is None:
+            if not self.last_path.exists():
+                return None, None
+            raise ValueError(f"cannot resume: {problem}; and there is no {self.best_path} to fall back to "
+                             "(start the run again with --overwrite)")  # fmt: skip
+        return best, f"{problem}; resuming from {self.best_path} (epoch {best['epoch']}) instead"
 
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointManager", "atomic_save", "rng_state", "set_rng_state"]

@@ -24,7 +24,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--device", default=d.device, help="cpu | cuda | cuda:k")
     g.add_argument("--default_dtype", choices=tuple(DTYPES), default=d.default_dtype)
     g.add_argument("--restart_latest", "--resume", dest="restart_latest", action="store_true",
-                   help="resume from <work_dir>/checkpoints/<name>/last.pt if it exists")  # fmt: skip
+                   help="resume from <work_dir>/checkpoints/<name>/last.pt (best.pt if last.pt is unreadable)")  # fmt: skip
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run of this --name in --work_dir (without it, training refuses)")  # fmt: skip
+    g.add_argument("--allow_data_change", "--allow-data-change", dest="allow_data_change", action="store_true",
+                   help="--resume although a data file's contents changed since the checkpoint")  # fmt: skip
     g.add_argument("--distributed", action="store_true", help="data-parallel over the processes of torchrun")
     g.add_argument("--find_unused_parameters", action="store_true", help="passed to DistributedDataParallel")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=d.progress,
@@ -80,10 +84,27 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def check_device(device: str) -> None:
+    """Raise ``ValueError`` if ``device`` is not a device string or names an accelerator this machine lacks
+    (torch's own errors, "Torch not compiled with CUDA enabled", come later and from deep inside)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r} is not a device (cpu, cuda, cuda:k)") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device!r}: CUDA is not available on this machine (use --device cpu)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train from parsed flags; returns the exit code."""
     from .trainer import train
 
+    check_device(args.device)
     train(config_from_args(args))
     return 0
 
@@ -103,17 +124,36 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Predict with ``--model`` on ``--configs``; print RMSEs where labels exist; write ``--output``."""
-    from ..data import AtomicDataset, make_loader, read_structures
-    from ..data.io import ENERGY_LABEL, FORCES_LABEL
+    """Predict with ``--model`` on ``--configs``; print RMSEs where labels exist; write ``--output``.
+
+    Every check (device, output path, model file, configurations) runs before the first prediction."""
+    from ..data import read_structures
     from ..models import load_model
-    from .metrics import MetricAccumulator, predict
+    from ..outputs import check_output
     from .report import format_table
 
-    dtype = DTYPES[args.default_dtype]
-    model = load_model(args.model, map_location=args.device).to(dtype=dtype)
+    check_device(args.device)
+    if args.output:
+        check_output(args.output, {"--configs": args.configs, "--model": args.model}, "--output")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    model = load_model(args.model, map_location=args.device).to(dtype=DTYPES[args.default_dtype])
     structures = read_structures(args.configs, energy_key=args.energy_key, forces_key=args.forces_key,
                                  require_forces=False, require_energy=False)  # fmt: skip
+    metrics = _predict_all(model, structures, args)
+    print(format_table({Path(args.configs).stem: metrics}))
+    if args.output:
+        _write_predictions(structures, args)
+        print(f"predictions -> {args.output}")
+    return 0
+
+
+def _predict_all(model, structures: list, args: argparse.Namespace) -> dict:
+    """Attach ``pred_energy`` / ``pred_forces`` (/ ``pred_stress``) to every structure; returns the metrics."""
+    from ..data import AtomicDataset, make_loader
+    from .metrics import MetricAccumulator, predict
+
+    dtype = DTYPES[args.default_dtype]
     dataset = AtomicDataset(structures, model.config.r_max, model.config.atomic_numbers)
     accumulator, k = MetricAccumulator(), 0
     for graph in make_loader(dataset, args.batch_size):
@@ -129,33 +169,40 @@ def run_evaluate(args: argparse.Namespace) -> int:
             if "stress" in pred:
                 atoms.info["pred_stress"] = pred["stress"][b].cpu().numpy().astype(np.float64).reshape(9)
         k += graph.num_graphs
-    print(format_table({Path(args.configs).stem: accumulator.compute()}))
-    if args.output:
-        import ase.io
+    return accumulator.compute()
 
-        for atoms in structures:  # labels back under the names they were read from
-            if ENERGY_LABEL in atoms.info:
-                atoms.info[args.energy_key] = atoms.info.pop(ENERGY_LABEL)
-            if FORCES_LABEL in atoms.arrays:
-                atoms.arrays[args.forces_key] = atoms.arrays.pop(FORCES_LABEL)
-            atoms.info.pop("gaunt_stress", None)
-        ase.io.write(args.output, structures, format="extxyz")
-        print(f"predictions -> {args.output}")
-    return 0
+
+def _write_predictions(structures: list, args: argparse.Namespace) -> None:
+    """Extended XYZ with the labels back under the names they were read from, plus the predictions."""
+    import ase.io
+
+    from ..data.io import ENERGY_LABEL, FORCES_LABEL, SOURCE_LABEL, STRESS_LABEL
+
+    for atoms in structures:
+        if ENERGY_LABEL in atoms.info:
+            atoms.info[args.energy_key] = atoms.info.pop(ENERGY_LABEL)
+        if FORCES_LABEL in atoms.arrays:
+            atoms.arrays[args.forces_key] = atoms.arrays.pop(FORCES_LABEL)
+        atoms.info.pop(STRESS_LABEL, None)
+        atoms.info.pop(SOURCE_LABEL, None)
+    ase.io.write(args.output, structures, format="extxyz")
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m gaunt.train [train flags]`` or ``python -m gaunt.train evaluate [evaluate flags]``."""
     import sys
 
+    from ..cli import add_debug_flag, run_command
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "evaluate":
-        parser = add_evaluate_arguments(argparse.ArgumentParser(prog="python -m gaunt.train evaluate"))
-        return run_evaluate(parser.parse_args(argv[1:]))
+        parser = add_evaluate_arguments(add_debug_flag(argparse.ArgumentParser(prog="python -m gaunt.train evaluate")))
+        return run_command("evaluate", run_evaluate, parser.parse_args(argv[1:]))
     if argv and argv[0] == "train":
         argv = argv[1:]
-    parser = add_train_arguments(argparse.ArgumentParser(prog="python -m gaunt.train"))
-    return run_train(parser.parse_args(argv))
+    parser = add_train_arguments(add_debug_flag(argparse.ArgumentParser(prog="python -m gaunt.train")))
+    return run_command("train", run_train, parser.parse_args(argv))
 
 
-__all__ = ["add_train_arguments", "run_train", "add_evaluate_arguments", "run_evaluate", "config_from_args", "main"]
+__all__ = ["add_train_arguments", "run_train", "add_evaluate_arguments", "run_evaluate", "config_from_args",
+           "check_device", "main"]  # fmt: skip

@@ -86,6 +86,8 @@ class TrainConfig:
     device: str = "cpu"
     default_dtype: str = "float64"
     restart_latest: bool = False
+    overwrite: bool = False  # replace an earlier run of this name (train/run_dir.py)
+    allow_data_change: bool = False  # resume although the data files' contents changed (train/run_dir.py)
     distributed: bool = False
     find_unused_parameters: bool = False
     progress: bool = True

@@ -7,13 +7,15 @@ line. At the end the chosen weights (best validation loss, or last) are evaluate
 with ``gaunt.models.save_model`` and summarised in ``<name>_results.json``.
 
 Outputs in ``work_dir``: ``<name>.model``, ``<name>_train.jsonl`` (one record per epoch),
-``<name>_learning_curve.png``, ``<name>_results.json``, ``checkpoints/<name>/{last,best}.pt``.
+``<name>_learning_curve.png``, ``<name>_results.json``, ``checkpoints/<name>/{last,best}.pt``. An earlier
+run there is never overwritten unless asked (``run_dir.py``); SIGINT stops after the current step with a
+checkpoint of it (``interrupt.py``). The state that changes while training is one ``TrainState``
+(``state.py``); this module holds the loop: ``train_one_epoch``, ``validate``, ``end_epoch``,
+``save_checkpoint``, then ``finish`` (``finish.py``).
 """
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -21,20 +23,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DistributedSampler, Subset
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from ..data import make_loader
-from ..models import GauntPotential, PotentialConfig, save_model
-from ..models.potential import config_dict
+from ..data import AtomicGraph, make_loader
+from ..models import PotentialConfig
 from . import distributed as dist
-from .checkpoint import CheckpointManager, rng_state, set_rng_state
+from .checkpoint import CheckpointManager
 from .config import TrainConfig, check_resume_compatible
 from .data_setup import PreparedData, build_model_config, prepare_data
+from .finish import eval_loader, finish
+from .interrupt import InterruptFlag, TrainingInterrupted
 from .loss import LossWeights, weighted_loss
 from .metrics import evaluate
-from .report import append_log, format_table, plot_learning_curve, write_log
+from .report import append_log, write_log
+from .run_dir import check_data_unchanged, clear_earlier_run, data_fingerprint, guard_run_dir
+from .state import TrainState, build_state
 
 StepHook = Callable[[int, int], None]
 
@@ -67,8 +71,14 @@ def train(config: TrainConfig, on_step: StepHook | None = None) -> dict[str, Any
     Returns:
         ``{"name", "epochs", "stopped_by", "elapsed", "model_path", "metrics": {set: {...}}, "history": [...]}``
         with metrics as in ``metrics.MetricAccumulator.compute`` (meV/atom, meV/A).
+
+    Raises:
+        ValueError / FileNotFoundError: bad settings or data, an earlier run in the way, a checkpoint that
+            cannot be resumed (each message names the file or setting).
+        TrainingInterrupted: SIGINT; the current step was finished and checkpointed (resume continues it).
     """
     config.validate()
+    guard_run_dir(config)  # before anything is read or written
     context = dist.setup(config.device, config.distributed)
     try:
         with default_dtype(config.dtype):
@@ -77,168 +87,194 @@ def train(config: TrainConfig, on_step: StepHook | None = None) -> dict[str, Any
         dist.cleanup(context)
 
 
-def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    if config.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=config.lr_factor, patience=config.scheduler_patience)  # fmt: skip
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_num_epochs)
-
-
-def _eval_loader(dataset, batch_size: int, context: dist.DistributedContext):
-    """This rank's disjoint share of ``dataset`` in file order (metrics are all-reduced afterwards)."""
-    return make_loader(Subset(dataset, dist.shard_indices(len(dataset), context)), batch_size)
+def _say(context: dist.DistributedContext, message: str) -> None:
+    if context.is_main:
+        print(f"[gaunt.train] {message}", flush=True)
 
 
 def _run(config: TrainConfig, context: dist.DistributedContext, on_step: StepHook | None) -> dict[str, Any]:
-    main = context.is_main
-    device, dtype = context.device, config.dtype
-    weights = LossWeights(config.energy_weight, config.forces_weight, config.stress_weight)
     seed_everything(config.seed)
     data = prepare_data(config)
+    data_sha256 = data_fingerprint(config)
     manager = CheckpointManager(config.checkpoint_dir)
-    checkpoint = manager.load("last") if config.restart_latest else None
-    if checkpoint is not None:
-        check_resume_compatible(checkpoint["train_config"], config)
-        model_config = PotentialConfig(**checkpoint["model_config"])
-    else:
-        model_config = build_model_config(config, data)
+    checkpoint = _resume_checkpoint(config, context, manager, data_sha256)
+    model_config = (PotentialConfig(**checkpoint["model_config"]) if checkpoint is not None
+                    else build_model_config(config, data))  # fmt: skip
     seed_everything(config.seed)  # the initial weights depend on the seed only, not on the data reading
-    model = GauntPotential(model_config).to(device=device, dtype=dtype)
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay)) if config.ema else None)
-    ddp_model = dist.wrap_model(model, context, config.find_unused_parameters)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  amsgrad=config.amsgrad)  # fmt: skip
-    scheduler = _make_scheduler(config, optimizer)
-
-    start_epoch, global_step, elapsed = 0, 0, 0.0
-    best_metric, best_epoch, history = math.inf, -1, []
+    state = build_state(config, context, model_config)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if ema is not None and checkpoint["ema"] is not None:
-            ema.load_state_dict(checkpoint["ema"])
-        start_epoch, global_step, elapsed = checkpoint["epoch"], checkpoint["global_step"], checkpoint["elapsed"]
-        best_metric, best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
-        history = list(checkpoint["history"])
-        set_rng_state(checkpoint["rng"])
-        if main:
-            print(f"[gaunt.train] resuming {config.name} after epoch {start_epoch} from {manager.last_path}")
-    elif config.restart_latest and main:
-        print(f"[gaunt.train] no checkpoint at {manager.last_path}: starting from scratch")
-    if main:
-        config.work_path.mkdir(parents=True, exist_ok=True)
-        write_log(config.log_path, history)
+        state.restore(checkpoint)
+    if context.is_main:
+        _prepare_outputs(config, context, state)
+    # SIGINT handled only from here: during the data reading above, Ctrl-C stops at once (nothing to save)
+    with InterruptFlag() as interrupt:
+        stopped_by = _train_epochs(config, context, data, state, manager, data_sha256, on_step, interrupt)
+        return finish(config, context, data, state, manager, stopped_by)
 
+
+def _resume_checkpoint(config: TrainConfig, context: dist.DistributedContext, manager: CheckpointManager,
+                       data_sha256: dict[str, str]) -> dict[str, Any] | None:  # fmt: skip
+    """The checkpoint to continue from (``--resume``), checked against the settings and the data; None for a
+    fresh run."""
+    if not config.restart_latest:
+        return None
+    checkpoint, note = manager.load_for_resume()
+    if checkpoint is None:
+        _say(context, f"no checkpoint at {manager.last_path}: starting from scratch")
+        return None
+    if note:
+        _say(context, note)
+    check_resume_compatible(checkpoint["train_config"], config)
+    changed = check_data_unchanged(checkpoint.get("data_sha256"), data_sha256, config)
+    if changed:
+        _say(context, changed)
+    epoch, step = checkpoint["epoch"], checkpoint.get("step_in_epoch", 0)
+    where = f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
+    _say(context, f"resuming {config.name} after {where}")
+    return checkpoint
+
+
+def _prepare_outputs(config: TrainConfig, context: dist.DistributedContext, state: TrainState) -> None:
+    """Rank 0: remove the run being replaced (``--overwrite``; only now that the new data has been read), then
+    (re)write the log from the state's history."""
+    if config.overwrite:
+        removed = clear_earlier_run(config)
+        if removed:
+            _say(context, f"--overwrite: removed the earlier run {config.name!r} ({len(removed)} files)")
+    config.work_path.mkdir(parents=True, exist_ok=True)
+    write_log(config.log_path, state.history)
+
+
+def _train_epochs(config: TrainConfig, context: dist.DistributedContext, data: PreparedData, state: TrainState,
+                  manager: CheckpointManager, data_sha256: dict[str, str], on_step: StepHook | None,
+                  interrupt: InterruptFlag) -> str:  # fmt: skip
+    """Run epochs until ``max_num_epochs`` or ``max_time``; returns what stopped the run."""
+    weights = LossWeights(config.energy_weight, config.forces_weight, config.stress_weight)
     sampler = DistributedSampler(data.train, num_replicas=context.world_size, rank=context.rank, shuffle=True,
                                  seed=config.seed, drop_last=False)  # fmt: skip
-    train_loader = make_loader(data.train, config.batch_size, sampler=sampler)
-    valid_loader = _eval_loader(data.valid, config.valid_batch_size, context)
-    eval_model = ema.module if ema is not None else model
-    compute_stress = weights.stress > 0
-
-    stopped_by = "max_num_epochs"
-    epoch = start_epoch
-    while epoch < config.max_num_epochs:
-        if config.max_time is not None and dist.broadcast_flag(elapsed >= 60.0 * config.max_time, context):
-            stopped_by = "max_time"
-            break
-        sampler.set_epoch(epoch)
+    valid_loader = eval_loader(data.valid, config.valid_batch_size, context)
+    while state.epoch < config.max_num_epochs:
+        if config.max_time is not None and dist.broadcast_flag(state.elapsed >= 60.0 * config.max_time, context):
+            return "max_time"
+        lr = state.optimizer.param_groups[0]["lr"]  # the scheduler steps per epoch: this is the epoch's lr
+        completed = train_one_epoch(config, context, state, data, sampler, weights, on_step, interrupt)
+        if not completed:
+            save_checkpoint(config, context, state, manager, data_sha256, is_best=False)
+            raise TrainingInterrupted(_interrupted_message(state, manager))
         start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        total, batches = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.max_num_epochs}", leave=False,
-                   disable=not (main and config.progress), dynamic_ncols=True)  # fmt: skip
-        for step, graph in enumerate(bar):
-            graph = graph.to(device, dtype)
-            optimizer.zero_grad(set_to_none=True)
-            pred = ddp_model(graph, compute_forces=weights.forces > 0, compute_stress=compute_stress)
-            loss = weighted_loss(pred, graph, weights)
-            if not bool(torch.isfinite(loss)):
-                lr_now = optimizer.param_groups[0]["lr"]
-                raise FloatingPointError(f"training loss is {float(loss.detach())} at epoch {epoch + 1}, step "
-                                         f"{step + 1}; try a smaller lr (now {lr_now:.3g}) or clip_grad")  # fmt: skip
-            loss.backward()
-            if config.clip_grad:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            global_step += 1
-            total, batches = total + float(loss.detach()), batches + 1
-            bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
-            if on_step is not None:
-                on_step(epoch, step)
-        bar.close()
-        train_loss = dist.all_reduce_mean(total / max(batches, 1), context)
-        valid = evaluate(eval_model, valid_loader, weights, device, dtype, compute_stress)
-        if config.scheduler == "plateau":
-            scheduler.step(valid["loss"])
-        else:
-            scheduler.step()
-        epoch_time = time.perf_counter() - start
-        elapsed += epoch_time
-        epoch += 1
-        record = {"epoch": epoch, "time": epoch_time, "elapsed": elapsed, "lr": lr, "train_loss": train_loss,
-                  "valid_loss": valid["loss"], "valid_e_rmse": valid["e_rmse"], "valid_e_mae": valid["e_mae"],
-                  "valid_f_rmse": valid["f_rmse"], "valid_f_mae": valid["f_mae"]}  # fmt: skip
-        history.append(record)
-        is_best = valid["loss"] < best_metric
-        if is_best:
-            best_metric, best_epoch = valid["loss"], epoch
-        if main:
-            state = {
-                "model_config": config_dict(model_config), "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None, "epoch": epoch, "step_in_epoch": 0,
-                "global_step": global_step, "elapsed": elapsed, "rng": rng_state(), "best_metric": best_metric,
-                "best_epoch": best_epoch, "history": history, "train_config": config.to_dict(),
-            }  # fmt: skip
-            manager.save(state, is_best)
+        valid = validate(config, context, state, valid_loader, weights)
+        state.epoch_time += time.perf_counter() - start
+        record, is_best = end_epoch(config, context, state, valid, lr)
+        save_checkpoint(config, context, state, manager, data_sha256, is_best)
+        if context.is_main:
             append_log(config.log_path, record)
-            f_rmse = "-" if valid["f_rmse"] is None else f"{valid['f_rmse']:.1f}"
-            print(f"epoch {epoch:>4}  {epoch_time:6.1f} s  lr {lr:.2e}  train loss {train_loss:.4g}  "
-                  f"valid loss {valid['loss']:.4g}  E RMSE {valid['e_rmse']:.2f} meV/atom  "
-                  f"F RMSE {f_rmse} meV/A", flush=True)  # fmt: skip
-    if config.max_time is not None and elapsed >= 60.0 * config.max_time and epoch < config.max_num_epochs:
-        stopped_by = "max_time"
-    return _finish(config, context, data, model, ema, weights, manager, history, best_epoch, stopped_by, elapsed)
+            _print_epoch(record)
+        if dist.broadcast_flag(interrupt.requested, context):  # SIGINT during validation or the checkpoint
+            raise TrainingInterrupted(_interrupted_message(state, manager))
+    return "max_num_epochs"
 
 
-def _finish(config: TrainConfig, context: dist.DistributedContext, data: PreparedData, model: GauntPotential,
-            ema: AveragedModel | None, weights: LossWeights, manager: CheckpointManager, history: list[dict],
-            best_epoch: int, stopped_by: str, elapsed: float) -> dict[str, Any]:  # fmt: skip
-    """Pick the final weights, evaluate every set, save the model and the reports (rank 0)."""
-    device, dtype = context.device, config.dtype
-    final = ema.module if ema is not None else model
-    if config.final_model == "best" and best_epoch >= 0:
-        if context.enabled:
-            torch.distributed.barrier()  # rank 0 wrote best.pt; the others read it
-        best = manager.load("best")
-        if best is None:
-            raise FileNotFoundError(f"final_model='best' but {manager.best_path} does not exist")
-        if ema is not None:
-            ema.load_state_dict(best["ema"])
-        else:
-            model.load_state_dict(best["model"])
-    sets = {"train": data.train, "valid": data.valid, **data.tests}
-    metrics = {name: evaluate(final, _eval_loader(ds, config.valid_batch_size, context), weights, device, dtype,
-                              weights.stress > 0)
-               for name, ds in sets.items()}  # fmt: skip
-    results = {"name": config.name, "epochs": len(history), "best_epoch": best_epoch, "stopped_by": stopped_by,
-               "elapsed": elapsed, "model_path": str(config.model_path), "final_model": config.final_model,
-               "metrics": metrics, "history": history}  # fmt: skip
+def _epoch_indices(sampler: DistributedSampler, epoch: int, skip: int) -> list[int]:
+    """This rank's training-set order in ``epoch`` (a function of ``(seed, epoch)`` only), less the first
+    ``skip`` indices: the batches an interrupted epoch already trained on."""
+    sampler.set_epoch(epoch)
+    return list(sampler)[skip:]
+
+
+def train_one_epoch(config: TrainConfig, context: dist.DistributedContext, state: TrainState, data: PreparedData,
+                    sampler: DistributedSampler, weights: LossWeights, on_step: StepHook | None,
+                    interrupt: InterruptFlag) -> bool:  # fmt: skip
+    """The optimizer steps of epoch ``state.epoch`` from step ``state.step_in_epoch``; False if SIGINT stopped it
+    (after finishing the step in progress)."""
+    start, first = time.perf_counter(), state.step_in_epoch
+    indices = _epoch_indices(sampler, state.epoch, first * config.batch_size)
+    loader = make_loader(data.train, config.batch_size, sampler=indices)
+    bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{config.max_num_epochs}", leave=False, initial=first,
+               total=first + len(loader), disable=not (context.is_main and config.progress), dynamic_ncols=True)  # fmt: skip
+    state.model.train()
+    stopped = False
+    for graph in bar:
+        loss = _train_step(config, context, state, graph, weights)
+        state.epoch_loss_sum, state.epoch_batches = state.epoch_loss_sum + loss, state.epoch_batches + 1
+        state.step_in_epoch += 1
+        bar.set_postfix(loss=f"{loss:.4g}")
+        if on_step is not None:
+            on_step(state.epoch, state.step_in_epoch - 1)
+        if dist.broadcast_flag(interrupt.requested, context):
+            stopped = True
+            break
+    bar.close()
+    state.epoch_time += time.perf_counter() - start
+    return not stopped
+
+
+def _train_step(config: TrainConfig, context: dist.DistributedContext, state: TrainState, graph: AtomicGraph,
+                weights: LossWeights) -> float:  # fmt: skip
+    """One AdamW step (with gradient clipping and the EMA update) on one batch; returns the batch loss."""
+    graph = graph.to(context.device, config.dtype)
+    state.optimizer.zero_grad(set_to_none=True)
+    pred = state.forward_model(graph, compute_forces=weights.forces > 0, compute_stress=weights.stress > 0)
+    loss = weighted_loss(pred, graph, weights)
+    if not bool(torch.isfinite(loss)):
+        lr = state.optimizer.param_groups[0]["lr"]
+        raise FloatingPointError(f"training loss is {float(loss.detach())} at epoch {state.epoch + 1}, step "
+                                 f"{state.step_in_epoch + 1}; try a smaller lr (now {lr:.3g}) or clip_grad")  # fmt: skip
+    loss.backward()
+    if config.clip_grad:
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), config.clip_grad)
+    state.optimizer.step()
+    if state.ema is not None:
+        state.ema.update_parameters(state.model)
+    state.global_step += 1
+    return float(loss.detach())
+
+
+def validate(config: TrainConfig, context: dist.DistributedContext, state: TrainState, loader,
+             weights: LossWeights) -> dict[str, Any]:  # fmt: skip
+    """Metrics of the evaluated weights (EMA when on) on the validation set, all ranks pooled."""
+    return evaluate(state.eval_model, loader, weights, context.device, config.dtype, weights.stress > 0)
+
+
+def end_epoch(config: TrainConfig, context: dist.DistributedContext, state: TrainState, valid: dict[str, Any],
+              lr: float) -> tuple[dict, bool]:  # fmt: skip
+    """Step the scheduler, count the epoch, append its record to the history and reset the epoch's running
+    sums (the checkpoint written next sits at the epoch boundary); returns ``(record, is_best)``."""
+    if config.scheduler == "plateau":
+        state.scheduler.step(valid["loss"])
+    else:
+        state.scheduler.step()
+    state.elapsed += state.epoch_time
+    state.epoch += 1
+    train_loss = dist.all_reduce_mean(state.epoch_loss_sum / max(state.epoch_batches, 1), context)
+    record = {"epoch": state.epoch, "time": state.epoch_time, "elapsed": state.elapsed, "lr": lr,
+              "train_loss": train_loss, "valid_loss": valid["loss"], "valid_e_rmse": valid["e_rmse"],
+              "valid_e_mae": valid["e_mae"], "valid_f_rmse": valid["f_rmse"], "valid_f_mae": valid["f_mae"]}  # fmt: skip
+    state.history.append(record)
+    state.start_epoch()
+    is_best = valid["loss"] < state.best_metric
+    if is_best:
+        state.best_metric, state.best_epoch = valid["loss"], state.epoch
+    return record, is_best
+
+
+def save_checkpoint(config: TrainConfig, context: dist.DistributedContext, state: TrainState,
+                    manager: CheckpointManager, data_sha256: dict[str, str], is_best: bool) -> None:  # fmt: skip
+    """Rank 0 writes ``last.pt`` (and ``best.pt``) atomically."""
     if context.is_main:
-        save_model(final, config.model_path)
-        config.results_path.write_text(json.dumps(results, indent=1))
-        if history and config.plot:
-            plot_learning_curve(history, config.curve_path, title=config.name)
-        which = f"epoch {best_epoch} (best valid loss)" if config.final_model == "best" else "last epoch"
-        print(f"\n{config.name}: {len(history)} epochs, {elapsed:.1f} s, stopped by {stopped_by}; "
-              f"model ({'EMA ' if ema is not None else ''}weights of {which}) -> {config.model_path}")  # fmt: skip
-        print(format_table(metrics), flush=True)
-    return results
+        manager.save(state.to_checkpoint(config, data_sha256), is_best)
 
 
-__all__ = ["train", "default_dtype", "seed_everything"]
+def _interrupted_message(state: TrainState, manager: CheckpointManager) -> str:
+    where = (f"epoch {state.epoch + 1}, step {state.step_in_epoch}" if state.step_in_epoch
+             else f"the end of epoch {state.epoch}")  # fmt: skip
+    return f"stopped at {where}; checkpoint {manager.last_path} written; continue with --resume"
+
+
+def _print_epoch(record: dict[str, Any]) -> None:
+    f_rmse = "-" if record["valid_f_rmse"] is None else f"{record['valid_f_rmse']:.1f}"
+    print(f"epoch {record['epoch']:>4}  {record['time']:6.1f} s  lr {record['lr']:.2e}  train loss "
+          f"{record['train_loss']:.4g}  valid loss {record['valid_loss']:.4g}  E RMSE {record['valid_e_rmse']:.2f} "
+          f"meV/atom  F RMSE {f_rmse} meV/A", flush=True)  # fmt: skip
+
+
+__all__ = ["train", "default_dtype", "seed_everything", "train_one_epoch", "validate", "end_epoch", "save_checkpoint"]
