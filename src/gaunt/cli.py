@@ -13,13 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 
 import torch
 
-# what our validation raises for bad input; TypeError, KeyError, RuntimeError ... stay tracebacks (bugs)
-USER_ERRORS = (ValueError, OSError, FloatingPointError)
-
+from .command import add_debug_flag, run_command
 
 def _math_demo() -> None:
     from . import so3
@@ -74,31 +71,6 @@ def _products_demo() -> None:
         return
     print()
     demo_table()
-
-
-def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
-    return parser
-
-
-def run_command(command: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """``func(args)``, with user errors reported in one line (exit 2) and Ctrl-C as exit 130."""
-    from .train.interrupt import TrainingInterrupted
-
-    try:
-        return func(args)
-    except TrainingInterrupted as err:  # the checkpoint is written; the message says how to continue
-        print(f"gaunt {command}: interrupted: {err}", file=sys.stderr, flush=True)
-        return 130
-    except KeyboardInterrupt:
-        print(f"gaunt {command}: interrupted", file=sys.stderr, flush=True)
-        return 130
-    except USER_ERRORS as err:
-        if getattr(args, "debug", False):
-            raise
-        message = " ".join(str(err).split()) or type(err).__name__  # one line, whatever the message held
-        print(f"gaunt {command}: error: {message}", file=sys.stderr, flush=True)
-        return 2
 
 
 def _potential_command(args: argparse.Namespace) -> int:

@@ -134,7 +134,7 @@ def md_main(args) -> int:
     from .calculator import GauntCalculator
     from .data import read_atoms
     from .outputs import check_output
-    from .train.cli import check_device
+    from .command import check_device
 
     check_device(args.device)
     if args.trajectory is not None:

@@ -138,8 +138,12 @@ def test_json_schema_of_a_tiny_run(tmp_path):
         assert key in results["machine"]
     assert results["config"]["Ls"] == [1, 2] and results["memory_method"]
     records = results["records"]
-    # 2 shapes x 2 L; feature: 4 products (Gaunt with both transforms) + 4 peers, edge: 5 products + 2 x 4 peers
-    assert len(records) == 2 * (8 + 13)
+    # 2 shapes x 2 L; feature: the registry's sphere products + 4 peers, edge: those and the edge products
+    # (the Gaunt function and SO2's CG function) + 2 x 4 peers
+    from gaunt.bench.products import PRODUCTS as BENCHED
+
+    assert len(BENCHED["feature"]) == 4 and len(BENCHED["edge"]) == 6
+    assert len(records) == 2 * ((4 + 4) + (6 + 2 * 4))
     for r in records:
         assert RECORD_KEYS <= r.keys() and r["status"] in STATUSES
         if r["status"] == "ok" and r["role"] == "product":

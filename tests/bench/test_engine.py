@@ -4,14 +4,12 @@ sizes; no assertion on measured times."""
 
 from __future__ import annotations
 
-import ast
 import pathlib
 from dataclasses import dataclass, field
 
 import pytest
 import torch
 
-import gaunt.bench
 from gaunt.bench import points_layers, points_products
 from gaunt.bench.budget import Budget, BudgetPolicy, RunConfig
 from gaunt.bench.engine import Entry, Estimate, Point, Sweep
@@ -253,35 +251,6 @@ def test_chunks_through_the_engine(kind, monkeypatch):
     assert r["status"] == "ok" and r["chunks"] == 3 and r["time_s"] > 0
     timed = [parts for parts in calls if len(parts) == 3]
     assert timed and all(sum(piece[key].shape[0] for piece, _ in parts) == 8 for parts in timed)
-
-
-# ----------------------------------------------------------------------------- the package's imports
-def test_bench_modules_import_one_way():
-    """No import circle between the modules of ``gaunt.bench`` (lazy imports inside functions included)."""
-    root = pathlib.Path(gaunt.bench.__file__).parent
-    graph = {}
-    for path in root.glob("*.py"):
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                targets |= {node.module} if node.module else {a.name for a in node.names}
-        graph[path.stem] = {t.split(".")[0] for t in targets} - {path.stem}
-    graph.pop("__main__", None)
-    for module in graph:
-        graph[module].discard("__init__")
-    seen, done = set(), set()
-
-    def visit(module, stack):
-        assert module not in stack, f"import circle: {' -> '.join(stack + [module])}"
-        if module in done:
-            return
-        for target in graph.get(module, ()):
-            visit(target, stack + [module])
-        done.add(module)
-
-    for module in graph:
-        visit(module, [])
-    assert "products" not in graph["gpu_peers"] and len(graph) > 10
 
 
 # ----------------------------------------------------------------------------- committed results

@@ -9,7 +9,6 @@ import ase
 import ase.io
 import numpy as np
 import pytest
-import torch
 from ase.calculators.emt import EMT
 
 from gaunt.train import TrainConfig

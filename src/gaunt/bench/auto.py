@@ -20,11 +20,13 @@ import torch
 
 from ..so3 import Irreps
 from .engine import relative_error
-from .products import VARIANTS
+from ..products import PRODUCTS, GauntProduct
+from .products import BY_BENCH_NAME, VARIANTS
 from .timing import time_call
 
 logger = logging.getLogger("gaunt.bench.auto")
-CANDIDATES = ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct")
+#: the registered executions of the Gaunt function (GauntProduct and its grid subclass), by bench name
+CANDIDATES = tuple(s.bench_name for s in PRODUCTS.values() if issubclass(s.cls, GauntProduct))
 _CACHE: dict[tuple, "Choice"] = {}
 
 
@@ -49,7 +51,6 @@ def choose_product(irreps_in1, irreps_in2, irreps_out, device: torch.device | st
                    dtype: torch.dtype = torch.float32, batch: int = 256, backward: bool = True,
                    candidates: Sequence[str] = CANDIDATES, use_cache: bool = True) -> Choice:  # fmt: skip
     """The fastest exact candidate for these irreps on ``device`` in ``dtype`` (see the module docstring)."""
-    from .. import products
 
     device = torch.device(device)
     irreps = tuple(str(Irreps(i)) for i in (irreps_in1, irreps_in2, irreps_out))
@@ -60,9 +61,11 @@ def choose_product(irreps_in1, irreps_in2, irreps_out, device: torch.device | st
         return choice
     built, failed = {}, {}
     for name in candidates:
-        class_name, options = VARIANTS.get(name, (name, {}))
+        if name not in BY_BENCH_NAME:
+            failed[name] = f"not a registered product (registry names: {sorted(BY_BENCH_NAME)})"
+            continue
         try:
-            built[name] = getattr(products, class_name)(*irreps, internal_weights=False, shared_weights=True, **options)
+            built[name] = BY_BENCH_NAME[name].build(*irreps, internal_weights=False, shared_weights=True)
         except (ValueError, AttributeError) as exc:
             failed[name] = f"{type(exc).__name__}: {exc}"
     if not built:

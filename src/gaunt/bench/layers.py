@@ -37,11 +37,14 @@ from dataclasses import dataclass, field
 import torch
 
 from ..nn import EquivariantConvolution, ManyBodyProduct
+from ..nn.convolution import CONVOLUTION_PRODUCTS
+from ..products import PRODUCTS
 from ..products.e3nn_interop import to_e3nn
 from .products import sh_irreps
 
 LAYERS = ("convolution", "many-body")
-CONVOLUTION_IMPLEMENTATIONS = ("cg", "so2", "grid", "gaunt", "gaunt_z", "e3nn")
+#: every registered product as the convolution's product (``nn.convolution``), and e3nn's convolution
+CONVOLUTION_IMPLEMENTATIONS = (*CONVOLUTION_PRODUCTS[:-1], "e3nn")
 MANY_BODY_IMPLEMENTATIONS = ("cg", "cg (gaunt paths)", "grid", "gaunt")
 #: the implementations the others are compared with, per layer (first: the headline ratio)
 BASELINES = {"convolution": ("cg",), "many-body": ("cg", "cg (gaunt paths)")}
@@ -116,7 +119,7 @@ def convolution_runners(L: int, mul: int, names=CONVOLUTION_IMPLEMENTATIONS, see
         torch.manual_seed(seed)
         layer = EquivariantConvolution(irreps, L, irreps, RADIAL, product=name, hidden=HIDDEN,
                                        avg_num_neighbors=AVG_NEIGHBORS).double()  # fmt: skip
-        function = "cg" if name in ("cg", "so2") else "gaunt"
+        function = PRODUCTS[name].function  # the registry says which products compute the same function
         if function in first:
             layer.load_state_dict(first[function].state_dict())
         first.setdefault(function, layer)

@@ -26,18 +26,22 @@ from dataclasses import dataclass
 
 import torch
 
+from ..products import PRODUCTS as REGISTRY
 from ..products.descriptor import ProductDescriptor
 from ..products.e3nn_interop import e3nn_instructions, to_e3nn
 from ..so3 import Irreps, spherical_harmonics
 from . import gpu_peers
 
 SHAPES = ("feature", "edge")
-PRODUCTS = {"feature": ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct", "VectorGauntProduct"),
-            "edge": ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct", "VectorGauntProduct", "SO2Product")}  # fmt: skip
+#: our products, read from the registry under their bench names: every product of sphere functions (both
+#: shapes) and every edge product (edge shape); "cg" is not among them, it is the peer "CGProduct"
+BY_BENCH_NAME = {spec.bench_name: spec for spec in REGISTRY.values()}
+SPHERE_PRODUCTS = tuple(s.bench_name for s in REGISTRY.values() if s.accepts == "sphere" and not s.edge)
+PRODUCTS = {"feature": SPHERE_PRODUCTS,
+            "edge": SPHERE_PRODUCTS + tuple(s.bench_name for s in REGISTRY.values() if s.edge)}
 PEERS = ("e3nn", "CGProduct", "cuequivariance", "openequivariance")
-SPHERE_PRODUCTS = ("GauntProduct", "GauntProduct[fft]", "GridGauntProduct", "VectorGauntProduct")
 #: products timed under a name of their own: (class, constructor options)
-VARIANTS = {"GauntProduct[fft]": ("GauntProduct", {"transform": "fft"})}
+VARIANTS = {s.bench_name: (s.cls.__name__, s.options) for s in REGISTRY.values() if s.options}
 
 
 def product_name(product: torch.nn.Module) -> str:
@@ -46,8 +50,8 @@ def product_name(product: torch.nn.Module) -> str:
 
 
 def takes_vectors(product: torch.nn.Module) -> bool:
-    """Whether the product's second input is edge vectors ``[B, 3]`` (``SO2Product``), not a feature."""
-    return type(product).__name__ == "SO2Product"
+    """Whether the product's second input is edge vectors ``[B, 3]`` (the registry's edge products)."""
+    return product.takes_edge_vectors
 
 
 def io_width(product: torch.nn.Module) -> int:
@@ -62,18 +66,14 @@ def sh_irreps(mul: int, L: int) -> str:
 
 
 def build_product(name: str, shape: str, L: int, mul: int) -> torch.nn.Module:
-    """One of our products for a shape, external shared weights, float64 tables, on CPU."""
-    from .. import products
-
-    class_name, options = VARIANTS.get(name, (name, {}))
-    cls = getattr(products, class_name)
+    """One of our products (its bench name, ``BY_BENCH_NAME``) for a shape: external shared weights, float64
+    tables, on CPU. Edge products (edge shape only) get the edge harmonics of degree L."""
+    spec = BY_BENCH_NAME[name]
     node = sh_irreps(mul, L)
-    if name == "SO2Product":
-        if shape != "edge":
-            raise ValueError("SO2Product only has the edge shape")
-        return cls(node, node, L, internal_weights=False, shared_weights=True)
+    if spec.edge and shape != "edge":
+        raise ValueError(f"{name} only has the edge shape")
     second = node if shape == "feature" else sh_irreps(1, L)
-    product = cls(node, second, node, internal_weights=False, shared_weights=True, **options)
+    product = spec.build(node, second, node, internal_weights=False, shared_weights=True)
     product.bench_name = name
     return product
 
@@ -125,11 +125,11 @@ def _sphere_memory(product: torch.nn.Module, itemsize: int) -> Callable[[int, bo
     in a backward pass all the saved ones. k calibrated on measured peaks (rounded up): forward 8
     (Gaunt[fft] 12, complex spectra), backward 6 (Gaunt[fft] 10, Vector 12)."""
     name = product_name(product)
-    grid = getattr(product, "_grid_points", None) or product.n_theta * product.n_phi
+    grid = product.frame.grid_points
     k_forward = 12 if name == "GauntProduct[fft]" else 8
     k_backward = {"GauntProduct[fft]": 10, "VectorGauntProduct": 12}.get(name, 6)
     io = product.irreps_in1.dim + product.irreps_in2.dim + product.irreps_out.dim
-    chunk = getattr(product, "chunk_elements", None)
+    chunk = product.frame.chunk_elements
 
     def memory(batch: int, backward: bool) -> int:
         rows = batch if (backward or not chunk) else min(batch, max(1, chunk // (product.mul * grid)))
@@ -153,10 +153,15 @@ def _dense_memory(d: ProductDescriptor, itemsize: int, extra_per_sample: int = 0
 
 
 def _so2_memory(product: torch.nn.Module, itemsize: int) -> Callable[[int, bool], int]:
-    """SO2Product: Wigner blocks sum (2l+1)^2 (a few copies), the rotated features and the sparse terms."""
-    wig = sum((2 * l + 1) ** 2 for l in range(product.lmax_rot + 1))
+    """Edge products: Wigner blocks sum (2l+1)^2 (a few copies), the rotated features and the per-sample
+    terms (SO2Product: its sparse terms; the edge-aligned Gaunt product: its per-order samples)."""
+    lmax = max(ir.l for _, ir in product.irreps_in1 + product.irreps_out)
+    wig = sum((2 * l + 1) ** 2 for l in range(lmax + 1))
     io = product.irreps_in1.dim + product.irreps_out.dim
-    terms = int(product.block_in.numel())
+    if hasattr(product, "block_in"):
+        terms = int(product.block_in.numel())
+    else:
+        terms = product.mul * product.program.synthesis.shape[0] * product.program.synthesis.shape[1]
 
     def memory(batch: int, backward: bool) -> int:
         return itemsize * batch * (6 * wig + (4 if backward else 2) * (2 * io + terms))
@@ -239,14 +244,15 @@ def peer_runner(peer: str, product: torch.nn.Module, d: ProductDescriptor, perm:
 # ----------------------------------------------------------------------------- inputs
 def make_inputs(product: torch.nn.Module, shape: str, batch: int, dtype: torch.dtype, device,
                 generator: torch.Generator) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Random inputs in ``dtype``: ``{"x1", "x2"}`` (feature: Gaussian; edge: x2 = harmonics of random
-    directions, integral normalisation) or ``{"x1", "vectors"}`` (SO2Product), made on CPU, then moved."""
+    """Random inputs in ``dtype``: ``{"x1", "x2"}`` (feature: Gaussian) or, in the edge shape, ``{"x1", "x2",
+    "vectors"}`` with x2 the edge harmonics of the random directions (component normalisation, as the edge
+    products' ``edge_harmonics``: a product of the same function that takes the vectors agrees), made on CPU."""
     x1 = torch.randn(batch, product.irreps_in1.dim, generator=generator, dtype=dtype)
-    if takes_vectors(product):
-        ins = {"x1": x1, "vectors": torch.randn(batch, 3, generator=generator, dtype=torch.float64)}
-    elif shape == "edge":
+    if shape == "edge" or takes_vectors(product):
         vectors = torch.randn(batch, 3, generator=generator, dtype=torch.float64)
-        ins = {"x1": x1, "x2": spherical_harmonics(Irreps(product.irreps_in2).lmax, vectors)}
+        lmax = product.lmax_edge if takes_vectors(product) else Irreps(product.irreps_in2).lmax
+        x2 = spherical_harmonics(lmax, vectors, normalization="component")
+        ins = {"x1": x1, "x2": x2, "vectors": vectors}
     else:
         ins = {"x1": x1, "x2": torch.randn(batch, product.irreps_in2.dim, generator=generator, dtype=dtype)}
     return {k: v.to(device=device, dtype=dtype) for k, v in ins.items()}

@@ -45,7 +45,9 @@ logger = logging.getLogger("gaunt.products")
 class ProductSpec:
     """One registry entry. ``accepts``: "sphere" (``mul x (l, s(-1)^l)`` irreps) or "any"; ``edge``: the
     second input is edge vectors; ``weights``: "factorised" (``w1 w2 w3`` per channel and degree) or
-    "per_path"; ``options``: fixed constructor options; ``bench_name``: its name in ``gaunt bench``."""
+    "per_path"; ``function``: entries with the same function and weights compute the same thing (e.g. the
+    Gaunt products), so benchmarks compare them; ``options``: fixed constructor options; ``bench_name``: its
+    name in ``gaunt bench``."""
 
     name: str
     cls: type
@@ -53,6 +55,7 @@ class ProductSpec:
     accepts: str
     edge: bool
     weights: str
+    function: str
     options: dict = field(default_factory=dict)
     bench_name: str = ""
 
@@ -70,18 +73,20 @@ class ProductSpec:
 
 
 PRODUCTS: dict[str, ProductSpec] = {spec.name: spec for spec in (
-    ProductSpec("cg", CGProduct, "Clebsch-Gordan, e3nn semantics", "any", False, "per_path", bench_name="CGProduct"),
+    ProductSpec("cg", CGProduct, "Clebsch-Gordan, e3nn semantics", "any", False, "per_path", "cg",
+                bench_name="CGProduct"),
     ProductSpec("gaunt", GauntProduct, "Gaunt in the 2D Fourier basis (folded DFT)", "sphere", False, "factorised",
-                bench_name="GauntProduct"),
+                "gaunt", bench_name="GauntProduct"),
     ProductSpec("gaunt_fft", GauntProduct, "Gaunt in the 2D Fourier basis (torch.fft)", "sphere", False, "factorised",
-                {"transform": "fft"}, bench_name="GauntProduct[fft]"),
-    ProductSpec("grid", GridGauntProduct, "Gaunt by exact quadrature", "sphere", False, "factorised",
+                "gaunt", {"transform": "fft"}, bench_name="GauntProduct[fft]"),
+    ProductSpec("grid", GridGauntProduct, "Gaunt by exact quadrature", "sphere", False, "factorised", "gaunt",
                 bench_name="GridGauntProduct"),
     ProductSpec("vector", VectorGauntProduct, "Gaunt + odd (curl) paths, parity complete", "sphere", False,
-                "factorised", bench_name="VectorGauntProduct"),
-    ProductSpec("so2", SO2Product, "eSCN: CG paths in the edge frame", "any", True, "per_path", bench_name="SO2Product"),
+                "factorised", "vector", bench_name="VectorGauntProduct"),
+    ProductSpec("so2", SO2Product, "eSCN: CG paths in the edge frame", "any", True, "per_path", "cg",
+                bench_name="SO2Product"),
     ProductSpec("gaunt_z", EdgeAlignedGauntProduct, "Gaunt in the edge frame (1D convolution)", "sphere", True,
-                "factorised", bench_name="EdgeAlignedGauntProduct"),
+                "factorised", "gaunt", bench_name="EdgeAlignedGauntProduct"),
 )}
 
 

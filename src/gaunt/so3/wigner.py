@@ -13,7 +13,6 @@ on harmonics, ``(-1)^l D_l(-R)``; ``irreps_wigner_d`` applies an irreps' own par
 """
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import torch

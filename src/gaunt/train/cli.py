@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..command import check_device
 from .config import DTYPES, FINAL_MODELS, SCHEDULERS, TrainConfig, parse_e0s
 
 
@@ -82,22 +83,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {k: v for k, v in vars(args).items() if k in names}
     values["E0s"] = parse_e0s(values["E0s"]) if isinstance(values.get("E0s"), str) else values.get("E0s")
     return TrainConfig(**values)
-
-
-def check_device(device: str) -> None:
-    """Raise ``ValueError`` if ``device`` is not a device string or names an accelerator this machine lacks
-    (torch's own errors, "Torch not compiled with CUDA enabled", come later and from deep inside)."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"--device {device!r} is not a device (cpu, cuda, cuda:k)") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device!r}: CUDA is not available on this machine (use --device cpu)")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA devices")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -192,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m gaunt.train [train flags]`` or ``python -m gaunt.train evaluate [evaluate flags]``."""
     import sys
 
-    from ..cli import add_debug_flag, run_command
+    from ..command import add_debug_flag, run_command
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "evaluate":
