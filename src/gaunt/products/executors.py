@@ -8,7 +8,7 @@ name       runs
 =========  ==========================================================================================
 
 ``executor="auto"`` (the products' default) runs, on each call, the fastest executor available for the
-inputs' device (``PREFERENCE`` order among those that list the device) and says which in
+inputs' device (``PREFERENCE[device]`` order, among those available) and says which in
 ``product.executor`` (the choice per device); a named executor that cannot run raises (never a silent
 fallback), also when called with tensors on a device it does not support. A new executor is one module
 with a class like ``TorchProgram`` (``__init__(program)``, ``forward(x1, x2)``, attribute ``executor``) and
@@ -43,17 +43,17 @@ class Executor:
 EXECUTORS: dict[str, Executor] = {
     "torch": Executor("torch", TorchProgram, lambda: None, "torch matmuls and gathers (reference)"),
 }
-#: the order in which "auto" tries them (fastest first)
-PREFERENCE = ("torch",)
+#: per device type, the order in which "auto" tries them (fastest first); names not in ``EXECUTORS`` are skipped
+PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("torch",), "cuda": ("torch",)}
 
 
 def resolve_executor(name: str = "auto", device: str = "cpu") -> str:
     """The executor for ``device`` (a device type): ``name`` itself (checked) or, for "auto", the first
     available one of ``PREFERENCE`` that runs on the device."""
     if name == "auto":
-        for candidate in PREFERENCE:
-            entry = EXECUTORS[candidate]
-            if device in entry.devices and entry.unavailable() is None:
+        for candidate in PREFERENCE.get(device, ()):
+            entry = EXECUTORS.get(candidate)
+            if entry is not None and device in entry.devices and entry.unavailable() is None:
                 return candidate
         return "torch"  # runs wherever torch runs
     if name not in EXECUTORS:
