@@ -256,7 +256,7 @@ def run_checks(lmax: int = 2, tolerance: float = 1e-12, only: Sequence[str] | No
     """Run every check (``only``: shell patterns of the names to run); returns the results and whether all passed.
 
     ``threads``: torch threads while the checks run (restored after; None: unchanged). The inputs are
-    tiny, so parallel ops only add overhead, and on a busy machine a lot of it (5x measured on 2 shared cores).
+    tiny, so parallel ops only add overhead, and on a busy machine a lot of it.
     """
     entries = [(n, run) for n, run in all_entries(lmax) if only is None or any(fnmatch.fnmatchcase(n, p) for p in only)]
     previous = torch.get_num_threads()
