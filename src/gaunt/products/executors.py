@@ -3,8 +3,10 @@
 =========  ==========================================================================================
 name       runs
 =========  ==========================================================================================
-"torch"    ``torch_executor.TorchProgram``: torch matmuls and gathers, any device and float dtype;
-           backward and double backward as derivative programs (the reference executor)
+"torch"    ``torch_executor.TorchProgram``: torch matmuls and gathers, any device and float dtype,
+           autograd through them (the reference executor)
+"torch_programs"  the same ops; backward and double backward run the derivative programs (the scheme of
+           the fused executors, checked on the reference; never chosen by "auto")
 =========  ==========================================================================================
 
 ``executor="auto"`` (the products' default) runs, on each call, the fastest executor available for the
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .program import SphereProgram
-from .torch_executor import TorchProgram
+from .torch_executor import TorchProgram, program_backward_runner
 
 logger = logging.getLogger("gaunt.products")
 
@@ -42,6 +44,8 @@ class Executor:
 
 EXECUTORS: dict[str, Executor] = {
     "torch": Executor("torch", TorchProgram, lambda: None, "torch matmuls and gathers (reference)"),
+    "torch_programs": Executor("torch_programs", program_backward_runner, lambda: None,
+                               "torch ops, derivative programs for backward and double backward"),
 }
 #: per device type, the order in which "auto" tries them (fastest first); names not in ``EXECUTORS`` are skipped
 PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("torch",), "cuda": ("torch",)}
