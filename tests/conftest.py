@@ -20,3 +20,12 @@ def float64_default():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    """Each test compiles from a clean dynamo cache: many products share ``TensorProduct.forward``, and
+    compiling it for module after module would hit dynamo's recompile limit (an error with fullgraph=True)."""
+    yield
+    if "torch._dynamo" in __import__("sys").modules:
+        torch._dynamo.reset()

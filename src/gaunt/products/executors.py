@@ -76,16 +76,20 @@ class AutoRunner(torch.nn.Module):
         super().__init__()
         self.program = program
         self.runners = torch.nn.ModuleDict()
+        self._by_device: dict[str, torch.nn.Module] = {}  # device type -> runner (resolved once per type)
         cpu, cuda = resolve_executor("auto", "cpu"), resolve_executor("auto", "cuda")
         self.executor = cpu if cpu == cuda else f"{cpu} (cpu), {cuda} (cuda)"
         logger.info("sphere program %s: executor %s", program.name, self.executor)
         self.runner_for(torch.device("cpu"))  # built now, so that torch.compile finds it (no graph break)
 
     def runner_for(self, device: torch.device) -> torch.nn.Module:
-        name = resolve_executor("auto", device.type)
-        if name not in self.runners:
-            self.runners[name] = EXECUTORS[name].runner(self.program).to(device)
-        return self.runners[name]
+        runner = self._by_device.get(device.type)
+        if runner is None:
+            name = resolve_executor("auto", device.type)
+            if name not in self.runners:
+                self.runners[name] = EXECUTORS[name].runner(self.program).to(device)
+            runner = self._by_device[device.type] = self.runners[name]
+        return runner
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         return self.runner_for(x1.device)(x1, x2)

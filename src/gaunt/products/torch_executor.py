@@ -45,14 +45,15 @@ class TorchProgram(torch.nn.Module):
             tables = gather_tables(p.read, p.read >= 0, int(np.prod(p.rows)) * program.mul)
             self._buffers_from(f"p{k}", theta=p.theta, phi=p.phi, **dict(zip(TABLES, tables)))
         self._derivatives: dict[tuple[int, torch.device], TorchProgram] = {}
+        # per stage, the names of its buffers (looked up per call: the module may have moved device/dtype)
+        self._synthesis_names = [tuple(f"_s{k}_{n}" for n in (*TABLES, "theta", "phi")) for k in range(len(program.syntheses))]
+        self._projection_names = [tuple(f"_p{k}_{n}" for n in (*TABLES, "theta", "phi")) for k in range(len(program.projections))]
+        self._terms_of = [[t for t in program.terms if t.projection == k] for k in range(len(program.projections))]
 
     def _buffers_from(self, prefix: str, **arrays) -> None:
         for name, value in arrays.items():
             tensor = torch.tensor(value) if isinstance(value, np.ndarray) else value
             self.register_buffer(f"_{prefix}_{name}", tensor, persistent=False)
-
-    def _table(self, prefix: str, name: str) -> torch.Tensor:
-        return getattr(self, f"_{prefix}_{name}")
 
     def derivative(self, wrt: int, device: torch.device) -> TorchProgram:
         """The executor of ``derivative(program, wrt)`` on ``device`` (built once, then cached)."""
@@ -60,9 +61,6 @@ class TorchProgram(torch.nn.Module):
         if key not in self._derivatives:
             self._derivatives[key] = TorchProgram(derivative(self.program, wrt), self.backward).to(device)
         return self._derivatives[key]
-
-    def _tables(self, prefix: str) -> tuple[torch.Tensor, ...]:
-        return tuple(self._table(prefix, name) for name in TABLES)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         if self.backward == "autograd" or torch.compiler.is_compiling():
@@ -76,23 +74,24 @@ class TorchProgram(torch.nn.Module):
         n_theta, n_phi = program.grid
         rows = (transpose(x1), transpose(x2))  # [dim, n]: gathers read contiguous rows
         fields = []
-        for k, s in enumerate(program.syntheses):
+        for s, names in zip(program.syntheses, self._synthesis_names):
             R, Lp = s.rows
-            X = gather_rows(rows[s.source], self._tables(f"s{k}"))
-            g = torch.bmm(self._table(f"s{k}", "theta").to(dtype), X.view(R, Lp, mul * n))  # [R, n_theta, Z]
-            fields.append(self._table(f"s{k}", "phi").to(dtype) @ g.view(R, n_theta * mul * n))  # [n_phi, ...]
+            *tables, theta, phi = (getattr(self, name) for name in names)
+            X = gather_rows(rows[s.source], tables)
+            g = torch.bmm(theta.to(dtype), X.view(R, Lp, mul * n))  # [R, n_theta, Z]
+            fields.append(phi.to(dtype) @ g.view(R, n_theta * mul * n))  # [n_phi, n_theta * Z]
         out = None
-        for k, p in enumerate(program.projections):
+        for p, names, terms in zip(program.projections, self._projection_names, self._terms_of):
             h = None
-            for t in program.terms:
-                if t.projection == k:
-                    term = fields[t.a] * fields[t.b]
-                    term = term if t.coefficient == 1.0 else term * t.coefficient
-                    h = term if h is None else h + term
+            for t in terms:
+                term = fields[t.a] * fields[t.b]
+                term = term if t.coefficient == 1.0 else term * t.coefficient
+                h = term if h is None else h + term
             R3, L3p = p.rows
-            c = self._table(f"p{k}", "phi").to(dtype) @ h  # [R3, n_theta * Z]
-            y = torch.bmm(self._table(f"p{k}", "theta").to(dtype), c.view(R3, n_theta, mul * n))  # [R3, L3p, Z]
-            y = gather_rows(y.view(R3 * L3p * mul, n), self._tables(f"p{k}"))
+            *tables, theta, phi = (getattr(self, name) for name in names)
+            c = phi.to(dtype) @ h  # [R3, n_theta * Z]
+            y = torch.bmm(theta.to(dtype), c.view(R3, n_theta, mul * n))  # [R3, L3p, Z]
+            y = gather_rows(y.view(R3 * L3p * mul, n), tuple(tables))
             out = y if out is None else out + y
         return transpose(out)
 
