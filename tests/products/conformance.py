@@ -19,6 +19,8 @@ from gaunt.products import EXECUTORS, ProductSpec, dense_product
 
 F64 = torch.float64
 DEVICE = os.environ.get("GAUNT_TEST_DEVICE", "cpu")
+if DEVICE == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 checks to 1e-5: no TF32 in any executor's matmuls
 #: executors that run in an interpreter here (Triton's kernels on the CPU, ~20 ms a launch): their gradcheck and
 #: gradgradcheck use ``fast_mode`` (the same checks on random projections of the Jacobians, far fewer evaluations;
 #: ``test_triton.py`` compares their derivative programs with the torch executor's entry by entry)

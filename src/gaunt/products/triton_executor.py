@@ -16,6 +16,7 @@ the output has the inputs' dtype.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -78,8 +79,10 @@ def _precision(dtype: torch.dtype) -> str:
     return "tf32" if tf32 else "ieee"
 
 
-def run_program(key: int, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    """The program ``key`` on ``x1 [n, dim1]``, ``x2 [n, dim2]`` with the kernels (no autograd)."""
+def run_program(key: int, x1: torch.Tensor, x2: torch.Tensor, tile: tuple[int, int, int] | None = None
+                ) -> torch.Tensor:
+    """The program ``key`` on ``x1 [n, dim1]``, ``x2 [n, dim2]`` with the kernels (no autograd). ``tile``:
+    ``(BZ, BT, num_warps)`` instead of ``triton_layout.blocks`` (the tests run a GPU's tiles in the interpreter)."""
     layout, n = _layouts[key], x1.shape[0]
     dtype = _compute_dtype(x1.dtype)
     out = torch.zeros(n, layout.dims[2], dtype=dtype, device=x1.device)
@@ -87,14 +90,16 @@ def run_program(key: int, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         return out.to(x1.dtype)
     x1, x2 = x1.contiguous(), x2.contiguous()
     t, sizes, columns = _tables(key, x1.device, dtype), layout.sizes, n * layout.mul
-    block, rings = blocks(sizes, columns, INTERPRET)
+    block, rings, warps = tile or blocks(sizes, columns, INTERPRET)
     grid = (triton_kernels.triton.cdiv(columns, block),)
-    for k, (p, terms) in enumerate(layout.launches):
-        (a0, b0, _), (a1, b1, _) = terms[0], terms[-1]
-        triton_kernels.sphere_program_kernel[grid](
-            x1, x2, out, t["syn_index"], t["syn_theta"], t["syn_phi"], t["proj_phi"], t["proj_theta"],
-            t["proj_write"], t["coef"][k], columns, *layout.dims, layout.mul, layout.n_theta, p, a0, b0, a1, b1,
-            **sizes, BZ=block, BT=rings, TWO=len(terms) == 2, ACCUMULATE=k > 0, PRECISION=_precision(dtype))
+    with torch.cuda.device(x1.device) if x1.is_cuda else contextlib.nullcontext():  # launch on the inputs' GPU
+        for k, (p, terms) in enumerate(layout.launches):
+            (a0, b0, _), (a1, b1, _) = terms[0], terms[-1]
+            triton_kernels.sphere_program_kernel[grid](
+                x1, x2, out, t["syn_index"], t["syn_theta"], t["syn_phi"], t["proj_phi"], t["proj_theta"],
+                t["proj_write"], t["coef"][k], columns, *layout.dims, layout.mul, layout.n_theta, p, a0, b0, a1, b1,
+                **sizes, BZ=block, BT=rings, TWO=len(terms) == 2, ACCUMULATE=k > 0, PRECISION=_precision(dtype),
+                num_warps=warps)
     return out.to(x1.dtype)
 
 

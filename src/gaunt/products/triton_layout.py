@@ -111,15 +111,17 @@ def kernel_tables(program: SphereProgram) -> KernelTables:
                         proj_write, _launches(program))
 
 
-def blocks(sizes: dict[str, int], columns: int, interpret: bool) -> tuple[int, int]:
-    """``(BZ, BT)``: columns per program instance and rings per step. On a GPU about 8192 values per register
-    tile ``[RS, LS, BZ]`` (16 <= BZ <= 64) and one ring per step; under the interpreter (numpy, where each
-    operation costs the same at any size) all columns (up to 256) and all rings at once."""
+def blocks(sizes: dict[str, int], columns: int, interpret: bool) -> tuple[int, int, int]:
+    """``(BZ, BT, num_warps)``: columns per program instance, rings per step, warps. On a GPU about 8192 values
+    per register tile ``[RS, LS, BZ]`` (16 <= BZ <= 64), one ring per step, 8 warps from 4096 values per column
+    block (untuned: no GPU has run them yet); under the interpreter (numpy, where each operation costs about
+    the same at any size) all columns (up to 256) and all rings at once."""
     if interpret:
-        return min(pow2(columns, DOT_MIN), 256), sizes["NTP"]
+        return min(pow2(columns, DOT_MIN), 256), sizes["NTP"], 1
     tile = max(sizes["RS"] * sizes["LS"], sizes["R3"] * sizes["L3"])
     floor = 1 << max(0, (8192 // tile).bit_length() - 1)  # the largest power of two <= 8192 / tile
-    return max(DOT_MIN, min(64, floor)), 1
+    block = max(DOT_MIN, min(64, floor))
+    return block, 1, 8 if tile * block >= 4096 * 2 else 4
 
 
 __all__ = ["KernelTables", "kernel_tables", "blocks", "pow2", "DOT_MIN"]
