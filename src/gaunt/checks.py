@@ -207,7 +207,7 @@ def _radial_check(name: str, mlp: bool) -> CheckResult:
 def _layer_entries() -> list[tuple[str, Callable[[], CheckResult]]]:
     """Every ``gaunt.nn`` layer on small inputs (module docstring)."""
     from .nn import EquivariantLayerNorm, FeatureInteraction, Gate, Linear, NormActivation, S2Activation
-    from .nn.convolution import CONVOLUTION_PRODUCTS
+    from .products import PRODUCTS
 
     silu, sigmoid = torch.nn.functional.silu, torch.sigmoid
     layers: dict[str, Callable[[], CheckResult]] = {
@@ -227,9 +227,8 @@ def _layer_entries() -> list[tuple[str, Callable[[], CheckResult]]]:
         name = f"FeatureInteraction[{product}]"
         layers[name] = lambda name=name, product=product: _layer_check(
             name, lambda: FeatureInteraction(_NODE, "2x0e+2x1o+2x2e+2x3o+2x4e", product=product))
-    for product in CONVOLUTION_PRODUCTS:
-        if product != "auto":  # "auto" builds one of the others
-            layers[f"EquivariantConvolution[{product}]"] = lambda product=product: _convolution_check(product)
+    for product in PRODUCTS:  # every registered product convolves ("auto" builds one of them)
+        layers[f"EquivariantConvolution[{product}]"] = lambda product=product: _convolution_check(product)
     for product in ("cg", "grid", "gaunt"):
         layers[f"ManyBodyProduct[{product},nu=3]"] = lambda product=product: _many_body_check(product)
     layers["BesselBasis"] = lambda: _radial_check("BesselBasis", mlp=False)
@@ -256,7 +255,7 @@ def run_checks(lmax: int = 2, tolerance: float = 1e-12, only: Sequence[str] | No
     """Run every check (``only``: shell patterns of the names to run); returns the results and whether all passed.
 
     ``threads``: torch threads while the checks run (restored after; None: unchanged). The inputs are
-    tiny, so parallel ops only add overhead, and on a busy machine a lot of it (5x measured on 2 shared cores).
+    tiny, so parallel ops only add overhead, and on a busy machine a lot of it.
     """
     entries = [(n, run) for n, run in all_entries(lmax) if only is None or any(fnmatch.fnmatchcase(n, p) for p in only)]
     previous = torch.get_num_threads()

@@ -140,7 +140,9 @@ def test_json_schema_of_a_tiny_run(tmp_path):
     records = results["records"]
     # 2 shapes x 2 L; feature: the registry's sphere products + 4 peers, edge: those and the edge products
     # (the Gaunt function and SO2's CG function) + 2 x 4 peers
-    from gaunt.bench.products import PRODUCTS as BENCHED
+    from gaunt.bench.products import benched_products
+
+    BENCHED = benched_products()
 
     assert len(BENCHED["feature"]) == 4 and len(BENCHED["edge"]) == 6
     assert len(records) == 2 * ((4 + 4) + (6 + 2 * 4))

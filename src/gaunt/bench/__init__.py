@@ -46,7 +46,7 @@ import time
 from .budget import GiB
 from .engine import DIRECTIONS, DTYPES
 from .points_products import ProductConfig
-from .products import PEERS, PRODUCTS
+from .products import PEERS, SHAPES, benched_products
 
 QUICK = dict(Ls=(1, 2, 4, 6), channels=(16,), batches=(1000,), dtypes=("float32",), directions=("fwd+bwd",),
              point_budget_s=10.0, build_budget_s=20.0, min_time_s=0.2, total_budget_s=110.0)  # fmt: skip
@@ -105,13 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     preset.add_argument("--headline", action="store_true", help="feature, 64 ch, batch 1e4, float32, fwd+bwd, L 1..16")
     preset.add_argument("--layers", action="store_true",
                         help="benchmark the layers instead (own options: gaunt bench --layers --help)")  # fmt: skip
-    p.add_argument("--shapes", nargs="+", choices=tuple(PRODUCTS))
+    p.add_argument("--shapes", nargs="+", choices=SHAPES)
     p.add_argument("--L", type=parse_L, help="degrees: '1-16' or '1,2,4,6'")
     p.add_argument("--channels", nargs="+", type=int)
     p.add_argument("--batch", nargs="+", type=lambda s: int(float(s)), help="batch sizes (1e4 accepted)")
     p.add_argument("--dtype", nargs="+", choices=tuple(DTYPES))
     p.add_argument("--direction", nargs="+", choices=DIRECTIONS)
-    p.add_argument("--products", nargs="+", choices=sorted({n for v in PRODUCTS.values() for n in v}))
+    p.add_argument("--products", nargs="+", choices=sorted({n for v in benched_products().values() for n in v}))
     p.add_argument("--peers", nargs="+", choices=PEERS)
     p.add_argument("--out", default="bench-results", help="output directory")
     add_run_arguments(p)

@@ -2,7 +2,7 @@
 
 ``choose_product(irreps_in1, irreps_in2, irreps_out, device, dtype)`` builds every candidate (by
 default ``GauntProduct`` with both transforms and ``GridGauntProduct``: the same Gaunt function, 2D Fourier
-torus by DFT matrices or FFTs vs Gauss-Legendre grid; names as in ``gaunt bench``, ``products.VARIANTS``),
+torus by DFT matrices or FFTs vs Gauss-Legendre grid; names as in ``gaunt bench``, ``products.by_bench_name``),
 checks that they agree in float64 (relative error <= 1e-9; they must, since both are exact), times a
 forward+backward call of each on ``batch`` random samples (median of at least 3 calls after a
 warm-up, ``timing.time_call``), and returns the fastest as a :class:`Choice` with a reason string
@@ -21,7 +21,7 @@ import torch
 from ..so3 import Irreps
 from .engine import relative_error
 from ..products import PRODUCTS, GauntProduct
-from .products import BY_BENCH_NAME, VARIANTS
+from .products import by_bench_name, variant_options
 from .timing import time_call
 
 logger = logging.getLogger("gaunt.bench.auto")
@@ -61,11 +61,12 @@ def choose_product(irreps_in1, irreps_in2, irreps_out, device: torch.device | st
         return choice
     built, failed = {}, {}
     for name in candidates:
-        if name not in BY_BENCH_NAME:
-            failed[name] = f"not a registered product (registry names: {sorted(BY_BENCH_NAME)})"
+        specs = by_bench_name()
+        if name not in specs:
+            failed[name] = f"not a registered product (bench names: {sorted(specs)})"
             continue
         try:
-            built[name] = BY_BENCH_NAME[name].build(*irreps, internal_weights=False, shared_weights=True)
+            built[name] = specs[name].build(*irreps, internal_weights=False, shared_weights=True)
         except (ValueError, AttributeError) as exc:
             failed[name] = f"{type(exc).__name__}: {exc}"
     if not built:
@@ -95,7 +96,7 @@ def choose_product(irreps_in1, irreps_in2, irreps_out, device: torch.device | st
               f"{' vs ' + others if others else ''} (median of >= 3 calls, measured now)")  # fmt: skip
     if failed:
         reason += "; not applicable: " + "; ".join(f"{n} ({e})" for n, e in failed.items())
-    choice = Choice(best, type(built[best]), reason, times, key, VARIANTS.get(best, (best, {}))[1])
+    choice = Choice(best, type(built[best]), reason, times, key, variant_options(best))
     if use_cache:
         _CACHE[key] = choice
     logger.info("choose_product: %s", reason)

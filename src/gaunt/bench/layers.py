@@ -37,14 +37,13 @@ from dataclasses import dataclass, field
 import torch
 
 from ..nn import EquivariantConvolution, ManyBodyProduct
-from ..nn.convolution import CONVOLUTION_PRODUCTS
 from ..products import PRODUCTS
 from ..products.e3nn_interop import to_e3nn
 from .products import sh_irreps
 
 LAYERS = ("convolution", "many-body")
 #: every registered product as the convolution's product (``nn.convolution``), and e3nn's convolution
-CONVOLUTION_IMPLEMENTATIONS = (*CONVOLUTION_PRODUCTS[:-1], "e3nn")
+CONVOLUTION_IMPLEMENTATIONS = (*PRODUCTS, "e3nn")
 MANY_BODY_IMPLEMENTATIONS = ("cg", "cg (gaunt paths)", "grid", "gaunt")
 #: the implementations the others are compared with, per layer (first: the headline ratio)
 BASELINES = {"convolution": ("cg",), "many-body": ("cg", "cg (gaunt paths)")}

@@ -30,7 +30,7 @@ from .engine import DIRECTIONS, DTYPES, Entry, Estimate, Point, agreement, speed
 from .gpu_peers import availability
 from .products import (
     PEERS,
-    PRODUCTS,
+    benched_products,
     Runner,
     build_e3nn,
     build_product,
@@ -105,7 +105,7 @@ class ProductPoints:
     def _entry(fn: _Function, shape: str, name: str, runner, check: dict, inputs, fields: dict) -> Entry:
         """The entry of ``runner`` (or of the reason it is missing) at the point of ``fields``."""
         if isinstance(runner, str):
-            role = "product" if name in PRODUCTS[shape] else "peer"
+            role = "product" if name in benched_products()[shape] else "peer"
             return Entry(name, fn.label, role, check, over_budget=runner == EVERY_E3NN_OVER)
         backward, dtype = fields["direction"] == "fwd+bwd", DTYPES[fields["dtype"]]
         work = functools.partial(ProductWorkload, runner, inputs, fields["batch"], dtype, backward, fn.width)
@@ -132,7 +132,7 @@ class ProductPoints:
 
     # ------------------------------------------------------------------ building
     def _build(self, shape: str, mul: int, L: int, budget: Budget) -> list[_Function]:
-        names = [p for p in PRODUCTS[shape] if self.cfg.products is None or p in self.cfg.products]
+        names = [p for p in benched_products()[shape] if self.cfg.products is None or p in self.cfg.products]
         functions: dict[object, _Function] = {}
         for name in names:
             start = time.perf_counter()

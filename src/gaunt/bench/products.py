@@ -33,19 +33,31 @@ from ..so3 import Irreps, spherical_harmonics
 from . import gpu_peers
 
 SHAPES = ("feature", "edge")
-#: our products, read from the registry under their bench names: every product of sphere functions (both
-#: shapes) and every edge product (edge shape); "cg" is not among them, it is the peer "CGProduct"
-BY_BENCH_NAME = {spec.bench_name: spec for spec in REGISTRY.values()}
-SPHERE_PRODUCTS = tuple(s.bench_name for s in REGISTRY.values() if s.accepts == "sphere" and not s.edge)
-PRODUCTS = {"feature": SPHERE_PRODUCTS,
-            "edge": SPHERE_PRODUCTS + tuple(s.bench_name for s in REGISTRY.values() if s.edge)}
 PEERS = ("e3nn", "CGProduct", "cuequivariance", "openequivariance")
-#: products timed under a name of their own: (class, constructor options)
-VARIANTS = {s.bench_name: (s.cls.__name__, s.options) for s in REGISTRY.values() if s.options}
+
+
+# Our products are read from the registry when asked for (a product registered later is benchmarked too),
+# under their bench names: every product of sphere functions (both shapes) and every edge product (edge
+# shape); "cg" is not among them, it is the peer "CGProduct".
+def by_bench_name() -> dict:
+    """Bench name -> registry entry, for every registered product."""
+    return {spec.bench_name or spec.name: spec for spec in REGISTRY.values()}
+
+
+def benched_products() -> dict[str, tuple[str, ...]]:
+    """Shape -> the bench names of our products timed in it."""
+    sphere = tuple(n for n, s in by_bench_name().items() if s.accepts == "sphere" and not s.edge)
+    return {"feature": sphere, "edge": sphere + tuple(n for n, s in by_bench_name().items() if s.edge)}
+
+
+def variant_options(name: str) -> dict:
+    """The fixed constructor options of a bench name (e.g. ``transform="fft"`` for "GauntProduct[fft]")."""
+    spec = by_bench_name().get(name)
+    return dict(spec.options) if spec is not None else {}
 
 
 def product_name(product: torch.nn.Module) -> str:
-    """The name a product is benchmarked under (its class, or a ``VARIANTS`` key)."""
+    """The name a product is benchmarked under (its registry entry's bench name, else its class)."""
     return getattr(product, "bench_name", type(product).__name__)
 
 
@@ -66,9 +78,9 @@ def sh_irreps(mul: int, L: int) -> str:
 
 
 def build_product(name: str, shape: str, L: int, mul: int) -> torch.nn.Module:
-    """One of our products (its bench name, ``BY_BENCH_NAME``) for a shape: external shared weights, float64
+    """One of our products (its bench name, :func:`by_bench_name`) for a shape: external shared weights, float64
     tables, on CPU. Edge products (edge shape only) get the edge harmonics of degree L."""
-    spec = BY_BENCH_NAME[name]
+    spec = by_bench_name()[name]
     node = sh_irreps(mul, L)
     if spec.edge and shape != "edge":
         raise ValueError(f"{name} only has the edge shape")
@@ -258,5 +270,5 @@ def make_inputs(product: torch.nn.Module, shape: str, batch: int, dtype: torch.d
     return {k: v.to(device=device, dtype=dtype) for k, v in ins.items()}
 
 
-__all__ = ["SHAPES", "PRODUCTS", "PEERS", "takes_vectors", "io_width", "sh_irreps", "build_product", "canonical", "Runner", "product_runner",
+__all__ = ["SHAPES", "benched_products", "by_bench_name", "variant_options", "PEERS", "takes_vectors", "io_width", "sh_irreps", "build_product", "canonical", "Runner", "product_runner",
            "peer_runner", "build_e3nn", "make_inputs"]  # fmt: skip

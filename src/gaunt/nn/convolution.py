@@ -85,8 +85,8 @@ class EquivariantConvolution(torch.nn.Module):
         if avg_num_neighbors is not None and not avg_num_neighbors > 0:
             raise ValueError(f"EquivariantConvolution: avg_num_neighbors must be > 0, got {avg_num_neighbors!r}")
         name = product.lower() if isinstance(product, str) else product
-        if name not in CONVOLUTION_PRODUCTS:
-            raise ValueError(f"EquivariantConvolution: unknown product {product!r}; expected one of {CONVOLUTION_PRODUCTS}")
+        if name != "auto" and name not in PRODUCTS:  # the registry as it is now (products registered later too)
+            raise ValueError(f"EquivariantConvolution: unknown product {product!r}; expected one of {(*PRODUCTS, 'auto')}")
         self.irreps_edge = Irreps.spherical_harmonics(lmax_edge)
         if name == "auto":
             name, reason = choose_product(self.irreps_node, self.irreps_edge, self.irreps_out)

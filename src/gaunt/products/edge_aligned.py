@@ -19,7 +19,7 @@ from .base import TensorProduct
 from .fourier_tables import half_spectrum_projection, half_spectrum_synthesis
 from .gaunt_fourier import GauntProduct
 from .so2 import EdgeWigner
-from .sphere_irreps import check_spherical_product, split_weights
+from .sphere_irreps import check_spherical_product, require_paths, split_weights
 from .sphere_programs import theta_factors
 
 METHODS = ("dft", "direct", "quadrature")
@@ -89,7 +89,7 @@ def edge_aligned_program(layouts, method: str) -> EdgeAlignedProgram:
 
 class _ContiguousGrad(torch.autograd.Function):
     """Identity whose backward makes the incoming gradient contiguous (CPU ``bmm`` falls back to a
-    per-matrix loop on the transposed gradients of the row gathers below, ~10x slower)."""
+    per-matrix loop on the transposed gradients of the row gathers below, far slower)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
@@ -156,11 +156,8 @@ class EdgeAlignedGauntProduct(TensorProduct):
         in1, in2, out = check_spherical_product(irreps_in1, irreps_edge, irreps_out, owner)
         numel = in1.mul * (in1.lmax + in2.lmax + out.lmax + 3)
         super().__init__(in1.irreps, "1x1o", out.irreps, numel, internal_weights, shared_weights, check_finite)
-        if weight_init not in ("ones", "randn"):
-            raise ValueError(f"{owner}: weight_init must be 'ones' or 'randn', got {weight_init!r}")
-        if self.internal_weights and weight_init == "ones":
-            with torch.no_grad():
-                self.weight.fill_(1.0)
+        require_paths((in1, in2, out), owner)
+        self.init_weight(weight_init)
         self.irreps_edge, self.lmax_edge, self.layouts, self.mul = irreps_edge, lmax_edge, (in1, in2, out), in1.mul
         self.method = method
         # the same function, for descriptor() / path_weights() (no weights of its own)

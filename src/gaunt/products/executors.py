@@ -3,8 +3,10 @@
 =========  ==========================================================================================
 name       runs
 =========  ==========================================================================================
-"torch"    ``torch_executor.TorchProgram``: torch matmuls and gathers, any device and float dtype;
-           backward and double backward as derivative programs (the reference executor)
+"torch"    ``torch_executor.TorchProgram``: torch matmuls and gathers, any device and float dtype,
+           autograd through them (the reference executor)
+"torch_programs"  the same ops; backward and double backward run the derivative programs (the scheme of
+           the fused executors, checked on the reference; never chosen by "auto")
 "triton"   ``triton_executor.TritonProgram``: one fused Triton kernel per term group, a ``torch.library``
            custom op (backward and double backward: the same op on the derivative programs); CUDA
            tensors, and CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, for the tests);
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from .program import SphereProgram
-from .torch_executor import TorchProgram
+from .torch_executor import TorchProgram, program_backward_runner
 
 logger = logging.getLogger("gaunt.products")
 
@@ -66,6 +68,8 @@ def _triton_runner(program: SphereProgram) -> torch.nn.Module:
 
 EXECUTORS: dict[str, Executor] = {
     "torch": Executor("torch", TorchProgram, lambda: None, "torch matmuls and gathers (reference)"),
+    "torch_programs": Executor("torch_programs", program_backward_runner, lambda: None,
+                               "torch ops, derivative programs for backward and double backward"),
     "triton": Executor("triton", _triton_runner, _triton_unavailable, "fused Triton kernels (custom op)",
                        ("cuda", "cpu") if _TRITON_INTERPRET else ("cuda",)),
 }

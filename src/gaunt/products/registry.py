@@ -119,6 +119,11 @@ def make_product(name: str, irreps_in1, irreps_in2, irreps_out, **kw) -> TensorP
     ``kw`` goes to the constructor (``internal_weights``, ``shared_weights``, ``executor``, ...; for "cg"
     also ``instructions`` or ``connection="channelwise" | "full"``). The result has ``.chosen``, the name
     actually built. Raises ``ValueError`` if ``name`` is unknown or the product cannot take the irreps.
+
+    >>> make_product("auto", "2x0e+2x1o", "0e+1o", "2x0e+2x1o").chosen   # sphere functions: O(L^3) Gaunt
+    'grid'
+    >>> make_product("auto", "2x0e+2x1e", "0e+1o", "2x1o+2x1e").chosen   # any other irreps
+    'cg'
     """
     names = (*PRODUCTS, "auto")
     if not isinstance(name, str) or name.lower() not in names:

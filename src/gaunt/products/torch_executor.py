@@ -2,9 +2,17 @@
 
 Data live as ``[rows, batch]`` inside (one row per (m, l, channel); the batch is the long, innermost side
 of every matmul): a transpose and a row gather in, the separable stages of the program, a row gather and
-a transpose out. Backward and double backward run the derivative programs (``program.derivative``) on
-this same executor, through :class:`_ProgramFunction`; under ``torch.compile`` the plain ops are traced
-instead (the compiled graph derives its own backward).
+a transpose out (``row_ops``: their adjoints are gathers and transposes too).
+
+Two ways to differentiate (``backward=``), the same numbers:
+
+* ``"autograd"`` (executor "torch"): autograd through these ops; it keeps the synthesised fields for the
+  backward pass, so a forward+backward step costs the three transforms of the forward and three more.
+* ``"programs"`` (executor "torch_programs"): backward and double backward run the derivative programs
+  (``program.derivative``) through :class:`_ProgramFunction`, storing only the inputs. This is how the
+  fused executors differentiate; here it checks that scheme on the reference ops.
+
+Under ``torch.compile`` the plain ops are traced (the compiled graph derives its own backward).
 """
 
 from __future__ import annotations
@@ -13,36 +21,29 @@ import numpy as np
 import torch
 
 from .program import SphereProgram, derivative
+from .row_ops import gather_rows, gather_tables, transpose
 
 
-def _row_gather_tables(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """``index`` with -1 entries -> (index with 0 there, the rows to zero)."""
-    index = np.asarray(index)
-    return torch.as_tensor(np.where(index >= 0, index, 0)), torch.as_tensor(np.nonzero(index < 0)[0])
-
-
-def _gather(src: torch.Tensor, index: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-    out = src.index_select(0, index)
-    if len(zero):
-        out = out.index_fill(0, zero, 0)
-    return out
+TABLES = ("index", "zero", "inverse", "inverse_zero")
 
 
 class TorchProgram(torch.nn.Module):
     """A sphere program with its tables as (non-persistent) buffers; ``self(x1, x2)``: ``[n, dim1] x [n, dim2]
     -> [n, dim_out]`` (one flat batch dimension; tables are float64 and cast to the input dtype)."""
 
-    executor = "torch"
-
-    def __init__(self, program: SphereProgram) -> None:
+    def __init__(self, program: SphereProgram, backward: str = "autograd") -> None:
         super().__init__()
-        self.program = program
-        for k, s in enumerate(program.syntheses):
-            index, zero = _row_gather_tables(s.index)
-            self._buffers_from(f"s{k}", index=index, zero=zero, theta=s.theta, phi=s.phi)
+        if backward not in ("autograd", "programs"):
+            raise ValueError(f"TorchProgram: backward must be 'autograd' or 'programs', got {backward!r}")
+        self.program, self.backward = program, backward
+        self.executor = "torch" if backward == "autograd" else "torch_programs"
+        sizes = [program.dims[s.source] for s in program.syntheses]
+        for k, (s, size) in enumerate(zip(program.syntheses, sizes)):
+            tables = gather_tables(s.index, s.index >= 0, size)  # rows (r, l, u) <- input positions
+            self._buffers_from(f"s{k}", theta=s.theta, phi=s.phi, **dict(zip(TABLES, tables)))
         for k, p in enumerate(program.projections):
-            index, zero = _row_gather_tables(p.read)
-            self._buffers_from(f"p{k}", index=index, zero=zero, theta=p.theta, phi=p.phi)
+            tables = gather_tables(p.read, p.read >= 0, int(np.prod(p.rows)) * program.mul)
+            self._buffers_from(f"p{k}", theta=p.theta, phi=p.phi, **dict(zip(TABLES, tables)))
         self._derivatives: dict[tuple[int, torch.device], TorchProgram] = {}
 
     def _buffers_from(self, prefix: str, **arrays) -> None:
@@ -57,11 +58,14 @@ class TorchProgram(torch.nn.Module):
         """The executor of ``derivative(program, wrt)`` on ``device`` (built once, then cached)."""
         key = (wrt, device)
         if key not in self._derivatives:
-            self._derivatives[key] = TorchProgram(derivative(self.program, wrt)).to(device)
+            self._derivatives[key] = TorchProgram(derivative(self.program, wrt), self.backward).to(device)
         return self._derivatives[key]
 
+    def _tables(self, prefix: str) -> tuple[torch.Tensor, ...]:
+        return tuple(self._table(prefix, name) for name in TABLES)
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():
+        if self.backward == "autograd" or torch.compiler.is_compiling():
             return self.evaluate(x1, x2)
         return _ProgramFunction.apply(x1, x2, self)
 
@@ -70,11 +74,11 @@ class TorchProgram(torch.nn.Module):
         program, n = self.program, x1.shape[0]
         dtype, mul = x1.dtype, program.mul
         n_theta, n_phi = program.grid
-        rows = (x1.T.contiguous(), x2.T.contiguous())  # [dim, n]: gathers read contiguous rows
+        rows = (transpose(x1), transpose(x2))  # [dim, n]: gathers read contiguous rows
         fields = []
         for k, s in enumerate(program.syntheses):
             R, Lp = s.rows
-            X = _gather(rows[s.source], self._table(f"s{k}", "index"), self._table(f"s{k}", "zero"))
+            X = gather_rows(rows[s.source], self._tables(f"s{k}"))
             g = torch.bmm(self._table(f"s{k}", "theta").to(dtype), X.view(R, Lp, mul * n))  # [R, n_theta, Z]
             fields.append(self._table(f"s{k}", "phi").to(dtype) @ g.view(R, n_theta * mul * n))  # [n_phi, ...]
         out = None
@@ -88,13 +92,13 @@ class TorchProgram(torch.nn.Module):
             R3, L3p = p.rows
             c = self._table(f"p{k}", "phi").to(dtype) @ h  # [R3, n_theta * Z]
             y = torch.bmm(self._table(f"p{k}", "theta").to(dtype), c.view(R3, n_theta, mul * n))  # [R3, L3p, Z]
-            y = _gather(y.view(R3 * L3p * mul, n), self._table(f"p{k}", "index"), self._table(f"p{k}", "zero"))
+            y = gather_rows(y.view(R3 * L3p * mul, n), self._tables(f"p{k}"))
             out = y if out is None else out + y
-        return out.T.contiguous()
+        return transpose(out)
 
     def extra_repr(self) -> str:
         n_theta, n_phi = self.program.grid
-        return f"{self.program.name}: grid {n_theta} x {n_phi}, {len(self.program.terms)} term(s), executor=torch"
+        return f"{self.program.name}: grid {n_theta} x {n_phi}, {len(self.program.terms)} term(s), executor={self.executor}"
 
 
 class _ProgramFunction(torch.autograd.Function):
@@ -119,4 +123,9 @@ class _ProgramFunction(torch.autograd.Function):
         return g1, g2, None
 
 
-__all__ = ["TorchProgram"]
+def program_backward_runner(program: SphereProgram) -> TorchProgram:
+    """The "torch_programs" executor: torch ops, backward and double backward as derivative programs."""
+    return TorchProgram(program, backward="programs")
+
+
+__all__ = ["TorchProgram", "program_backward_runner"]

@@ -123,6 +123,13 @@ def clebsch_gordan(
 
     Unit Frobenius norm; zero when (l1, l2, l3) violates the triangle rule. Cached per
     (l1, l2, l3, dtype, device); do not modify the returned tensor in place.
+
+    Coupling two vectors to a scalar is their dot product, with unit Frobenius norm:
+
+    >>> C = clebsch_gordan(1, 1, 0)
+    >>> a, b = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    >>> bool(torch.allclose(torch.einsum("i,j,ijk->k", a, b, C), a @ b / 3**0.5))   # equivalent to
+    True
     """
     _check_ls(l1, l2, l3)
     return _cached_torch(_real_clebsch_gordan_np, int(l1), int(l2), int(l3), dtype, torch.device(device or "cpu"))

@@ -136,6 +136,17 @@ def sh_to_fourier(x: torch.Tensor, lmax: int) -> torch.Tensor:
     """Fourier coefficients of ``f = sum x[l m] Y[l m]``: ``[..., (L+1)^2] -> [..., 2L+1 (u), 2L+1 (v)]`` complex.
 
     O(L^3) per function. Coefficients are centred: frequency (u, v) at index (u + L, v + L).
+
+    The product of two sphere functions is the 2D convolution of their Fourier coefficients (the Gaunt
+    product of the paper):
+
+    >>> from gaunt.so3 import gaunt_coefficients
+    >>> a, b = torch.randn(4, dtype=torch.float64), torch.randn(4, dtype=torch.float64)   # degrees 0..1
+    >>> f, g = sh_to_fourier(a, 1), sh_to_fourier(b, 1)                                 # [3, 3] complex
+    >>> prod = torch.fft.ifft2(torch.fft.fft2(f, (5, 5)) * torch.fft.fft2(g, (5, 5)))
+    >>> ab = fourier_to_sh(prod, 2)                                                     # degrees 0..2
+    >>> bool(torch.allclose(ab[4:9], torch.einsum("i,j,ijk->k", a[1:4], b[1:4], gaunt_coefficients(1, 1, 2))))
+    True
     """
     if x.shape[-1] != (lmax + 1) ** 2:
         raise ValueError(f"sh_to_fourier: last dimension {x.shape[-1]} != (lmax+1)^2 = {(lmax + 1) ** 2}")

@@ -60,6 +60,15 @@ def gaunt_coefficients(
     """Real Gaunt tensor ``[2l1+1, 2l2+1, 2l3+1]`` for orthonormal harmonics (see module doc).
 
     Cached per (l1, l2, l3, dtype, device); do not modify the returned tensor in place.
+
+    The integral of three orthonormal harmonics, checked by exact quadrature:
+
+    >>> from gaunt.so3 import spherical_grid, spherical_harmonics
+    >>> grid = spherical_grid(6)
+    >>> Y = spherical_harmonics(2, grid.points)
+    >>> G = torch.einsum("g,gi,gj,gk->ijk", grid.weights, Y[:, 1:4], Y[:, 4:9], Y[:, 1:4])   # l = 1, 2, 1
+    >>> bool(torch.allclose(gaunt_coefficients(1, 2, 1), G))   # equivalent to
+    True
     """
     _check_ls(l1, l2, l3)
     return _gaunt_torch(int(l1), int(l2), int(l3), dtype, torch.device(device or "cpu"))

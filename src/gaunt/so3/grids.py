@@ -64,6 +64,10 @@ def spherical_grid(
 
     ``n_theta`` / ``n_phi`` may be given to use a finer grid than the minimum; a coarser one raises.
     Nodes are computed in float64 and cached once per (degree, shape, dtype, device).
+
+    >>> grid = spherical_grid(4)
+    >>> grid.points.shape, round(float(grid.weights.sum()), 12) == round(4 * torch.pi, 12)
+    (torch.Size([15, 3]), True)
     """
     min_theta, min_phi = grid_shape(degree)
     n_theta = min_theta if n_theta is None else n_theta

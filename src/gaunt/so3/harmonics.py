@@ -83,6 +83,13 @@ def spherical_harmonics(
 
     Returns:
         ``[..., (lmax + 1)^2]``: degree l occupies ``[l^2, (l+1)^2)``, ordered m = -l..l.
+
+    Degree 1 is the unit vector itself (x, y, z), times sqrt(3) in "component" normalisation:
+
+    >>> v = torch.tensor([[0.3, -0.5, 0.8]], dtype=torch.float64)
+    >>> y = spherical_harmonics(1, v, normalization="component")
+    >>> bool(torch.allclose(y[:, 1:], 3**0.5 * v / v.norm()))   # equivalent to
+    True
     """
     _check_args(lmax, vectors, normalization)
     if normalize:

@@ -229,6 +229,10 @@ class Irreps(tuple):
     Accepts an e3nn-style string, an :class:`Irrep`, a :class:`MulIr`, another ``Irreps`` (ours
     or e3nn's) or any iterable of ``(mul, (l, p))`` pairs, irreps or strings.  Iterating yields
     :class:`MulIr`, so ``for mul, (l, p) in irreps`` works.
+
+    >>> irreps = Irreps("2x0e + 1x1o")
+    >>> irreps.dim, irreps.lmax, str(irreps + Irreps("1x2e"))
+    (5, 1, '2x0e+1x1o+1x2e')
     """
 
     __slots__ = ()

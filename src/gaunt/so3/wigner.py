@@ -47,6 +47,13 @@ def wigner_d(l: int, rotation: torch.Tensor, check: bool = True) -> torch.Tensor
 
     Satisfies ``spherical_harmonics(l, R x)[l-block] == D @ spherical_harmonics(l, x)[l-block]``
     for every normalisation. ``check`` verifies that R is orthogonal (one device sync).
+
+    >>> from gaunt.so3 import random_rotation, spherical_harmonics
+    >>> R = random_rotation(dtype=torch.float64)
+    >>> x = torch.randn(5, 3, dtype=torch.float64)
+    >>> lhs = spherical_harmonics(2, x @ R.T)[:, 4:9]
+    >>> bool(torch.allclose(lhs, spherical_harmonics(2, x)[:, 4:9] @ wigner_d(2, R).T))   # Y(R x) = D(R) Y(x)
+    True
     """
     if not isinstance(l, int) or l < 0:
         raise ValueError(f"l must be a non-negative integer, got {l!r}")
