@@ -40,8 +40,9 @@ PACKAGES = (("numpy", "numpy==2.4.6"), ("scipy", "scipy==1.17.1"), ("rich", "ric
             ("hypothesis", "hypothesis==6.155.2"), ("sympy", "sympy==1.14.0"), ("triton", "triton==3.9.0"),
             ("cuequivariance_torch", "cuequivariance-torch"), ("cuequivariance_ops_torch", "cuequivariance-ops-torch-cu12"),
             ("openequivariance", "openequivariance"))  # fmt: skip
-TINY = dict(Ls=(1, 2), channels=(4,), feature_batch=64, edge_batch=128, edge_channels=(4,))
-FULL = dict(Ls=tuple(range(1, 11)), channels=(64, 128), feature_batch=10_000, edge_batch=100_000, edge_channels=(64,))
+TINY = {"Ls": (1, 2), "channels": (4,), "feature_batch": 64, "edge_batch": 128, "edge_channels": (4,)}
+FULL = {"Ls": tuple(range(1, 11)), "channels": (64, 128), "feature_batch": 10_000, "edge_batch": 100_000,
+        "edge_channels": (64,)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,7 +60,7 @@ def run_command(cmd: list[str], timeout: float, env: dict | None = None, log: Pa
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                              timeout=max(1.0, timeout))  # fmt: skip
+                              timeout=max(1.0, timeout), check=False)  # fmt: skip
         rc, text = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as exc:
         rc, text = None, f"{exc.stdout or ''}{exc.stderr or ''}\n[timed out after {timeout:.0f} s]"
@@ -114,9 +115,8 @@ def stage_tests(out: Path, remaining: float, device: str) -> dict:
 
 
 def stage_executors(out: Path, remaining: float, device: str, sizes: dict) -> dict:
+    import executors  # benchmarks/gpu/executors.py
     import torch
-
-    import executors
 
     budget = min(120.0, remaining) / 2
     records = executors.run(device, sizes["Ls"], sizes["channels"], sizes["feature_batch"], torch.float32,
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
         print(f"[{time.perf_counter() - start:5.0f} s] {stage} ...", flush=True)
         try:
             result = run_stage(stage, out, remaining, args, sizes)
-        except Exception as exc:  # recorded; the next stage still runs
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded; the next stage still runs
             result = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
         result["stage_seconds"] = round(time.perf_counter() - t0, 1)
         summary["stages"][stage] = result
@@ -246,9 +246,10 @@ def machine(device: str) -> dict:
 
 def report_markdown(summary: dict, out: Path) -> str:
     """README.md of the results: what ran, for how long, and the tables."""
+    command = f"`bash benchmarks/gpu/run.sh {' '.join(summary['argv'])}`"
     lines = [f"# GPU run on {summary['machine'].get('device_name', summary['device'])}", "",
-             f"`bash benchmarks/gpu/run.sh {' '.join(summary['argv'])}`: {summary['elapsed_s']:.0f} s, "
-             f"{time.strftime('%Y-%m-%d')}.", "", "| stage | result | seconds |", "|---|---|---|"]  # fmt: skip
+             f"{command}: {summary['elapsed_s']:.0f} s, {time.strftime('%Y-%m-%d')}.", "",
+             "| stage | result | seconds |", "|---|---|---|"]  # fmt: skip
     for stage, result in summary["stages"].items():
         brief = {k: v for k, v in result.items() if k not in ("stage_seconds", "files")}
         lines.append(f"| {stage} | `{json.dumps(brief)[:200]}` | {result.get('stage_seconds', '-')} |")

@@ -14,6 +14,7 @@ markdown table and a plot (time against L, one line per executor and channels).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -59,7 +60,10 @@ def agreement(product: str, shape: str, L: int, mul: int, dtype: torch.dtype, de
         outs[ex] = module(*args).detach()
         outs[ex + "_low"] = module.to(dtype)(*[a.to(dtype) for a in args]).detach().double()
     scale = float(outs["torch"].abs().max())
-    rel = lambda a, b: float((outs[a] - outs[b]).abs().max()) / scale  # noqa: E731
+
+    def rel(a: str, b: str) -> float:
+        return float((outs[a] - outs[b]).abs().max()) / scale
+
     return {"triton_vs_torch_float64": rel("triton", "torch"), "torch_dtype_error": rel("torch_low", "torch"),
             "triton_dtype_error": rel("triton_low", "torch")}
 
@@ -71,8 +75,8 @@ def run(device, Ls, channels, batch: int, dtype: torch.dtype, shape: str = "feat
     for product in products:
         for mul in channels:
             for L in Ls:
-                base = dict(product=product, shape=shape, channels=mul, L=L, batch=batch, dtype=str(dtype)[6:],
-                            device=str(device))  # fmt: skip
+                base = {"product": product, "shape": shape, "channels": mul, "L": L, "batch": batch,
+                        "dtype": str(dtype)[6:], "device": str(device)}
                 if time.perf_counter() - start > budget_s:
                     records += [dict(base, executor=ex, status="skipped", reason="budget") for ex in EXECUTOR_NAMES]
                     continue
@@ -83,7 +87,7 @@ def run(device, Ls, channels, batch: int, dtype: torch.dtype, shape: str = "feat
 def _point(base, product, shape, L, mul, batch, dtype, device, min_time) -> list[dict]:
     try:
         check = agreement(product, shape, L, mul, dtype, device)
-    except Exception as exc:  # a failure is a result (recorded), never the end of the run
+    except Exception as exc:  # noqa: BLE001 - a failure is a result (recorded), never the end of the run
         return [dict(base, executor=ex, status="error", reason=f"{type(exc).__name__}: {exc}"[:300])
                 for ex in EXECUTOR_NAMES]
     out = []
@@ -91,10 +95,11 @@ def _point(base, product, shape, L, mul, batch, dtype, device, min_time) -> list
         try:
             module = build(product, shape, L, mul, ex, device).to(dtype)
             args = inputs(module, batch, dtype, device)
-            timing = time_call(lambda: fwd_bwd(module, args), device, min_time=min_time, max_time=10 * min_time)
+            timing = time_call(functools.partial(fwd_bwd, module, args), device, min_time=min_time,
+                               max_time=10 * min_time)
             out.append(dict(base, executor=ex, status="ok", time_s=timing.median_s, repeats=timing.repeats,
                             warmup_s=timing.warmup_s, peak_memory_bytes=timing.peak_memory_bytes, **check))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - recorded
             out.append(dict(base, executor=ex, status="error", reason=f"{type(exc).__name__}: {exc}"[:300]))
         finally:
             if torch.device(device).type == "cuda":
@@ -107,8 +112,8 @@ def table(records: list[dict]) -> str:
     rows = {}
     for r in records:
         rows.setdefault((r["product"], r["shape"], r["channels"], r["L"]), {})[r["executor"]] = r
-    lines = ["| product | shape | channels | L | torch (ms) | triton (ms) | triton speedup | triton vs torch "
-             "(float64) |", "|---|---|---|---|---|---|---|---|"]
+    head = "| product | shape | channels | L | torch (ms) | triton (ms) | triton speedup | triton vs torch (float64) |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for (product, shape, mul, L), by in sorted(rows.items()):
         t = {ex: by.get(ex, {}).get("time_s") for ex in EXECUTOR_NAMES}
         cell = {ex: f"{t[ex] * 1e3:.3f}" if t[ex] else by.get(ex, {}).get("status", "-") for ex in EXECUTOR_NAMES}
@@ -148,4 +153,4 @@ def write(records: list[dict], out: Path, stem: str = "executors") -> list[str]:
     return paths + [str(out / f"{stem}.png")]
 
 
-__all__ = ["run", "write", "table", "agreement", "build", "EXECUTOR_NAMES"]
+__all__ = ["EXECUTOR_NAMES", "agreement", "build", "run", "table", "write"]

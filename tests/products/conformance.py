@@ -136,6 +136,9 @@ def check_blocked_equals_unblocked(spec, executor) -> None:
 
 def check_compile(spec, executor) -> None:
     """``torch.compile(fullgraph=True)`` (aot_eager) equals eager, forward and input gradient."""
+    # every product shares the code of TensorProduct.forward: without a reset, dynamo's recompile limit (8 per
+    # code object) is reached after eight products x executors in one session and fullgraph then fails
+    torch._dynamo.reset()
     product = build(spec, examples(spec)[0], executor, weights="internal").float()
     x1, x2, _ = inputs_of(product, (4,), torch.float32, seed=50)
     compiled = torch.compile(product, fullgraph=True, backend="aot_eager")

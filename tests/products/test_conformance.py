@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conformance import DEVICE, CHECKS, build, check_equivariance, check_matches_descriptor, examples, executors_of
+from conformance import CHECKS, DEVICE, build, check_equivariance, check_matches_descriptor, examples, executors_of
 
 from gaunt.products import EXECUTORS, PRODUCTS
 

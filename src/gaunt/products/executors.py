@@ -141,4 +141,4 @@ def build_runner(program: SphereProgram, executor: str = "auto") -> torch.nn.Mod
     return CheckedRunner(resolve_executor(executor), program)
 
 
-__all__ = ["Executor", "EXECUTORS", "PREFERENCE", "resolve_executor", "build_runner", "AutoRunner", "CheckedRunner"]
+__all__ = ["EXECUTORS", "PREFERENCE", "AutoRunner", "CheckedRunner", "Executor", "build_runner", "resolve_executor"]

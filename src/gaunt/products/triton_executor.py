@@ -150,5 +150,4 @@ class TritonProgram(torch.nn.Module):
         return f"{self.program.name}: grid {n_theta} x {n_phi}, {len(self.program.terms)} term(s), executor=triton"
 
 
-__all__ = ["TritonProgram", "sphere_program", "run_program", "register", "derivative_key", "INTERPRET",
-           "DEVICE_TYPES"]
+__all__ = ["DEVICE_TYPES", "INTERPRET", "TritonProgram", "derivative_key", "register", "run_program", "sphere_program"]

@@ -38,7 +38,7 @@ _SUM = tl.standard._sum_combine
 def _gather(x_ptr, index_ptr, s, n, u, valid, D, MUL, RS: tl.constexpr, LS: tl.constexpr):
     """``X[r, l, z] = x[n_z, index[s, r, l, u_z]]``, 0 where the index is -1 or z is past the last column."""
     r = tl.arange(0, RS).to(tl.int64)[:, None, None]
-    l = tl.arange(0, LS)[None, :, None]  # noqa: E741
+    l = tl.arange(0, LS)[None, :, None]
     idx = tl.load(index_ptr + ((s * RS + r) * LS + l) * MUL + u[None, None, :])
     mask = (idx >= 0) & valid[None, None, :]
     return tl.load(x_ptr + n[None, None, :] * D + idx, mask=mask, other=0.0)
@@ -56,7 +56,7 @@ def _field(X, phi, theta_ptr, s, rings, RS: tl.constexpr, LS: tl.constexpr, NTP:
            BT: tl.constexpr, BZ: tl.constexpr, PRECISION: tl.constexpr):
     """Rings ``rings`` of synthesis s: ``A[j, (i, z)] = sum_r phi[j, r] sum_l theta[s, r, i, l] X[r, l, z]``."""
     r = tl.arange(0, RS).to(tl.int64)[:, None, None]
-    l = tl.arange(0, LS)[None, None, :]  # noqa: E741
+    l = tl.arange(0, LS)[None, None, :]
     theta = tl.load(theta_ptr + ((s * RS + r) * NTP + rings[None, :, None]) * LS + l)  # [RS, BT, LS]
     g = tl.reduce(theta[:, :, :, None] * X[:, None, :, :], 2, _SUM)  # [RS, BT, BZ]
     return tl.dot(phi, tl.reshape(g, (RS, BT * BZ)), input_precision=PRECISION)

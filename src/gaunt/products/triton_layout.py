@@ -112,16 +112,20 @@ def kernel_tables(program: SphereProgram) -> KernelTables:
 
 
 def blocks(sizes: dict[str, int], columns: int, interpret: bool) -> tuple[int, int, int]:
-    """``(BZ, BT, num_warps)``: columns per program instance, rings per step, warps. On a GPU about 8192 values
-    per register tile ``[RS, LS, BZ]`` (16 <= BZ <= 64), one ring per step, 8 warps from 4096 values per column
-    block (untuned: no GPU has run them yet); under the interpreter (numpy, where each operation costs about
-    the same at any size) all columns (up to 256) and all rings at once."""
+    """``(BZ, BT, num_warps)``: columns per program instance, rings per step, warps.
+
+    On a GPU: one ring per step; ``BZ`` about 4096 values per register tile ``[RS, LS, BZ]`` (16 <= BZ <= 64)
+    and warps for about 8 values of it per thread (4 to 16): ptxas then needs 100-130 registers per thread
+    with no or few spills from L = 1 to 10 (sm_90, ``cuobjdump --dump-resource-usage``; times not tuned yet).
+    Under the interpreter (numpy, where each operation costs about the same at any size): all columns (up
+    to 256) and all rings at once.
+    """
     if interpret:
         return min(pow2(columns, DOT_MIN), 256), sizes["NTP"], 1
     tile = max(sizes["RS"] * sizes["LS"], sizes["R3"] * sizes["L3"])
-    floor = 1 << max(0, (8192 // tile).bit_length() - 1)  # the largest power of two <= 8192 / tile
+    floor = 1 << max(0, (4096 // tile).bit_length() - 1)  # the largest power of two <= 4096 / tile
     block = max(DOT_MIN, min(64, floor))
-    return block, 1, 8 if tile * block >= 4096 * 2 else 4
+    return block, 1, max(4, min(16, pow2(tile * block // (32 * 8))))
 
 
-__all__ = ["KernelTables", "kernel_tables", "blocks", "pow2", "DOT_MIN"]
+__all__ = ["DOT_MIN", "KernelTables", "blocks", "kernel_tables", "pow2"]
