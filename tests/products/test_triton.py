@@ -122,6 +122,25 @@ def test_custom_op_registrations():
     torch.library.opcheck(torch.ops.gaunt.sphere_program.default, (x1, x2, register(program)))
 
 
+@pytest.mark.skipif(REASON is not None and "CUDA" not in REASON, reason=f"Triton executor: {REASON}")
+def test_kernel_compiles_for_sm90():
+    """The compiled path (not the interpreter's): every dtype and launch kind through ptxas for sm_90, no GPU needed."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("triton_aot.py")
+    env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_DEFAULT_FP_FUSION": "1"}
+    result = subprocess.run([sys.executable, str(script), "90"], capture_output=True, text=True, env=env, check=False,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["program"], r["dtype"], r["launch"]) for r in records] == [
+        ("grid_gaunt", "fp64", 0), ("vector_gaunt", "fp32", 0), ("vector_gaunt", "fp32", 1), ("grid_gaunt", "bf16", 0)]
+    assert all(r["shared"] < 100 * 1024 for r in records)
+
+
 def test_registration_and_preference():
     """"triton" runs on CUDA (and the CPU under the interpreter); "auto" prefers it on CUDA, never on the CPU."""
     interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
