@@ -89,7 +89,7 @@ def test_gpu_tiles_in_the_interpreter(name):
 
     program = programs(name)["P"]
     x1, x2 = inputs(program, 11)  # 22 columns: two instances of 16
-    assert blocks(kernel_tables(program).sizes, 22, interpret=False) == (64, 1, 16)
+    assert blocks(kernel_tables(program).sizes, 22, 8, interpret=False) == (64, 1, 16)
     out = run_program(register(program), x1, x2, tile=(16, 1, 4))
     assert_close_to_scale(out, reference(program)(x1, x2), 1e-12)
 

@@ -22,7 +22,7 @@ from gaunt.products import GridGauntProduct, VectorGauntProduct
 from gaunt.products import triton_kernels as kernels
 from gaunt.products.triton_layout import blocks, kernel_tables
 
-SCALARS = ("columns", "D1", "D2", "D3", "MUL", "NT", "p", "a0", "b0", "a1", "b1")
+SCALARS = kernels.SCALARS
 
 
 def signature(dtype: str) -> dict[str, str]:
@@ -37,7 +37,7 @@ def signature(dtype: str) -> dict[str, str]:
 def compile_launches(program, dtype: str, arch: int, columns: int = 10_000) -> list[dict]:
     """Every launch of ``program`` compiled for ``sm_<arch>`` with the GPU's tiles (``triton_layout.blocks``)."""
     layout = kernel_tables(program)
-    block, rings, warps = blocks(layout.sizes, columns, interpret=False)
+    block, rings, warps = blocks(layout.sizes, columns, layout.stored_rings, interpret=False)
     out = []
     for k, (_, terms) in enumerate(layout.launches):
         consts = dict(layout.sizes, BZ=block, BT=rings, TWO=len(terms) == 2, ACCUMULATE=k > 0, PRECISION="ieee")

@@ -65,7 +65,7 @@ def _tables(key: int, device: torch.device, dtype: torch.dtype) -> dict[str, tor
         layout = _layouts[key]
         names = ("syn_index", "syn_theta", "syn_phi", "proj_phi", "proj_theta", "proj_write")
         tensors = {name: torch.as_tensor(getattr(layout, name)) for name in names}
-        coefs = np.zeros((len(layout.launches), 2))
+        coefs = np.zeros((len(layout.launches), 4))  # rows of 4: every launch's pointer 16-byte aligned
         for k, (_, terms) in enumerate(layout.launches):
             coefs[k, :len(terms)] = [c for _, _, c in terms]
         tensors["coef"] = torch.as_tensor(coefs)
@@ -90,14 +90,15 @@ def run_program(key: int, x1: torch.Tensor, x2: torch.Tensor, tile: tuple[int, i
         return out.to(x1.dtype)
     x1, x2 = x1.contiguous(), x2.contiguous()
     t, sizes, columns = _tables(key, x1.device, dtype), layout.sizes, n * layout.mul
-    block, rings, warps = tile or blocks(sizes, columns, INTERPRET)
+    block, rings, warps = tile or blocks(sizes, columns, layout.stored_rings, INTERPRET)
     grid = (triton_kernels.triton.cdiv(columns, block),)
     with torch.cuda.device(x1.device) if x1.is_cuda else contextlib.nullcontext():  # launch on the inputs' GPU
         for k, (p, terms) in enumerate(layout.launches):
             (a0, b0, _), (a1, b1, _) = terms[0], terms[-1]
             triton_kernels.sphere_program_kernel[grid](
                 x1, x2, out, t["syn_index"], t["syn_theta"], t["syn_phi"], t["proj_phi"], t["proj_theta"],
-                t["proj_write"], t["coef"][k], columns, *layout.dims, layout.mul, layout.n_theta, p, a0, b0, a1, b1,
+                t["proj_write"], t["coef"][k], columns, *layout.dims, layout.mul, layout.n_theta, layout.stored_rings,
+                p, a0, b0, a1, b1,
                 **sizes, BZ=block, BT=rings, TWO=len(terms) == 2, ACCUMULATE=k > 0, PRECISION=_precision(dtype),
                 num_warps=warps)
     return out.to(x1.dtype)

@@ -57,7 +57,12 @@ class KernelTables:
         """The padded sizes, the kernel's compile-time constants."""
         _, RS, LS, _ = self.syn_index.shape
         _, R3, L3, _ = self.proj_write.shape
-        return {"RS": RS, "LS": LS, "R3": R3, "L3": L3, "NP": self.syn_phi.shape[1], "NTP": self.syn_theta.shape[2]}
+        return {"RS": RS, "LS": LS, "R3": R3, "L3": L3, "NP": self.syn_phi.shape[1]}
+
+    @property
+    def stored_rings(self) -> int:
+        """``NTP``: the rings of the stored theta tables (``n_theta`` padded to a power of two)."""
+        return self.syn_theta.shape[2]
 
 
 def _write_index(read: np.ndarray, rows: tuple[int, int], mul: int, padded: tuple[int, int]) -> np.ndarray:
@@ -111,17 +116,17 @@ def kernel_tables(program: SphereProgram) -> KernelTables:
                         proj_write, _launches(program))
 
 
-def blocks(sizes: dict[str, int], columns: int, interpret: bool) -> tuple[int, int, int]:
+def blocks(sizes: dict[str, int], columns: int, rings: int, interpret: bool) -> tuple[int, int, int]:
     """``(BZ, BT, num_warps)``: columns per program instance, rings per step, warps.
 
     On a GPU: one ring per step; ``BZ`` about 4096 values per register tile ``[RS, LS, BZ]`` (16 <= BZ <= 64)
     and warps for about 8 values of it per thread (4 to 16): ptxas then needs 100-130 registers per thread
     with no or few spills from L = 1 to 10 (sm_90, ``cuobjdump --dump-resource-usage``; times not tuned yet).
     Under the interpreter (numpy, where each operation costs about the same at any size): all columns (up
-    to 256) and all rings at once.
+    to 256) and all ``rings`` (the stored ones, a power of two) at once.
     """
     if interpret:
-        return min(pow2(columns, DOT_MIN), 256), sizes["NTP"], 1
+        return min(pow2(columns, DOT_MIN), 256), rings, 1
     tile = max(sizes["RS"] * sizes["LS"], sizes["R3"] * sizes["L3"])
     floor = 1 << max(0, (4096 // tile).bit_length() - 1)  # the largest power of two <= 4096 / tile
     block = max(DOT_MIN, min(64, floor))
