@@ -4,8 +4,10 @@ CUDA machine, every stage with its own time limit, every failure recorded and ne
 Stages (``--skip STAGE`` leaves one out), results under ``benchmarks/gpu-<device>/`` (``--out``):
 
 1. ``install``: the peers and tools that do not import yet (e3nn, cuequivariance-torch +
-   cuequivariance-ops-torch-cu12, openequivariance, the test tools; never torch, whose CUDA build is the
-   machine's), each ``pip install`` with a time limit; ``install.json`` says what imported, installed or failed.
+   cuequivariance-ops-torch-cu<CUDA major>, openequivariance, ase and vesin for training, the test tools; never
+   torch, whose CUDA build is the machine's): first the wheels carried in ``.whl/`` (a machine that reaches no
+   registry: ``benchmarks/gpu/fetch_wheels.sh`` fills it), then ``pip install`` with a time limit each;
+   ``install.json`` says what was present, installed or failed.
 2. ``tests``: the conformance suite and the Triton tests on CUDA (``GAUNT_TEST_DEVICE=cuda``, TF32 off, full
    gradcheck and gradgradcheck); ``tests.txt`` and the counts.
 3. ``executors``: the sphere products on the "torch" and "triton" executors side by side (``executors.py``):
@@ -38,8 +40,10 @@ PACKAGES = (("numpy", "numpy==2.4.6"), ("scipy", "scipy==1.17.1"), ("rich", "ric
             ("matplotlib", "matplotlib==3.11.2"), ("ase", "ase==3.29.0"), ("vesin", "vesin==0.6.2"),
             ("tqdm", "tqdm==4.70.1"), ("e3nn", "e3nn==0.6.0"), ("pytest", "pytest==9.0.3"),
             ("hypothesis", "hypothesis==6.155.2"), ("sympy", "sympy==1.14.0"), ("triton", "triton==3.9.0"),
-            ("cuequivariance_torch", "cuequivariance-torch"), ("cuequivariance_ops_torch", "cuequivariance-ops-torch-cu12"),
+            ("cuequivariance_torch", "cuequivariance-torch"), ("cuequivariance_ops_torch", "cuequivariance-ops-torch-cu{cuda}"),
             ("openequivariance", "openequivariance"))  # fmt: skip
+#: wheels carried to a machine without a registry (``benchmarks/gpu/fetch_wheels.sh``) and where they go
+WHEELS, SITE = ROOT / ".whl", Path("/tmp/gaunt-site")
 TINY = {"Ls": (1, 2), "channels": (4,), "feature_batch": 64, "edge_batch": 128, "edge_channels": (4,)}
 FULL = {"Ls": tuple(range(1, 11)), "channels": (64, 128), "feature_batch": 10_000, "edge_batch": 100_000,
         "edge_channels": (64,)}
@@ -79,11 +83,25 @@ def device_slug(device: str) -> str:
 
 
 def stage_install(out: Path, remaining: float, device: str) -> dict:
-    """pip install what does not import (with ``--retries 0``: an offline machine fails fast)."""
+    """Carried wheels (``.whl/``) first, then pip install what still does not import (``--retries 0``: an offline
+    machine fails fast)."""
     import importlib.util
 
+    import torch
+
     report, deadline = {}, time.perf_counter() + min(120.0, 0.3 * remaining)
+    wheels = sorted(str(p) for p in WHEELS.glob("*.whl"))
+    if wheels:
+        cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+               "--no-cache-dir", "--upgrade", "--target", str(SITE), *wheels]  # fmt: skip
+        report["carried wheels"] = {"status": "installed", **run_command(cmd, 90.0)}
+        report["carried wheels"]["status"] = "installed" if report["carried wheels"]["rc"] == 0 else "failed"
+        sys.path.insert(0, str(SITE))
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(SITE), os.environ["PYTHONPATH"]])
+        importlib.invalidate_caches()
+    cuda = (torch.version.cuda or "12").split(".")[0]
     for module, requirement in PACKAGES:
+        requirement = requirement.format(cuda=cuda)
         left = deadline - time.perf_counter()
         if importlib.util.find_spec(module) is not None:
             report[requirement] = {"status": "present"}
