@@ -1,4 +1,12 @@
 """Fixtures shared by every test directory."""
+import os
+
+# The Triton executor's kernels run on the CPU through Triton's interpreter in the default suite (tests/products),
+# unless the suite runs on a GPU (GAUNT_TEST_DEVICE=cuda: benchmarks/gpu/run.sh). Set here, before gaunt or triton
+# is imported (both read it at import); it changes nothing else (only @triton.jit functions look at it).
+if os.environ.get("GAUNT_TEST_DEVICE", "cpu") == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest
 import torch
 

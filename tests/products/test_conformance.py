@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conformance import CHECKS, build, check_equivariance, check_matches_descriptor, examples, executors_of
+from conformance import CHECKS, DEVICE, build, check_equivariance, check_matches_descriptor, examples, executors_of
 
-from gaunt.products import PRODUCTS
+from gaunt.products import EXECUTORS, PRODUCTS
 
 CASES = [(name, executor) for name, spec in PRODUCTS.items() for executor in executors_of(spec)]
 
@@ -14,6 +14,10 @@ CASES = [(name, executor) for name, spec in PRODUCTS.items() for executor in exe
 @pytest.mark.parametrize("check", sorted(CHECKS))
 @pytest.mark.parametrize("name,executor", CASES, ids=[f"{n}-{e}" for n, e in CASES])
 def test_conformance(name, executor, check, float64_default):
+    entry = EXECUTORS[executor]
+    reason = entry.unavailable()
+    if reason is not None or DEVICE not in entry.devices:
+        pytest.skip(f"executor {executor!r}: {reason or f'runs on {entry.devices} tensors, not {DEVICE}'}")
     CHECKS[check](PRODUCTS[name], executor)
 
 
@@ -54,6 +58,8 @@ def test_explicit_executor_that_cannot_run_raises(monkeypatch):
         GridGauntProduct("0e+1o", "0e+1o", "0e+1o", executor="broken")
     with pytest.raises(ValueError, match="unknown executor 'nope'"):
         GridGauntProduct("0e+1o", "0e+1o", "0e+1o", executor="nope")
-    assert GridGauntProduct("0e+1o", "0e+1o", "0e+1o").executor == "torch"
+    on_cuda = "triton" if torch.cuda.is_available() and EXECUTORS["triton"].unavailable() is None else "torch"
+    expected = "torch" if on_cuda == "torch" else f"torch (cpu), {on_cuda} (cuda)"
+    assert GridGauntProduct("0e+1o", "0e+1o", "0e+1o").executor == expected
     assert "executor=torch" in repr(GridGauntProduct("0e+1o", "0e+1o", "0e+1o"))
     torch.testing.assert_close(torch.zeros(1), torch.zeros(1))

@@ -273,7 +273,8 @@ class ProductWorkload:
             for ins, cotangent in pieces:
                 out = self.runner.forward(ins, weight)
                 if self.backward:
-                    torch.autograd.grad(out, [*ins.values(), weight], cotangent)
+                    # the edge shape holds both x2 (harmonics) and the vectors; each product uses one of them
+                    torch.autograd.grad(out, [*ins.values(), weight], cotangent, allow_unused=True)
 
 
 __all__ = ["ProductConfig", "ProductPoints", "ProductWorkload", "SCHEMA", "POLICY"]

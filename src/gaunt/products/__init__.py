@@ -23,7 +23,8 @@ Reading order (what, then how):
 * ``sphere_irreps``: irreps that are sphere functions; ``program``: sphere programs and their derivatives;
   ``sphere_programs`` / ``fourier_tables``: the Gaunt programs' grids and tables; ``powers``: the many-body
   power programs; ``fft_program``: the paper's ``torch.fft`` execution.
-* ``executors`` (``torch_executor``): how a program runs; ``sphere_frame``: weights, broadcasting, blocks.
+* ``executors`` (``torch_executor``; ``triton_executor`` with ``triton_layout`` and ``triton_kernels``, the fused
+  GPU kernels): how a program runs; ``sphere_frame``: weights, broadcasting, blocks.
 * Products: ``cg``, ``gaunt_fourier``, ``gaunt_grid``, ``vector`` (+ ``odd_gaunt``), ``so2``,
   ``edge_aligned``, ``cp``. Tools: ``e3nn_interop``, ``expressivity``, ``summary``.
 """

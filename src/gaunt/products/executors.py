@@ -7,6 +7,10 @@ name       runs
            autograd through them (the reference executor)
 "torch_programs"  the same ops; backward and double backward run the derivative programs (the scheme of
            the fused executors, checked on the reference; never chosen by "auto")
+"triton"   ``triton_executor.TritonProgram``: one fused Triton kernel per term group, a ``torch.library``
+           custom op (backward and double backward: the same op on the derivative programs); CUDA
+           tensors, and CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, for the tests);
+           needs the optional ``triton`` (``pip install gaunt-tp[gpu]``)
 =========  ==========================================================================================
 
 ``executor="auto"`` (the products' default) runs, on each call, the fastest executor available for the
@@ -19,7 +23,9 @@ one entry in ``EXECUTORS`` with the devices it runs on and the function that say
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,13 +48,33 @@ class Executor:
     devices: tuple[str, ...] = ("cpu", "cuda")
 
 
+_TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _triton_unavailable() -> str | None:
+    """Why the Triton executor cannot run here (None: it can). Imports nothing unless triton is present."""
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (pip install gaunt-tp[gpu])"
+    if not (_TRITON_INTERPRET or torch.cuda.is_available()):
+        return "no CUDA device (Triton kernels need one; TRITON_INTERPRET=1 runs them on the CPU, slowly)"
+    return None
+
+
+def _triton_runner(program: SphereProgram) -> torch.nn.Module:
+    from .triton_executor import TritonProgram  # imports triton: only when a Triton runner is built
+
+    return TritonProgram(program)
+
+
 EXECUTORS: dict[str, Executor] = {
     "torch": Executor("torch", TorchProgram, lambda: None, "torch matmuls and gathers (reference)"),
     "torch_programs": Executor("torch_programs", program_backward_runner, lambda: None,
                                "torch ops, derivative programs for backward and double backward"),
+    "triton": Executor("triton", _triton_runner, _triton_unavailable, "fused Triton kernels (custom op)",
+                       ("cuda", "cpu") if _TRITON_INTERPRET else ("cuda",)),
 }
 #: per device type, the order in which "auto" tries them (fastest first); names not in ``EXECUTORS`` are skipped
-PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("torch",), "cuda": ("torch",)}
+PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("torch",), "cuda": ("triton", "torch")}
 
 
 def resolve_executor(name: str = "auto", device: str = "cpu") -> str:
@@ -70,14 +96,16 @@ def resolve_executor(name: str = "auto", device: str = "cpu") -> str:
 
 class AutoRunner(torch.nn.Module):
     """Runs a program on the executor ``resolve_executor("auto", device)`` of its inputs' device (runners are
-    built on first use per device). ``executor``: the choice for CPU tensors, and for CUDA where it differs."""
+    built on first use per device). ``executor``: the choice for CPU tensors, and for CUDA (when there is a CUDA
+    device) where it differs."""
 
     def __init__(self, program: SphereProgram) -> None:
         super().__init__()
         self.program = program
         self.runners = torch.nn.ModuleDict()
         self._by_device: dict[str, torch.nn.Module] = {}  # device type -> runner (resolved once per type)
-        cpu, cuda = resolve_executor("auto", "cpu"), resolve_executor("auto", "cuda")
+        cpu = resolve_executor("auto", "cpu")
+        cuda = resolve_executor("auto", "cuda") if torch.cuda.is_available() else cpu
         self.executor = cpu if cpu == cuda else f"{cpu} (cpu), {cuda} (cuda)"
         logger.info("sphere program %s: executor %s", program.name, self.executor)
         self.runner_for(torch.device("cpu"))  # built now, so that torch.compile finds it (no graph break)
@@ -117,4 +145,4 @@ def build_runner(program: SphereProgram, executor: str = "auto") -> torch.nn.Mod
     return CheckedRunner(resolve_executor(executor), program)
 
 
-__all__ = ["Executor", "EXECUTORS", "PREFERENCE", "resolve_executor", "build_runner", "AutoRunner", "CheckedRunner"]
+__all__ = ["EXECUTORS", "PREFERENCE", "AutoRunner", "CheckedRunner", "Executor", "build_runner", "resolve_executor"]
