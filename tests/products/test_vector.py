@@ -9,7 +9,8 @@ from conftest import assert_equivariant, assert_matches_descriptor, random_input
 
 from gaunt.products.descriptor import COUPLINGS
 from gaunt.products.odd_gaunt import _odd_gaunt_quadrature, odd_gaunt_coefficients, odd_gaunt_ratio
-from gaunt.products.vector import VectorGauntProduct
+from gaunt.products.torch_executor import TorchProgram
+from gaunt.products.vector import VectorGauntProduct, vector_program
 from gaunt.so3 import Irreps, clebsch_gordan, gaunt_coefficients, random_rotation, spherical_grid, wigner_d
 
 F64 = torch.float64
@@ -167,8 +168,8 @@ def test_grid_degree_is_needed():
     expected = reference(product, x1, x2, w)
     torch.testing.assert_close(product(x1, x2, w), expected, atol=1e-12, rtol=1e-12)
     odd = [ir.p != (-1) ** ir.l for _, ir in product.irreps_out]
-    product.grid_degree -= 1
-    product._build_tables([ir.l for _, ir in product.irreps_out], odd)
+    coarse = vector_program(product.layouts, product.irreps_out, odd, degree=product.grid_degree - 1)
+    product.frame.runner = TorchProgram(coarse)
     with pytest.raises(AssertionError):
         torch.testing.assert_close(product(x1, x2, w), expected, atol=1e-6, rtol=1e-6)
     # an output set whose top degree holds only the curl field needs one degree less

@@ -104,12 +104,20 @@ def _phi_tables(lmax: int, phi: torch.Tensor) -> torch.Tensor:
 
 
 
-def vector_program(layouts: tuple[SphericalIrreps, SphericalIrreps], out: Irreps, odd_out: list[bool]) -> SphereProgram:
+def vector_grid_degree(layouts: tuple[SphericalIrreps, SphericalIrreps], out: Irreps, odd_out: list[bool]) -> int:
+    """The degree the grid must integrate exactly: ``L1 + L2 + l3 - [out irrep odd]``, maximised over the outputs
+    (every (l1, l2) pair is in the fields, so a coarser grid aliases the pairs that are not paths into garbage)."""
+    in1, in2 = layouts
+    return max(in1.lmax + in2.lmax + ir.l - odd for (_, ir), odd in zip(out, odd_out))
+
+
+def vector_program(layouts: tuple[SphericalIrreps, SphericalIrreps], out: Irreps, odd_out: list[bool],
+                   degree: int | None = None) -> SphereProgram:
     """The sphere program of the parity-complete product (class docstring): fields f, t = e_theta . grad f and
     p = e_phi . grad f of both inputs (x2 with the channels of x1), the terms ``f1 f2`` (even projection)
-    and ``t1 p2 - p1 t2`` (odd projection), on a grid exact for ``L1 + L2 + l3 - [odd]``."""
+    and ``t1 p2 - p1 t2`` (odd projection), on a grid exact for ``degree`` (default :func:`vector_grid_degree`)."""
     in1, in2 = layouts
-    degree = max(in1.lmax + in2.lmax + ir.l - odd for (_, ir), odd in zip(out, odd_out))
+    degree = vector_grid_degree(layouts, out, odd_out) if degree is None else degree
     grid = spherical_grid(degree, dtype=torch.float64)
     n_theta, n_phi = len(grid.theta), len(grid.phi)
     fields = {"f": (0, 0), "t": (1, 0), "p": (2, 1)}  # name -> (theta field, phi field)
@@ -192,7 +200,8 @@ class VectorGauntProduct(TensorProduct):
         self.layouts, self.mul, self.mul2 = (sph1, sph2), mul, sph2.mul
         channels = sph2 if sph2.mul == mul else parse_spherical_irreps(
             "+".join(f"{mul}x{ir}" for _, ir in sph2.irreps), "irreps_in2", _OWNER)
-        self.program = vector_program((sph1, channels), out, odd_out)
+        self.grid_degree = vector_grid_degree((sph1, channels), out, odd_out)
+        self.program = vector_program((sph1, channels), out, odd_out, self.grid_degree)
         self.n_theta, self.n_phi = self.program.grid
         runner = build_runner(self.program, executor)
         self.executor = runner.executor
@@ -240,5 +249,5 @@ def _paths(sph1: SphericalIrreps, sph2: SphericalIrreps, out: Irreps, odd_out: l
     return all_paths
 
 
-__all__ = ["VectorGauntProduct", "vector_program", "odd_gaunt_coefficients", "odd_gaunt_ratio", "tangent_frame",
+__all__ = ["VectorGauntProduct", "vector_program", "vector_grid_degree", "odd_gaunt_coefficients", "odd_gaunt_ratio", "tangent_frame",
            "solid_harmonic_gradient"]
