@@ -285,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         oracle = "-" if r.oracle is None else f"{r.oracle:.1e}"
         flag = "" if r.passed() else "  FAILED"
-        print(f"{r.name:>{width}} {r.equivariance:>13.1e} {str(r.gradcheck):>10} {str(r.gradgradcheck):>11} {oracle:>10}{flag}")
+        gradients = f"{str(r.gradcheck):>10} {str(r.gradgradcheck):>11}"
+        print(f"{r.name:>{width}} {r.equivariance:>13.1e} {gradients} {oracle:>10}{flag}")
     print("(gradients: full Jacobians for the products, torch's fast random-projection mode for the layers)")
     print("all checks passed" if ok else "SOME CHECKS FAILED")
     return 0 if ok else 1

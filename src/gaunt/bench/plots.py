@@ -61,7 +61,8 @@ def plot_results(results: dict, out_dir: str, channels: int | None = None, batch
         ax.set_xticklabels([str(L) for L in Ls])
         ax.minorticks_off()
         ax.set_title(f"{shape}: {channels} channels, batch {batch}, {dtype}, {direction}\n"
-                     f"{machine.get('cpu_model', '')} / {machine.get('device', '')}, torch threads: {machine.get('torch_threads', '?')}",
+                     f"{machine.get('cpu_model', '')} / {machine.get('device', '')}, "
+            f"torch threads: {machine.get('torch_threads', '?')}",
                      fontsize=9)  # fmt: skip
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)

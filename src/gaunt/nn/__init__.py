@@ -6,7 +6,8 @@ Basic layers: :class:`Linear` (channel mixing), :class:`Gate` / :class:`NormActi
 
 The Gaunt paper's three applications, each with a ``product=`` switch (``make_product``):
 :class:`FeatureInteraction`, :class:`EquivariantConvolution` (with the edge-on-axis fast path
-:class:`EdgeAlignedGauntProduct`, and the grid-summed executor :class:`GridConvolution`) and :class:`ManyBodyProduct` (MACE-style correlation order nu).
+:class:`EdgeAlignedGauntProduct`, and the grid-summed executor :class:`GridConvolution`) and
+:class:`ManyBodyProduct` (MACE-style correlation order nu).
 """
 from .activation import Gate, NormActivation, NormalizedActivation
 from .linear import Linear

@@ -77,7 +77,8 @@ class NormalizedActivation(torch.nn.Module):
 
 
 class _ScalarActivations(torch.nn.Module):
-    """Activations on scalar blocks: ``[..., irreps.dim] -> [..., irreps_out.dim]`` (same dim; ``0o`` may become ``0e``)."""
+    """Activations on scalar blocks: ``[..., irreps.dim] -> [..., irreps_out.dim]`` (same dim; ``0o`` may
+    become ``0e``)."""
 
     def __init__(self, owner: str, label: str, irreps: Irreps, acts: Sequence[Activation], normalize: bool) -> None:
         super().__init__()

@@ -157,7 +157,8 @@ class Linear(torch.nn.Module):
         biases = [bool(b) for b in biases]
         if len(biases) != len(self.irreps_out):
             raise ValueError(
-                f"Linear: biases has {len(biases)} entries but irreps_out {self.irreps_out} has {len(self.irreps_out)} blocks"
+                f"Linear: biases has {len(biases)} entries but irreps_out {self.irreps_out} "
+                f"has {len(self.irreps_out)} blocks"
             )
         for b, (mul, ir) in zip(biases, self.irreps_out):
             if b and not ir.is_scalar():

@@ -192,7 +192,8 @@ class CGManyBody(torch.nn.Module):
 
     def extra_repr(self) -> str:
         chain = " -> ".join(str(c) for c in self.chain)
-        return f"{self.irreps_in} -> {self.irreps_out}, correlation={self.correlation}, paths={self.paths!r}, chain: {chain}"
+        head = f"{self.irreps_in} -> {self.irreps_out}, correlation={self.correlation}, paths={self.paths!r}"
+        return f"{head}, chain: {chain}"
 
 
 # ============================================================================ Gaunt powers
@@ -249,7 +250,8 @@ class GauntManyBody(torch.nn.Module):
         self.register_buffer("_w3_index", torch.as_tensor(w3_index), persistent=False)  # [K, out.dim]
 
     def forward(self, A: torch.Tensor, species: torch.Tensor | None = None) -> torch.Tensor:
-        """``A [..., irreps_in.dim]`` (, species ``[...]`` or one-hot ``[..., num_elements]``) -> ``[..., irreps_out.dim]``.
+        """``A [..., irreps_in.dim]`` (, species ``[...]`` or one-hot ``[..., num_elements]``)
+        -> ``[..., irreps_out.dim]``.
 
         ``B[u, l3, m3] = sum_k w3[k, u, l3] <Y[l3 m3], f_u^k>``, ``f_u = sum w1[u, l] A[u, l, m] Y[l m]``."""
         _check_features("GauntManyBody", A, self.irreps_in)

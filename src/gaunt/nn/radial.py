@@ -55,7 +55,7 @@ def _sin_over_x(t: torch.Tensor) -> torch.Tensor:
 
 
 class BesselBasis(torch.nn.Module):
-    """``r [...] -> [..., num_basis]``: ``sqrt(2/r_max) sin(n pi r / r_max) / r`` (see module docstring). O(num_basis)."""
+    """``r [...] -> [..., num_basis]``: ``sqrt(2/r_max) sin(n pi r / r_max) / r`` (see module docstring)."""
 
     def __init__(self, r_max: float, num_basis: int = 8, trainable: bool = False) -> None:
         super().__init__()

@@ -84,7 +84,8 @@ class TensorProduct(torch.nn.Module):
                 raise TypeError(f"{name}: {label} must be a torch.Tensor, got {type(x).__name__}")
             if x.dim() == 0 or x.shape[-1] != irreps.dim:
                 raise ValueError(
-                    f"{name}: {label} has shape {tuple(x.shape)} but its irreps {irreps} need a last dimension of {irreps.dim}"
+                    f"{name}: {label} has shape {tuple(x.shape)} but its irreps {irreps} "
+                    f"need a last dimension of {irreps.dim}"
                 )
             if not x.is_floating_point():
                 raise TypeError(f"{name}: {label} must be floating point, got {x.dtype}")
@@ -115,7 +116,8 @@ class TensorProduct(torch.nn.Module):
                     torch.broadcast_shapes(weight.shape[:-1], batch)
                 except RuntimeError as error:
                     raise ValueError(
-                        f"{name}: per-sample weight batch {tuple(weight.shape[:-1])} does not broadcast with {tuple(batch)}"
+                        f"{name}: per-sample weight batch {tuple(weight.shape[:-1])} "
+                        f"does not broadcast with {tuple(batch)}"
                     ) from error
             if weight.device != x1.device:
                 raise ValueError(f"{name}: weight is on {weight.device} but inputs are on {x1.device}")

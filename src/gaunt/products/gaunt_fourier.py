@@ -33,7 +33,8 @@ Two executions of these steps (``transform=``), the same function to rounding:
 
 * ``"fft"``: as above, ``torch.fft`` over u and v (the paper's; the product step is O(L^2 log L)).
 * ``"dft"`` (default): the transforms as real matrices folded into steps 1 and 3, so that the whole
-  product is four small real matmuls (a sphere program, ``sphere_programs.torus_gaunt_program``): the inverse DFT over u composed with step 1
+  product is four small real matmuls (a sphere program, ``sphere_programs.torus_gaunt_program``): the inverse
+  DFT over u composed with step 1
   (``folded_synthesis``: the real part of g_k(theta_j) = sum_u F[u, k] e^{i u theta_j} depends on
   x[l, +k] only, the imaginary part on x[l, -k] only), the real inverse DFT over v (``azimuth_matrices``),
   and their adjoints composed with step 3 (``folded_projection``). On the torus a sphere function

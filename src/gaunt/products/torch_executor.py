@@ -97,7 +97,8 @@ class TorchProgram(torch.nn.Module):
 
     def extra_repr(self) -> str:
         n_theta, n_phi = self.program.grid
-        return f"{self.program.name}: grid {n_theta} x {n_phi}, {len(self.program.terms)} term(s), executor={self.executor}"
+        terms = len(self.program.terms)
+        return f"{self.program.name}: grid {n_theta} x {n_phi}, {terms} term(s), executor={self.executor}"
 
 
 class _ProgramFunction(torch.autograd.Function):
