@@ -15,7 +15,7 @@ from gaunt.md import run_md
 from gaunt.models import save_model
 from gaunt.so3 import random_rotation
 
-SMALL = dict(num_channels=4, max_ell=2, hidden_lmax=1, r_max=4.5, num_bessel=4, radial_hidden=[8])
+SMALL = dict(num_channels=4, max_ell=2, max_L=1, r_max=4.5, num_radial_basis=4, radial_hidden=[8])
 
 
 def cluster() -> Atoms:

@@ -11,7 +11,7 @@ from gaunt.models import load_model, save_model
 
 
 def test_gaunt_md_runs_a_saved_model(tmp_path, capsys) -> None:
-    calc = GauntCalculator.untrained(["Cu"], num_channels=4, max_ell=2, hidden_lmax=1, r_max=4.5, num_bessel=4,
+    calc = GauntCalculator.untrained(["Cu"], num_channels=4, max_ell=2, max_L=1, r_max=4.5, num_radial_basis=4,
                                      radial_hidden=[8])  # fmt: skip
     save_model(calc.model, tmp_path / "cu.model")
     ase.io.write(tmp_path / "start.xyz", Icosahedron("Cu", 2))

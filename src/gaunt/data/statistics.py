@@ -1,8 +1,10 @@
 """Per-element reference energies ``E0`` and the dataset statistics a potential is normalised with.
 
-The model predicts ``E = sum_i E0[Z_i] + scale * (interaction energy) + shift``; ``E0`` removes the
-(huge, composition-only) atomic part of DFT total energies, and the statistics below set ``shift``,
-``scale`` and the neighbour-sum normalisation.
+The model predicts ``E = sum_i (E0[Z_i] + shift[Z_i]) + scale * (interaction energy)``; ``E0`` removes the
+(huge, composition-only) atomic part of DFT total energies, ``element_shifts`` fits the per-element mean
+interaction energy by least squares over the compositions of the training set (what a network trained
+mostly on forces would take long to learn: its absence is a constant error per composition), and
+``statistics`` gives ``scale`` and the neighbour-sum normalisation.
 """
 from __future__ import annotations
 
@@ -90,6 +92,50 @@ def atomic_energies_least_squares(structures: Sequence[ase.Atoms], atomic_number
             stacklevel=2,
         )
     return {z: float(solution[column[z]]) for z in elements}
+
+
+def _residuals(dataset: Iterable[AtomicGraph], e0: Mapping[int, float], elements: list[int],
+               what: str) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per structure: element counts ``[S, len(elements)]`` and ``E - sum_i E0[Z_i]`` ``[S]`` (eV)."""
+    column = {z: c for c, z in enumerate(elements)}
+    counts, residuals = [], []
+    for k, graph in enumerate(dataset):
+        if graph.energy is None:
+            raise ValueError(f"{what}: graph {k} has no energy label")
+        numbers = graph.atomic_numbers.tolist()
+        missing = sorted({int(z) for z in numbers} - set(e0))
+        if missing:
+            raise ValueError(f"{what}: atomic_energies has no entry for Z={missing} (graph {k})")
+        block = np.zeros((graph.num_graphs, len(elements)))
+        np.add.at(block, (graph.batch.numpy(), [column[int(z)] for z in numbers]), 1.0)
+        counts.append(block)
+        residuals.append(graph.energy.double().numpy() - block @ np.array([e0[z] for z in elements]))
+    if not counts:
+        raise ValueError(f"{what}: empty dataset")
+    return np.concatenate(counts), np.concatenate(residuals)
+
+
+def element_shifts(dataset: Iterable[AtomicGraph], atomic_energies: Mapping[int, float]) -> dict[int, float]:
+    """Per-element mean interaction energy (eV/atom): ``shift`` minimising
+    ``sum_s (E_s - sum_Z n_{s,Z} (E0[Z] + shift[Z]))^2`` over the structures of ``dataset``.
+
+    Written ``shift = m + d`` with ``m`` the mean of ``(E_s - sum_i E0[Z_i]) / N_s`` and ``d`` the
+    minimum-norm least-squares correction: where the compositions do not tell the elements apart (every
+    structure the same molecule, as in 3BPA), ``d = 0`` along the unresolved directions and the shift is
+    the mean interaction energy per atom (MACE's single shift); with enough distinct compositions it is
+    the exact least-squares fit, and the per-composition mean of the residual energy is zero whenever
+    the distinct compositions are linearly independent (e.g. two compositions of two elements). No warning for rank deficiency: it is expected.
+
+    Raises:
+        ValueError: empty dataset, a graph without energy, or an element missing from ``atomic_energies``.
+    """
+    e0 = {int(z): float(e) for z, e in atomic_energies.items()}
+    elements = sorted(e0)
+    counts, residuals = _residuals(dataset, e0, elements, "element_shifts")
+    mean = float(np.mean(residuals / counts.sum(axis=1)))
+    correction = np.linalg.lstsq(counts, residuals - mean * counts.sum(axis=1), rcond=None)[0]
+    present = counts.sum(axis=0) > 0
+    return {z: mean + float(correction[c]) if present[c] else mean for c, z in enumerate(elements)}
 
 
 def statistics(dataset: Iterable[AtomicGraph], atomic_energies: Mapping[int, float]) -> dict[str, float]:

@@ -26,8 +26,8 @@ from torch.utils.data import DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from ..data import make_loader
-from ..models import GauntPotential, PotentialConfig, save_model
-from ..models.potential import config_dict
+from ..models import GauntPotential, save_model
+from ..models.potential import config_dict, config_from_dict
 from . import distributed as dist
 from .checkpoint import CheckpointManager, rng_state, set_rng_state
 from .config import TrainConfig, check_resume_compatible
@@ -99,7 +99,7 @@ def _run(config: TrainConfig, context: dist.DistributedContext, on_step: StepHoo
     checkpoint = manager.load("last") if config.restart_latest else None
     if checkpoint is not None:
         check_resume_compatible(checkpoint["train_config"], config)
-        model_config = PotentialConfig(**checkpoint["model_config"])
+        model_config = config_from_dict(checkpoint["model_config"])
     else:
         model_config = build_model_config(config, data)
     seed_everything(config.seed)  # the initial weights depend on the seed only, not on the data reading
