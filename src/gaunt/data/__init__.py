@@ -17,7 +17,14 @@ from .io import ENERGY_LABEL, FORCES_LABEL, STRESS_LABEL, attach_labels, read_st
 from .neighbors import MIN_DISTANCE, atoms_to_graph, neighbor_list
 from .dataset import AtomicDataset, make_loader
 from .split import random_split
-from .statistics import atomic_energies_from_isolated, atomic_energies_least_squares, element_shifts, statistics
+from .statistics import (
+    atomic_energies_from_isolated,
+    atomic_energies_least_squares,
+    composition,
+    element_shifts,
+    fit_per_element,
+    statistics,
+)
 from .synthetic import EMT_ELEMENTS, emt_dataset
 
 __all__ = [
@@ -27,5 +34,6 @@ __all__ = [
     "AtomicDataset", "make_loader",
     "random_split",
     "atomic_energies_from_isolated", "atomic_energies_least_squares", "element_shifts", "statistics",
+    "composition", "fit_per_element",
     "emt_dataset", "EMT_ELEMENTS",
 ]  # fmt: skip

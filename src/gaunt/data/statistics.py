@@ -94,48 +94,60 @@ def atomic_energies_least_squares(structures: Sequence[ase.Atoms], atomic_number
     return {z: float(solution[column[z]]) for z in elements}
 
 
-def _residuals(dataset: Iterable[AtomicGraph], e0: Mapping[int, float], elements: list[int],
-               what: str) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Per structure: element counts ``[S, len(elements)]`` and ``E - sum_i E0[Z_i]`` ``[S]`` (eV)."""
-    column = {z: c for c, z in enumerate(elements)}
-    counts, residuals = [], []
-    for k, graph in enumerate(dataset):
-        if graph.energy is None:
-            raise ValueError(f"{what}: graph {k} has no energy label")
-        numbers = graph.atomic_numbers.tolist()
-        missing = sorted({int(z) for z in numbers} - set(e0))
-        if missing:
-            raise ValueError(f"{what}: atomic_energies has no entry for Z={missing} (graph {k})")
-        block = np.zeros((graph.num_graphs, len(elements)))
-        np.add.at(block, (graph.batch.numpy(), [column[int(z)] for z in numbers]), 1.0)
-        counts.append(block)
-        residuals.append(graph.energy.double().numpy() - block @ np.array([e0[z] for z in elements]))
-    if not counts:
-        raise ValueError(f"{what}: empty dataset")
-    return np.concatenate(counts), np.concatenate(residuals)
+def composition(graph: AtomicGraph, elements: Sequence[int]) -> np.ndarray:
+    """Element counts of each structure of ``graph`` ``[num_graphs, len(elements)]`` (ValueError naming an
+    element outside ``elements``)."""
+    column = {int(z): c for c, z in enumerate(elements)}
+    numbers = [int(z) for z in graph.atomic_numbers.tolist()]
+    unknown = sorted(set(numbers) - set(column))
+    if unknown:
+        raise ValueError(f"atomic_energies has no entry for Z={unknown}")
+    counts = np.zeros((graph.num_graphs, len(column)))
+    np.add.at(counts, (graph.batch.cpu().numpy(), [column[z] for z in numbers]), 1.0)
+    return counts
+
+
+def fit_per_element(counts: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+    """Per-element energies ``s`` (eV/atom) minimising ``sum_k (residuals_k - counts_k . s)^2``, written
+    ``s = m + d``: ``m`` the mean of ``residuals_k / N_k`` and ``d`` the minimum-norm least-squares correction.
+
+    Where the compositions do not tell the elements apart (every structure the same molecule, as in 3BPA),
+    ``d = 0`` along the unresolved directions and ``s`` is the mean per atom (MACE's single shift); with
+    enough distinct compositions it is the exact least-squares fit, and the per-composition mean of what
+    is left is zero whenever the distinct compositions are linearly independent (e.g. two compositions of
+    two elements). Elements absent from ``counts`` get ``m``. Rank deficiency is expected: no warning.
+    """
+    sizes = counts.sum(axis=1)
+    mean = float(np.mean(residuals / sizes))
+    correction = np.linalg.lstsq(counts, residuals - mean * sizes, rcond=None)[0]
+    return mean + np.where(counts.sum(axis=0) > 0, correction, 0.0)
 
 
 def element_shifts(dataset: Iterable[AtomicGraph], atomic_energies: Mapping[int, float]) -> dict[int, float]:
     """Per-element mean interaction energy (eV/atom): ``shift`` minimising
-    ``sum_s (E_s - sum_Z n_{s,Z} (E0[Z] + shift[Z]))^2`` over the structures of ``dataset``.
-
-    Written ``shift = m + d`` with ``m`` the mean of ``(E_s - sum_i E0[Z_i]) / N_s`` and ``d`` the
-    minimum-norm least-squares correction: where the compositions do not tell the elements apart (every
-    structure the same molecule, as in 3BPA), ``d = 0`` along the unresolved directions and the shift is
-    the mean interaction energy per atom (MACE's single shift); with enough distinct compositions it is
-    the exact least-squares fit, and the per-composition mean of the residual energy is zero whenever
-    the distinct compositions are linearly independent (e.g. two compositions of two elements). No warning for rank deficiency: it is expected.
+    ``sum_s (E_s - sum_Z n_{s,Z} (E0[Z] + shift[Z]))^2`` over the structures of ``dataset``
+    (:func:`fit_per_element`: the mean interaction energy per atom where the compositions cannot tell
+    the elements apart, the least-squares fit where they can).
 
     Raises:
         ValueError: empty dataset, a graph without energy, or an element missing from ``atomic_energies``.
     """
-    e0 = {int(z): float(e) for z, e in atomic_energies.items()}
-    elements = sorted(e0)
-    counts, residuals = _residuals(dataset, e0, elements, "element_shifts")
-    mean = float(np.mean(residuals / counts.sum(axis=1)))
-    correction = np.linalg.lstsq(counts, residuals - mean * counts.sum(axis=1), rcond=None)[0]
-    present = counts.sum(axis=0) > 0
-    return {z: mean + float(correction[c]) if present[c] else mean for c, z in enumerate(elements)}
+    elements = sorted(int(z) for z in atomic_energies)
+    e0 = np.array([float(atomic_energies[z]) for z in elements])
+    counts, residuals = [], []
+    for k, graph in enumerate(dataset):
+        if graph.energy is None:
+            raise ValueError(f"element_shifts: graph {k} has no energy label")
+        try:
+            block = composition(graph, elements)
+        except ValueError as err:
+            raise ValueError(f"element_shifts: {err} (graph {k})") from None
+        counts.append(block)
+        residuals.append(graph.energy.double().cpu().numpy() - block @ e0)
+    if not counts:
+        raise ValueError("element_shifts: empty dataset")
+    shifts = fit_per_element(np.concatenate(counts), np.concatenate(residuals))
+    return {z: float(s) for z, s in zip(elements, shifts)}
 
 
 def statistics(dataset: Iterable[AtomicGraph], atomic_energies: Mapping[int, float]) -> dict[str, float]:

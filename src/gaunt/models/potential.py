@@ -58,8 +58,11 @@ class GauntPotential(torch.nn.Module):
         self.register_buffer("z_to_index", z_to_index, persistent=False)
         self.register_buffer("atomic_energies",
                              torch.tensor([config.atomic_energies.get(z, 0.0) for z in zs], dtype=torch.float64))  # fmt: skip
-        self.register_buffer("shifts", torch.tensor([config.shift[z] for z in zs], dtype=torch.float64),
-                             persistent=False)  # fmt: skip
+        shifts = torch.tensor([config.shift[z] for z in zs], dtype=torch.float64)
+        if config.isolated_atom_e0:  # learned, from the least-squares fit: the network's read-out has no constant
+            self.shifts = torch.nn.Parameter(shifts)
+        else:
+            self.register_buffer("shifts", shifts, persistent=False)
         self.pair_repulsion = ZBLRepulsion(zs, config.polynomial_p) if config.pair_repulsion else None
         self.embedding = torch.nn.Linear(len(zs), mul, bias=False)
         torch.nn.init.normal_(self.embedding.weight)  # h0 = W[:, z] ~ N(0, 1), e3nn's normalisation

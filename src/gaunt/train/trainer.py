@@ -34,6 +34,7 @@ from .config import TrainConfig, check_resume_compatible
 from .data_setup import PreparedData, build_model_config, prepare_data
 from .loss import LossWeights, weighted_loss
 from .metrics import evaluate
+from .reference import refit_shifts
 from .report import append_log, format_table, plot_learning_curve, write_log
 
 StepHook = Callable[[int, int], None]
@@ -222,6 +223,7 @@ def _finish(config: TrainConfig, context: dist.DistributedContext, data: Prepare
             ema.load_state_dict(best["ema"])
         else:
             model.load_state_dict(best["model"])
+    refit_shifts(final, data.train, config.valid_batch_size, device, dtype)  # per-element energies (reference.py)
     sets = {"train": data.train, "valid": data.valid, **data.tests}
     metrics = {name: evaluate(final, _eval_loader(ds, config.valid_batch_size, context), weights, device, dtype,
                               weights.stress > 0)
