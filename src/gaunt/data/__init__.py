@@ -23,6 +23,7 @@ from .statistics import (
     composition,
     element_shifts,
     fit_per_element,
+    shortest_distances,
     statistics,
 )
 from .synthetic import EMT_ELEMENTS, emt_dataset
@@ -34,6 +35,6 @@ __all__ = [
     "AtomicDataset", "make_loader",
     "random_split",
     "atomic_energies_from_isolated", "atomic_energies_least_squares", "element_shifts", "statistics",
-    "composition", "fit_per_element",
+    "composition", "fit_per_element", "shortest_distances",
     "emt_dataset", "EMT_ELEMENTS",
 ]  # fmt: skip

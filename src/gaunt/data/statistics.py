@@ -150,6 +150,23 @@ def element_shifts(dataset: Iterable[AtomicGraph], atomic_energies: Mapping[int,
     return {z: float(s) for z, s in zip(elements, shifts)}
 
 
+def shortest_distances(dataset: Iterable[AtomicGraph]) -> dict[str, float]:
+    """Shortest distance (A) of each element pair within the graphs' cutoff: ``{"Z1-Z2": r}`` with Z1 <= Z2
+    (pairs never closer than the cutoff are absent). ``gaunt.models.pair`` switches its repulsion off there."""
+    best: dict[tuple[int, int], float] = {}
+    for graph in dataset:
+        if graph.num_edges == 0:
+            continue
+        lengths = torch.linalg.vector_norm(graph.edge_vectors(), dim=-1).double()
+        z = graph.atomic_numbers[graph.edge_index]  # [2, E]
+        low, high = torch.minimum(z[0], z[1]), torch.maximum(z[0], z[1])
+        for pair in torch.unique(torch.stack([low, high], 1), dim=0).tolist():
+            mask = (low == pair[0]) & (high == pair[1])
+            r = float(lengths[mask].min())
+            best[tuple(pair)] = min(r, best.get(tuple(pair), r))
+    return {f"{a}-{b}": r for (a, b), r in sorted(best.items())}
+
+
 def statistics(dataset: Iterable[AtomicGraph], atomic_energies: Mapping[int, float]) -> dict[str, float]:
     """Normalisation statistics of labelled graphs (an ``AtomicDataset`` or any iterable of graphs/batches).
 

@@ -31,7 +31,9 @@ class PotentialConfig:
     per element (eV). ``shift``: the mean interaction energy per atom, one number or one per element
     (eV). ``scale``: the network's output scale (eV). ``isolated_atom_e0``: a neighbour-less atom has energy
     exactly E0 (``gaunt.models.potential`` docstring); False is the form of models saved before it.
-    ``pair_repulsion``: add the ZBL screened nuclear repulsion at short range (``gaunt.models.pair``).
+    ``pair_repulsion``: add the ZBL screened nuclear repulsion at short range (``gaunt.models.pair``);
+    ``pair_repulsion_distances``: ``{"Z1-Z2": shortest distance of that pair in the training data}`` (A),
+    where training records it; the repulsion of a pair ends at the larger of it and the covalent radii sum.
     """
 
     atomic_numbers: list[int]
@@ -52,6 +54,7 @@ class PotentialConfig:
     shift: float | dict[int, float] = 0.0
     isolated_atom_e0: bool = True
     pair_repulsion: bool = False
+    pair_repulsion_distances: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         zs = [int(z) for z in self.atomic_numbers]
@@ -70,6 +73,7 @@ class PotentialConfig:
                 raise ValueError(f"PotentialConfig: {name} must be >= 1, got {getattr(self, name)}")
         self.radial_hidden = [int(w) for w in self.radial_hidden]
         self.isolated_atom_e0, self.pair_repulsion = bool(self.isolated_atom_e0), bool(self.pair_repulsion)
+        self.pair_repulsion_distances = _pair_distances(self.pair_repulsion_distances, zs)
 
 
 def _per_element(name: str, values: dict, zs: list[int], allow_empty: bool = False) -> dict[int, float]:
@@ -82,6 +86,21 @@ def _per_element(name: str, values: dict, zs: list[int], allow_empty: bool = Fal
     if missing and (values or not allow_empty):
         raise ValueError(f"PotentialConfig: {name} lacks elements {missing} (give all or none)")
     return {z: values[z] for z in zs if z in values}
+
+
+def _pair_distances(values: dict, zs: list[int]) -> dict[str, float]:
+    """``{"Z1-Z2": r > 0}`` with Z1 <= Z2 both in ``zs``."""
+    out = {}
+    for key, r in values.items():
+        try:
+            a, b = sorted(int(z) for z in str(key).split("-"))
+        except ValueError:
+            raise ValueError(f"PotentialConfig: pair_repulsion_distances keys are 'Z1-Z2', got {key!r}") from None
+        if a not in zs or b not in zs or not float(r) > 0:
+            raise ValueError(f"PotentialConfig: pair_repulsion_distances[{key!r}] = {r}: need elements of "
+                             f"{zs} and a distance > 0")  # fmt: skip
+        out[f"{a}-{b}"] = float(r)
+    return dict(sorted(out.items()))
 
 
 def config_dict(config: PotentialConfig) -> dict:

@@ -63,7 +63,8 @@ class GauntPotential(torch.nn.Module):
             self.shifts = torch.nn.Parameter(shifts)
         else:
             self.register_buffer("shifts", shifts, persistent=False)
-        self.pair_repulsion = ZBLRepulsion(zs, config.polynomial_p) if config.pair_repulsion else None
+        self.pair_repulsion = (ZBLRepulsion(zs, config.pair_repulsion_distances, config.polynomial_p)
+                               if config.pair_repulsion else None)  # fmt: skip
         self.embedding = torch.nn.Linear(len(zs), mul, bias=False)
         torch.nn.init.normal_(self.embedding.weight)  # h0 = W[:, z] ~ N(0, 1), e3nn's normalisation
         self.bessel = BesselBasis(config.r_max, config.num_radial_basis)

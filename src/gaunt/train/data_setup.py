@@ -17,6 +17,7 @@ from ..data import (
     element_shifts,
     random_split,
     read_structures,
+    shortest_distances,
     statistics,
 )
 from ..data.io import FORCES_LABEL
@@ -167,6 +168,7 @@ def build_model_config(config: TrainConfig, data: PreparedData) -> PotentialConf
         scale=scale,
         shift=element_shifts(data.train, data.atomic_energies),
         pair_repulsion=bool(config.pair_repulsion),
+        pair_repulsion_distances=shortest_distances(data.train) if config.pair_repulsion else {},
     )
 
 
