@@ -15,7 +15,7 @@ import torch
 from torch.testing import assert_close
 
 from gaunt.models import GauntPotential
-from gaunt.models.pair import dimer_energies, zbl_energy
+from gaunt.models.pair import wall_failures, zbl_energy
 
 from potential_helpers import ELEMENTS, molecule_graph, random_molecule, tiny_model
 
@@ -90,18 +90,6 @@ def test_zbl_forces_are_conservative() -> None:
     hessian = torch.stack([torch.autograd.grad(-flat[k], positions, retain_graph=True)[0].reshape(-1)
                            for k in range(flat.numel())])  # fmt: skip
     assert_close(hessian, hessian.T, rtol=1e-10, atol=1e-9)
-
-
-def wall_failures(model: GauntPotential, below: float, r_min: float = 0.2, points: int = 40) -> list[str]:
-    """Element pairs whose dimer energy does not rise strictly as r falls from ``below`` to ``r_min``."""
-    zs, bad, grid = model.config.atomic_numbers, [], np.linspace(r_min, below, points)
-    for i, z1 in enumerate(zs):
-        for z2 in zs[i:]:
-            steps = np.diff(dimer_energies(model, z1, z2, grid))
-            if not np.all(steps < 0):
-                symbols = ase.data.chemical_symbols
-                bad.append(f"{symbols[z1]}-{symbols[z2]} at {grid[np.argmax(steps >= 0)]:.2f} A")
-    return bad
 
 
 def synthetic_molecules(count: int = 12, seed: int = 0) -> list[ase.Atoms]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-from conftest import OCTAHEDRON, tiny_config
+from conftest import OCTAHEDRON, tiny_config, write_clusters
 from gaunt.calculator import GauntCalculator
 from gaunt.train import train
 from gaunt.train import data_setup, trainer
@@ -91,3 +91,16 @@ def test_bias_check_detects_a_single_shift(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(trainer, "refit_shifts", lambda *args, **kwargs: {})
     bias, spread = _train(tmp_path, "single")
     assert max(abs(b) for b in bias.values()) > 0.2 * spread, (bias, spread)
+
+
+def test_an_element_without_e0_is_an_error_naming_it_and_its_file(data_dir, tmp_path) -> None:
+    """Silver only in the validation file: the least-squares E0s cannot fit it (they gave it E0 = 0 with a
+    rank warning, valid E RMSE ~ eV/atom), isolated atoms without it give nothing: both name Ag and the file."""
+    valid = write_clusters(tmp_path / "valid_ag.xyz", 3, seed=4, isolated=False)
+    valid.write_text(valid.read_text().replace("Au ", "Ag "))
+    assert "\nAg " in valid.read_text()  # the file does hold silver (test the tester)
+    for e0s, message in (("average", "E0s='average' fits E0 on the training set, which has no Ag"),
+                         ("isolated", r"gives no energy for elements Z=\[47\]")):  # fmt: skip
+        with pytest.raises(ValueError, match=message) as err:
+            data_setup.prepare_data(tiny_config(data_dir, tmp_path, valid_file=str(valid), E0s=e0s))
+        assert "Ag (Z=47)" in str(err.value) and f"appears in validation file {valid} configuration" in str(err.value)

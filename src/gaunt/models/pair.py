@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ase
 import ase.data
+import numpy as np
 import torch
 
 COULOMB = 14.399645  # eV A: e^2 / (4 pi eps0)
@@ -83,4 +84,18 @@ def dimer_energies(model: torch.nn.Module, z1: int, z2: int, distances) -> list[
     return energy.detach().cpu().double().tolist()
 
 
-__all__ = ["ZBLRepulsion", "zbl_energy", "switch", "dimer_energies"]
+def wall_failures(model: torch.nn.Module, below: float, r_min: float = 0.2, points: int = 40) -> list[str]:
+    """Element pairs of ``model`` whose dimer energy does not rise strictly as the distance falls from
+    ``below`` (e.g. the shortest distance in the training data) to ``r_min`` (A), as "H-H at 0.83 A"
+    (the first distance where it does not): empty when every pair has a repulsive wall there."""
+    zs, bad, grid = model.config.atomic_numbers, [], np.linspace(r_min, below, points)
+    for i, z1 in enumerate(zs):
+        for z2 in zs[i:]:
+            steps = np.diff(dimer_energies(model, z1, z2, grid))
+            if not np.all(steps < 0):
+                symbols = ase.data.chemical_symbols
+                bad.append(f"{symbols[z1]}-{symbols[z2]} at {grid[np.argmax(steps >= 0)]:.2f} A")
+    return bad
+
+
+__all__ = ["ZBLRepulsion", "zbl_energy", "switch", "dimer_energies", "wall_failures"]

@@ -97,6 +97,8 @@ class TrainConfig:
         self.test_files = [str(p) for p in self.test_files]
         if isinstance(self.E0s, str):
             self.E0s = parse_e0s(self.E0s)
+        elif isinstance(self.E0s, dict):  # plain int/float (numpy scalars would not load with weights_only)
+            self.E0s = {int(z): float(e) for z, e in self.E0s.items()}
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting (before any file is read)."""
