@@ -29,7 +29,8 @@ class PotentialConfig:
     ``avg_num_neighbors`` normalises the neighbour sum; the default 1 suits no real structure (training
     sets it from the data, ``GauntCalculator.untrained`` from a typical density). ``atomic_energies``: E0
     per element (eV). ``shift``: the mean interaction energy per atom, one number or one per element
-    (eV). ``scale``: the network's output scale (eV). ``isolated_atom_e0``: a neighbour-less atom has energy
+    (eV); with ``isolated_atom_e0`` it is the starting value of the learned ``GauntPotential.shifts``.
+    ``scale``: the network's output scale (eV). ``isolated_atom_e0``: a neighbour-less atom has energy
     exactly E0 (``gaunt.models.potential`` docstring); False is the form of models saved before it.
     ``pair_repulsion``: add the ZBL screened nuclear repulsion at short range (``gaunt.models.pair``);
     ``pair_repulsion_distances``: ``{"Z1-Z2": shortest distance of that pair in the training data}`` (A),
