@@ -23,7 +23,8 @@ per-element mean interaction energy of the training set, fitted by least squares
 (``gaunt.data.element_shifts``), and ``scale`` its RMS force, as MACE does, so that the network learns an
 O(1), composition-free quantity: a model trained on several compositions starts with no per-composition
 bias. An atom with no neighbour inside r_max has energy exactly E0: h_free (the features the blocks give
-a neighbour-less atom) is subtracted from the read-out, and the shift is switched on by the smooth
+a neighbour-less atom; one such atom per element rides along in every forward pass) is subtracted from
+the read-out, and the shift is switched on by the smooth
 coordination w_i (1 - w_i < 7e-4 once sum_j u >= 2, i.e. in any condensed or molecular environment).
 ``isolated_atom_e0=False`` is the form of models saved before (E0 + shift + scale * readout).
 """
@@ -152,12 +153,18 @@ class GauntPotential(torch.nn.Module):
         lengths = torch.linalg.vector_norm(vectors, dim=-1)
         envelope = self.cutoff(lengths)
         radial = self.bessel(lengths) * (envelope * self.radial_scale)[:, None]
-        interaction = self._interaction(self.embedding(onehot), onehot, graph.edge_index, vectors, radial)
         shift = self.shifts.to(positions.dtype)[index]
         if self.config.isolated_atom_e0:
-            interaction = interaction - self._free_atom_interaction(positions)[index]
+            # one neighbour-less "free atom" per element rides along after the N atoms (no edges reach it):
+            # its read-out is subtracted, in the same pass (a second pass would double the cost of small graphs)
+            free = torch.eye(onehot.shape[1], dtype=onehot.dtype, device=onehot.device)
+            features = torch.cat([onehot, free])
+            both = self._interaction(self.embedding(features), features, graph.edge_index, vectors, radial)
+            interaction = both[: graph.num_nodes] - both[graph.num_nodes:][index]
             coordination = positions.new_zeros(graph.num_nodes).index_add(0, graph.edge_index[1], envelope)
             shift = shift * torch.tanh(SHIFT_SHARPNESS * coordination)
+        else:
+            interaction = self._interaction(self.embedding(onehot), onehot, graph.edge_index, vectors, radial)
         energy = self.atomic_energies.to(positions.dtype)[index] + shift + self.config.scale * interaction
         if self.pair_repulsion is not None:
             energy = energy + self.pair_repulsion(index, graph.edge_index, lengths)
@@ -171,13 +178,6 @@ class GauntPotential(torch.nn.Module):
             h = block(h, onehot, edge_index, vectors, radial)
             interaction = interaction + readout(h)
         return interaction
-
-    def _free_atom_interaction(self, like: torch.Tensor) -> torch.Tensor:
-        """The read-out of an atom without neighbours, per element ``[Z]`` (the blocks run on no edges)."""
-        onehot = torch.eye(len(self.config.atomic_numbers), dtype=like.dtype, device=like.device)
-        no_edges = torch.zeros(2, 0, dtype=torch.long, device=like.device)
-        return self._interaction(self.embedding(onehot), onehot, no_edges, like.new_zeros(0, 3),
-                                 like.new_zeros(0, self.config.num_radial_basis))  # fmt: skip
 
     def extra_repr(self) -> str:
         c = self.config
