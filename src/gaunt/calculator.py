@@ -24,6 +24,15 @@ from .models import GauntPotential, PotentialConfig, load_model
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+TYPICAL_NEIGHBOR_DENSITY = 16.7 / (4 / 3 * np.pi * 5.0**3)  # atoms / A^3: 3BPA's 16.7 neighbours within 5 A
+
+
+def typical_num_neighbors(r_max: float) -> float:
+    """Neighbours within ``r_max`` at a typical molecular density (3BPA's 16.7 within 5 A, scaled by the
+    cutoff sphere's volume): the ``avg_num_neighbors`` of an untrained model, which has no data to count."""
+    return TYPICAL_NEIGHBOR_DENSITY * 4 / 3 * np.pi * float(r_max) ** 3
+
+
 class GauntCalculator(Calculator):
     """ASE calculator for a saved ``GauntPotential`` (``model_path``) or a model object (``model=``).
 
@@ -55,20 +64,24 @@ class GauntCalculator(Calculator):
     @classmethod
     def untrained(cls, species: list[str | int], dtype: str = "float64", product: str = "grid", seed: int = 0,
                   device: str = "cpu", **config) -> GauntCalculator:  # fmt: skip
-        """A randomly initialised default model for the given elements (smoke tests, install checks).
+        """A randomly initialised default model for the given elements (smoke tests, install checks, MD).
 
         ``species`` are symbols or atomic numbers; ``config`` overrides ``PotentialConfig`` fields. Its
-        energies are meaningless but exactly invariant and its forces exactly conservative.
+        energies are meaningless but exactly invariant and its forces exactly conservative. Unless given,
+        ``avg_num_neighbors`` is :func:`typical_num_neighbors` of ``r_max`` (16.7 at 5 A, as in 3BPA), so
+        energies and forces have the size of a trained model's (a few eV, ~1 eV/A on a molecule), not the
+        1e4-1e5 of an unnormalised neighbour sum raised to the correlation order.
         """
         unknown = [s for s in species if isinstance(s, str) and s not in ase.data.atomic_numbers]
         if unknown:
             raise ValueError(f"GauntCalculator.untrained: unknown element symbols {unknown} (give symbols such as "
                              "'Cu' or atomic numbers)")  # fmt: skip
         # degrees checked here by name, whichever PotentialConfig spells (a negative one fails deep in the layers)
-        negative = {k: v for k, v in config.items() if k in ("max_L", "hidden_lmax", "max_ell") and int(v) < 0}
+        negative = {k: v for k, v in config.items() if k in ("max_L", "max_ell") and int(v) < 0}
         if negative:
             raise ValueError(f"GauntCalculator.untrained: degrees must be >= 0, got {negative}")
         numbers = sorted({ase.data.atomic_numbers[s] if isinstance(s, str) else int(s) for s in species})
+        config.setdefault("avg_num_neighbors", typical_num_neighbors(config.get("r_max", 5.0)))
         torch.manual_seed(seed)
         model = GauntPotential(PotentialConfig(atomic_numbers=numbers, product=product, **config))
         if dtype not in _DTYPES:
@@ -96,4 +109,4 @@ class GauntCalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(out["stress"].detach()[0].cpu().double().numpy())
 
 
-__all__ = ["GauntCalculator"]
+__all__ = ["GauntCalculator", "typical_num_neighbors"]

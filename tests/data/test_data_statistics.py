@@ -1,8 +1,9 @@
 """gaunt.data.statistics: isolated-atom E0 (against the 3BPA/acac files' own numbers), least-squares
-E0 recovery, and the normalisation statistics recomputed by hand."""
+E0 recovery, per-element shifts, shortest pair distances, and the normalisation statistics by hand."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +17,11 @@ from gaunt.data import (
     atomic_energies_least_squares,
     attach_labels,
     collate,
+    composition,
+    element_shifts,
+    fit_per_element,
     read_structures,
+    shortest_distances,
     statistics,
 )
 
@@ -148,3 +153,59 @@ def test_statistics_errors():
         statistics(AtomicDataset(no_forces, r_max=3.0), e0)
     with pytest.raises(ValueError, match="graph 0 has no energy"):
         statistics(AtomicDataset([molecule("H2O")], r_max=3.0), e0)
+
+
+def _two_compositions(shifts: dict[int, float], e0: dict[int, float], noise: float) -> list[Atoms]:
+    """Cu-rich and Au-rich clusters with E = sum_i (E0 + shift)[Z_i] + noise."""
+    rng, frames = np.random.default_rng(5), []
+    for numbers in ([29] * 5 + [79] * 2, [29] * 2 + [79] * 5):
+        for _ in range(4):
+            atoms = Atoms(numbers=numbers, positions=rng.uniform(0, 6, (7, 3)))
+            energy = sum(e0[z] + shifts[z] for z in numbers) + noise * rng.normal()
+            frames.append(attach_labels(atoms, energy=float(energy)))
+    return frames
+
+
+def test_element_shifts_fit_each_element():
+    """Two compositions of two elements: the per-element mean interaction energy is recovered (a single
+    shift would leave a constant error per composition), and the mean per-composition residual is zero."""
+    e0, shifts = {29: -3.0, 79: -1.0}, {29: -0.9, 79: -0.2}
+    frames = _two_compositions(shifts, e0, noise=0.0)
+    fitted = element_shifts(AtomicDataset(frames, r_max=3.0), e0)
+    assert fitted == pytest.approx(shifts, abs=1e-10)
+    noisy = _two_compositions(shifts, e0, noise=0.05)
+    fitted = element_shifts(AtomicDataset(noisy, r_max=3.0), e0)
+    residual = [a.info["gaunt_energy"] - sum(e0[z] + fitted[z] for z in a.numbers) for a in noisy]
+    assert abs(np.mean(residual[:4])) < 1e-10 and abs(np.mean(residual[4:])) < 1e-10
+
+
+def test_element_shifts_of_one_composition_are_the_mean():
+    """Every structure the same molecule (3BPA): the elements cannot be told apart; each gets the mean
+    interaction energy per atom, with no warning."""
+    frames = [attach_labels(molecule("H2O"), energy=-10.0 + 0.03 * k) for k in range(5)]
+    e0 = {1: -1.0, 8: -5.0}
+    mean = np.mean([(a.info["gaunt_energy"] + 7.0) / 3 for a in frames])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted = element_shifts(AtomicDataset(frames, r_max=3.0), e0)
+    assert fitted == pytest.approx({1: mean, 8: mean}, abs=1e-12)
+
+
+def test_fit_per_element_and_composition():
+    counts = np.array([[5.0, 2.0, 0.0], [2.0, 5.0, 0.0]])
+    s = fit_per_element(counts, counts @ np.array([0.3, -0.7, 0.0]))
+    assert s[:2] == pytest.approx([0.3, -0.7], abs=1e-12)
+    assert s[2] == pytest.approx(np.mean((counts @ [0.3, -0.7, 0.0]) / 7))  # absent element: the mean
+    dataset = AtomicDataset([molecule("CH3CH2OH"), molecule("H2O")], r_max=3.0)
+    batch = collate([dataset[0], dataset[1]])
+    assert composition(batch, [1, 6, 8]).tolist() == [[6, 2, 1], [2, 0, 1]]
+    with pytest.raises(ValueError, match=r"no entry for Z=\[8\]"):
+        composition(batch, [1, 6])
+
+
+def test_shortest_distances_by_hand():
+    water, cu = molecule("H2O"), bulk("Cu", "fcc", a=3.6)
+    found = shortest_distances(AtomicDataset([water, cu], r_max=3.0))
+    d = water.get_all_distances()
+    assert found == pytest.approx({"1-1": d[1, 2], "1-8": min(d[0, 1], d[0, 2]), "29-29": 3.6 / np.sqrt(2)})
+    assert shortest_distances(AtomicDataset([molecule("H2O")], r_max=0.5)) == {}  # no pair inside the cutoff

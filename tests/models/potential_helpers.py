@@ -30,8 +30,8 @@ def random_molecule(n: int = 7, seed: int = 0, r_max: float = 4.0) -> AtomicGrap
 
 def tiny_model(product: str, seed: int = 0, **kw) -> GauntPotential:
     torch.manual_seed(seed)
-    config = dict(atomic_numbers=ELEMENTS, product=product, r_max=4.0, num_bessel=4, num_channels=4, max_ell=2,
-                  hidden_lmax=1, correlation=3, num_interactions=2, radial_hidden=[8], avg_num_neighbors=4.0,
+    config = dict(atomic_numbers=ELEMENTS, product=product, r_max=4.0, num_radial_basis=4, num_channels=4, max_ell=2,
+                  max_L=1, correlation=3, num_interactions=2, radial_hidden=[8], avg_num_neighbors=4.0,
                   atomic_energies={1: -13.6, 6: -1029.0, 7: -1485.0, 8: -2042.0}, scale=0.7, shift=0.1)
     config.update(kw)
     return GauntPotential(PotentialConfig(**config)).double()

@@ -2,6 +2,7 @@
 (finite differences, symmetric Hessian), gradcheck / double backward, bad input, save / load."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from torch.testing import assert_close
 
 from gaunt.data.graph import collate
-from gaunt.models import GauntPotential, PotentialConfig, load_model, save_model
+from gaunt.models import GauntPotential, PotentialConfig, load_model, model_from_state, model_state, save_model
 from gaunt.nn import RadialMLP
 from gaunt.so3 import random_rotation
 
@@ -121,13 +122,42 @@ def test_batch_equals_separate_structures() -> None:
     assert_close(out["forces"], torch.cat([model(g)["forces"] for g in graphs]), rtol=1e-12, atol=1e-12)
 
 
-def test_isolated_atom_energy_is_e0_plus_shift() -> None:
-    model = tiny_model("grid")
-    atom = molecule_graph(torch.zeros(1, 3, dtype=torch.float64), torch.tensor([8]), 4.0)
-    out = model(atom)
-    readout_constant = model(atom, compute_forces=False)["node_energy"] - (-2042.0 + 0.1)
-    assert_close(out["energy"], torch.tensor([-2042.0 + 0.1], dtype=torch.float64) + readout_constant)
-    assert_close(out["forces"], torch.zeros(1, 3, dtype=torch.float64))
+def isolated_atom_errors(model: GauntPotential) -> list[float]:
+    """Per element of the model: |E(one atom alone) - E0| + |F| (eV), and the same for two atoms r_max apart."""
+    errors, r_max = [], model.config.r_max
+    for z in model.config.atomic_numbers:
+        e0 = model.config.atomic_energies[z]
+        out = model(molecule_graph(torch.zeros(1, 3, dtype=torch.float64), torch.tensor([z]), r_max))
+        errors.append(abs(float(out["energy"].detach()) - e0) + float(out["forces"].detach().abs().max()))
+        pair = torch.tensor([[0.0, 0.0, 0.0], [r_max, 0.0, 0.0]], dtype=torch.float64)
+        out = model(molecule_graph(pair, torch.tensor([z, z]), r_max + 1e-6), compute_forces=False)
+        errors.append(abs(float(out["energy"].detach()) - 2 * e0))  # an edge at the cutoff changes nothing
+    return errors
+
+
+@pytest.mark.parametrize("pair_repulsion", [False, True])
+def test_isolated_atoms_give_e0(product: str, pair_repulsion: bool) -> None:
+    """A neighbour-less atom has energy exactly E0 (not E0 + shift + the read-out of the bare embedding),
+    with a non-zero shift and scale (model docstring)."""
+    model = tiny_model(product, pair_repulsion=pair_repulsion)
+    assert model.config.shift[8] == 0.1 and model.config.scale == 0.7
+    assert max(isolated_atom_errors(model)) < 1e-9
+    bonded = model(random_molecule(), compute_forces=False)["node_energy"].detach()
+    e0 = model.atomic_energies[model.z_to_index[random_molecule().atomic_numbers]]
+    assert float((bonded - e0).abs().min()) > 1e-3  # bonded atoms do differ from E0 (not vacuous)
+
+
+def test_isolated_atom_check_detects_an_extra_constant() -> None:
+    """Test the tester: a model that adds 1234.5 eV per atom fails, and so does the form saved before
+    ``isolated_atom_e0`` (E0 + shift + scale * read-out: off by the shift and the bare read-out)."""
+
+    class Constant(GauntPotential):
+        def _node_energy(self, graph, index, positions, cell):
+            return super()._node_energy(graph, index, positions, cell) + 1234.5
+
+    torch.manual_seed(0)
+    assert max(isolated_atom_errors(Constant(tiny_model("grid").config).double())) > 1000
+    assert max(isolated_atom_errors(tiny_model("grid", isolated_atom_e0=False))) > 0.05
 
 
 @pytest.mark.parametrize("product", ["grid", "cg"])
@@ -139,6 +169,29 @@ def test_save_load_round_trip(tmp_path, product) -> None:
     assert loaded.config == model.config
     assert_close(loaded(graph)["energy"], model(graph)["energy"], rtol=0, atol=0)
     assert not list(tmp_path.glob(".*.tmp")), "temporary file left behind"
+
+
+def test_model_saved_with_old_names_loads(tmp_path) -> None:
+    """A file written before the renames (``hidden_lmax``, ``num_bessel``; one ``shift``, no
+    ``isolated_atom_e0``) loads without a warning and keeps its energies (checked once against the code
+    of that time: -7095.533396709142 eV on this molecule, bit for bit)."""
+    model, graph = tiny_model("grid", isolated_atom_e0=False), random_molecule()
+    state = model_state(model)
+    config = state["config"]
+    config["hidden_lmax"], config["num_bessel"] = config.pop("max_L"), config.pop("num_radial_basis")
+    for key in ("isolated_atom_e0", "pair_repulsion", "pair_repulsion_distances"):
+        del config[key]
+    config["shift"] = 0.1
+    torch.save(state, tmp_path / "old.model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = load_model(tmp_path / "old.model")
+    assert (loaded.config.max_L, loaded.config.num_radial_basis, loaded.config.isolated_atom_e0) == (1, 4, False)
+    assert_close(loaded(graph)["energy"], model(graph)["energy"], rtol=0, atol=0)
+    assert float(loaded(graph)["energy"].detach()) == pytest.approx(-7095.533396709142, abs=1e-9)
+    config["max_L"] = 1
+    with pytest.raises(ValueError, match="both 'hidden_lmax' and its new name 'max_L'"):
+        model_from_state(state)
 
 
 def test_float32_model_matches_float64() -> None:
@@ -182,7 +235,7 @@ def _cutoff_jump(model) -> tuple[float, float]:
 
     def energy(x: float) -> float:
         positions = torch.cat([base, torch.tensor([[x, 0.0, 0.0]], dtype=torch.float64)])
-        return float(model(molecule_graph(positions, numbers, r_max), compute_forces=False)["energy"])
+        return float(model(molecule_graph(positions, numbers, r_max), compute_forces=False)["energy"].detach())
 
     outside = energy(r_max + 1e-9)
     return abs(energy(r_max - 1e-9) - outside), abs(energy(r_max - 0.5) - outside)

@@ -18,7 +18,15 @@ from .io import voigt_to_matrix
 from .neighbors import MIN_DISTANCE, atoms_to_graph, neighbor_list
 from .dataset import AtomicDataset, make_loader
 from .split import random_split
-from .statistics import atomic_energies_from_isolated, atomic_energies_least_squares, statistics
+from .statistics import (
+    atomic_energies_from_isolated,
+    atomic_energies_least_squares,
+    composition,
+    element_shifts,
+    fit_per_element,
+    shortest_distances,
+    statistics,
+)
 from .synthetic import EMT_ELEMENTS, emt_dataset
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "atoms_to_graph", "neighbor_list", "MIN_DISTANCE",
     "AtomicDataset", "make_loader",
     "random_split",
-    "atomic_energies_from_isolated", "atomic_energies_least_squares", "statistics",
+    "atomic_energies_from_isolated", "atomic_energies_least_squares", "element_shifts", "statistics",
+    "composition", "fit_per_element", "shortest_distances",
     "emt_dataset", "EMT_ELEMENTS",
 ]  # fmt: skip

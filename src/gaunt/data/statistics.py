@@ -1,8 +1,10 @@
 """Per-element reference energies ``E0`` and the dataset statistics a potential is normalised with.
 
-The model predicts ``E = sum_i E0[Z_i] + scale * (interaction energy) + shift``; ``E0`` removes the
-(huge, composition-only) atomic part of DFT total energies, and the statistics below set ``shift``,
-``scale`` and the neighbour-sum normalisation.
+The model predicts ``E = sum_i (E0[Z_i] + shift[Z_i]) + scale * (interaction energy)``; ``E0`` removes the
+(huge, composition-only) atomic part of DFT total energies, ``element_shifts`` fits the per-element mean
+interaction energy by least squares over the compositions of the training set (what a network trained
+mostly on forces would take long to learn: its absence is a constant error per composition), and
+``statistics`` gives ``scale`` and the neighbour-sum normalisation.
 """
 from __future__ import annotations
 
@@ -90,6 +92,79 @@ def atomic_energies_least_squares(structures: Sequence[ase.Atoms], atomic_number
             stacklevel=2,
         )
     return {z: float(solution[column[z]]) for z in elements}
+
+
+def composition(graph: AtomicGraph, elements: Sequence[int]) -> np.ndarray:
+    """Element counts of each structure of ``graph`` ``[num_graphs, len(elements)]`` (ValueError naming an
+    element outside ``elements``)."""
+    column = {int(z): c for c, z in enumerate(elements)}
+    numbers = [int(z) for z in graph.atomic_numbers.tolist()]
+    unknown = sorted(set(numbers) - set(column))
+    if unknown:
+        raise ValueError(f"atomic_energies has no entry for Z={unknown}")
+    counts = np.zeros((graph.num_graphs, len(column)))
+    np.add.at(counts, (graph.batch.cpu().numpy(), [column[z] for z in numbers]), 1.0)
+    return counts
+
+
+def fit_per_element(counts: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+    """Per-element energies ``s`` (eV/atom) minimising ``sum_k (residuals_k - counts_k . s)^2``, written
+    ``s = m + d``: ``m`` the mean of ``residuals_k / N_k`` and ``d`` the minimum-norm least-squares correction.
+
+    Where the compositions do not tell the elements apart (every structure the same molecule, as in 3BPA),
+    ``d = 0`` along the unresolved directions and ``s`` is the mean per atom (MACE's single shift); with
+    enough distinct compositions it is the exact least-squares fit, and the per-composition mean of what
+    is left is zero whenever the distinct compositions are linearly independent (e.g. two compositions of
+    two elements). Elements absent from ``counts`` get ``m``. Rank deficiency is expected: no warning.
+    """
+    sizes = counts.sum(axis=1)
+    mean = float(np.mean(residuals / sizes))
+    correction = np.linalg.lstsq(counts, residuals - mean * sizes, rcond=None)[0]
+    return mean + np.where(counts.sum(axis=0) > 0, correction, 0.0)
+
+
+def element_shifts(dataset: Iterable[AtomicGraph], atomic_energies: Mapping[int, float]) -> dict[int, float]:
+    """Per-element mean interaction energy (eV/atom): ``shift`` minimising
+    ``sum_s (E_s - sum_Z n_{s,Z} (E0[Z] + shift[Z]))^2`` over the structures of ``dataset``
+    (:func:`fit_per_element`: the mean interaction energy per atom where the compositions cannot tell
+    the elements apart, the least-squares fit where they can).
+
+    Raises:
+        ValueError: empty dataset, a graph without energy, or an element missing from ``atomic_energies``.
+    """
+    elements = sorted(int(z) for z in atomic_energies)
+    e0 = np.array([float(atomic_energies[z]) for z in elements])
+    counts, residuals = [], []
+    for k, graph in enumerate(dataset):
+        if graph.energy is None:
+            raise ValueError(f"element_shifts: graph {k} has no energy label")
+        try:
+            block = composition(graph, elements)
+        except ValueError as err:
+            raise ValueError(f"element_shifts: {err} (graph {k})") from None
+        counts.append(block)
+        residuals.append(graph.energy.double().cpu().numpy() - block @ e0)
+    if not counts:
+        raise ValueError("element_shifts: empty dataset")
+    shifts = fit_per_element(np.concatenate(counts), np.concatenate(residuals))
+    return {z: float(s) for z, s in zip(elements, shifts)}
+
+
+def shortest_distances(dataset: Iterable[AtomicGraph]) -> dict[str, float]:
+    """Shortest distance (A) of each element pair within the graphs' cutoff: ``{"Z1-Z2": r}`` with Z1 <= Z2
+    (pairs never closer than the cutoff are absent). ``gaunt.models.pair`` switches its repulsion off there."""
+    best: dict[tuple[int, int], float] = {}
+    for graph in dataset:
+        if graph.num_edges == 0:
+            continue
+        lengths = torch.linalg.vector_norm(graph.edge_vectors(), dim=-1).double()
+        z = graph.atomic_numbers[graph.edge_index]  # [2, E]
+        low, high = torch.minimum(z[0], z[1]), torch.maximum(z[0], z[1])
+        for pair in torch.unique(torch.stack([low, high], 1), dim=0).tolist():
+            mask = (low == pair[0]) & (high == pair[1])
+            r = float(lengths[mask].min())
+            best[tuple(pair)] = min(r, best.get(tuple(pair), r))
+    return {f"{a}-{b}": r for (a, b), r in sorted(best.items())}
 
 
 def statistics(dataset: Iterable[AtomicGraph], atomic_energies: Mapping[int, float]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .potential import GauntPotential, PotentialConfig, config_dict
+from .potential import GauntPotential, config_dict, config_from_dict
 
 FORMAT = "gaunt-potential/1"
 TRAIN_CHECKPOINT_FORMAT = "gaunt-train-checkpoint/1"  # gaunt.train.checkpoint's, named here for the messages
@@ -114,9 +114,7 @@ def model_from_state(state: dict, map_location: str | torch.device | None = None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"not a gaunt model file: format {found!r}, expected {FORMAT!r}")
-    config = dict(state["config"])
-    config["atomic_energies"] = {int(z): float(e) for z, e in config["atomic_energies"].items()}
-    model = GauntPotential(PotentialConfig(**config))
+    model = GauntPotential(config_from_dict(state["config"]))  # maps the names of older files
     model.to(getattr(torch, state["dtype"]))
     model.load_state_dict(state["state_dict"])
     return model.to(map_location) if map_location is not None else model

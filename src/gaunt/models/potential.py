@@ -1,10 +1,12 @@
 """``GauntPotential``: a MACE-style interatomic potential whose tensor products are a switch.
 
-    E = sum_i E_i,    E_i = E0[Z_i] + shift + scale * sum_t readout_t(h_i^(t))
+    E = sum_i E_i,    E_i = E0[Z_i] + w_i shift[Z_i] + scale * sum_t (readout_t(h_i^(t)) - readout_t(h_free^(t)[Z_i]))
+                            (+ V_ZBL,i with ``pair_repulsion``)
 
     h^(0)   = W_embed onehot(Z)                                   (mul x 0e)
     h^(t)   = InteractionBlock_t(h^(t-1); Y(r_ij), R(|r_ij|))    (``models.blocks``)
-    R(r)    = c Bessel_n(r) u(r / r_max)                           (n = 1..num_bessel, polynomial envelope u)
+    R(r)    = c Bessel_n(r) u(r / r_max)                           (n = 1..num_radial_basis, polynomial envelope u)
+    w_i     = tanh(2 sum_j u(r_ij / r_max))                        (0 for an atom without neighbours, ~1 when bonded)
 
 c = sqrt(r_max^3 / 3) gives the radial features unit second moment for neighbours spread uniformly in
 the cutoff sphere (the Bessel functions are orthonormal with weight r^2 on [0, r_max]); the radial
@@ -14,71 +16,29 @@ whose per-edge weight is a product of three MLP outputs (without c: ~0.15^3 inst
 The last block keeps only scalars and is read out by a small MLP, earlier ones linearly (MACE).
 Forces ``F = -dE/dr`` and stress ``sigma = (1/V) dE/d(eps)`` (eps: a symmetric strain applied to
 positions and cell, ASE's sign) come from autograd, so they are conservative whatever the product:
-the energy is one smooth function of the positions. ``E0`` are the isolated-atom energies (or a least-
-squares fit); ``shift`` and ``scale`` are set from the training data (mean interaction energy per atom,
-RMS force), as MACE does, so that the network learns an O(1) quantity.
+the energy is one smooth function of the positions.
+
+Reference energies. ``E0`` are the isolated-atom energies (or a least-squares fit); ``shift[Z]`` is the
+per-element mean interaction energy of the training set, fitted by least squares over its compositions
+(``gaunt.data.element_shifts``), and ``scale`` its RMS force, as MACE does, so that the network learns an
+O(1), composition-free quantity: a model trained on several compositions starts with no per-composition
+bias. An atom with no neighbour inside r_max has energy exactly E0: h_free (the features the blocks give
+a neighbour-less atom; one such atom per element rides along in every forward pass) is subtracted from
+the read-out, and the shift is switched on by the smooth
+coordination w_i (1 - w_i < 7e-4 once sum_j u >= 2, i.e. in any condensed or molecular environment).
+``isolated_atom_e0=False`` is the form of models saved before (E0 + shift + scale * readout).
 """
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass, field
 
 import torch
 
 from ..data.graph import AtomicGraph
 from ..nn import BesselBasis, PolynomialCutoff
 from .blocks import InteractionBlock, LinearReadout, ScalarMLPReadout, sphere_irreps
+from .config import PRODUCTS, PotentialConfig, config_dict, config_from_dict
+from .pair import ZBLRepulsion
 
-PRODUCTS = ("cg", "gaunt", "grid", "auto")
-
-
-@dataclass
-class PotentialConfig:
-    """Hyper-parameters (names as in mace-torch where one exists).
-
-    ``atomic_numbers``: the elements the model knows (sorted on construction). ``max_ell``: degree of the
-    edge harmonics and of the atomic basis A. ``hidden_lmax``: degree of the node features between blocks
-    (MACE's ``max_L``). ``product``: "cg" (Clebsch-Gordan, MACE-like paths) | "gaunt" (Gaunt product in the
-    2D Fourier basis) | "grid" (the same Gaunt product by quadrature; fastest on CPU) | "auto".
-    ``convolution_product`` overrides the convolution's product (e.g. "so2" or "gaunt_z").
-    """
-
-    atomic_numbers: list[int]
-    r_max: float = 5.0
-    num_bessel: int = 8
-    polynomial_p: int = 6
-    num_channels: int = 32
-    max_ell: int = 3
-    hidden_lmax: int = 1
-    correlation: int = 3
-    num_interactions: int = 2
-    product: str = "grid"
-    convolution_product: str | None = None
-    radial_hidden: list[int] = field(default_factory=lambda: [64, 64])
-    avg_num_neighbors: float = 1.0
-    atomic_energies: dict[int, float] = field(default_factory=dict)
-    scale: float = 1.0
-    shift: float = 0.0
-
-    def __post_init__(self) -> None:
-        zs = [int(z) for z in self.atomic_numbers]
-        if not zs or len(set(zs)) != len(zs) or min(zs) < 1 or max(zs) > 118:
-            raise ValueError(f"PotentialConfig: atomic_numbers must be distinct elements 1..118, got {self.atomic_numbers}")
-        self.atomic_numbers = sorted(zs)
-        self.atomic_energies = {int(z): float(e) for z, e in self.atomic_energies.items()}
-        unknown = sorted(set(self.atomic_energies) - set(zs))
-        if unknown:
-            raise ValueError(f"PotentialConfig: atomic_energies given for elements {unknown} not in atomic_numbers {zs}")
-        missing = sorted(set(zs) - set(self.atomic_energies))
-        if self.atomic_energies and missing:
-            raise ValueError(f"PotentialConfig: atomic_energies lacks elements {missing} (give all or none)")
-        if self.product not in PRODUCTS:
-            raise ValueError(f"PotentialConfig: product must be one of {PRODUCTS}, got {self.product!r}")
-        if not 0 < self.r_max < float("inf") or not self.avg_num_neighbors > 0 or not self.scale > 0:
-            raise ValueError(f"PotentialConfig: r_max (got {self.r_max}), avg_num_neighbors and scale must be finite and > 0")
-        for name in ("num_bessel", "num_channels", "correlation", "num_interactions"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"PotentialConfig: {name} must be >= 1, got {getattr(self, name)}")
-        self.radial_hidden = [int(w) for w in self.radial_hidden]
+SHIFT_SHARPNESS = 2.0  # w = tanh(2 n): 1 - w < 7e-4 for a coordination n >= 2
 
 
 class GauntPotential(torch.nn.Module):
@@ -99,18 +59,25 @@ class GauntPotential(torch.nn.Module):
         self.register_buffer("z_to_index", z_to_index, persistent=False)
         self.register_buffer("atomic_energies",
                              torch.tensor([config.atomic_energies.get(z, 0.0) for z in zs], dtype=torch.float64))  # fmt: skip
+        shifts = torch.tensor([config.shift[z] for z in zs], dtype=torch.float64)
+        if config.isolated_atom_e0:  # learned, from the least-squares fit: the network's read-out has no constant
+            self.shifts = torch.nn.Parameter(shifts)
+        else:
+            self.register_buffer("shifts", shifts, persistent=False)
+        self.pair_repulsion = (ZBLRepulsion(zs, config.pair_repulsion_distances, config.polynomial_p)
+                               if config.pair_repulsion else None)  # fmt: skip
         self.embedding = torch.nn.Linear(len(zs), mul, bias=False)
         torch.nn.init.normal_(self.embedding.weight)  # h0 = W[:, z] ~ N(0, 1), e3nn's normalisation
-        self.bessel = BesselBasis(config.r_max, config.num_bessel)
+        self.bessel = BesselBasis(config.r_max, config.num_radial_basis)
         self.cutoff = PolynomialCutoff(config.r_max, config.polynomial_p)
         self.radial_scale = (config.r_max**3 / 3) ** 0.5  # unit second moment (module docstring)
         blocks, readouts = [], []
         irreps = sphere_irreps(mul, 0)
         for t in range(config.num_interactions):
             last = t == config.num_interactions - 1
-            irreps_out = sphere_irreps(mul, 0 if last else config.hidden_lmax)
+            irreps_out = sphere_irreps(mul, 0 if last else config.max_L)
             blocks.append(InteractionBlock(
-                irreps, irreps_out, mul=mul, max_ell=config.max_ell, num_radial=config.num_bessel,
+                irreps, irreps_out, mul=mul, max_ell=config.max_ell, num_radial=config.num_radial_basis,
                 radial_hidden=tuple(config.radial_hidden), correlation=config.correlation, num_elements=len(zs),
                 product=config.product, convolution_product=config.convolution_product,
                 avg_num_neighbors=config.avg_num_neighbors, skip=t > 0))  # fmt: skip
@@ -180,28 +147,43 @@ class GauntPotential(torch.nn.Module):
 
     def _node_energy(self, graph: AtomicGraph, index: torch.Tensor, positions: torch.Tensor,
                      cell: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """``E_i`` of the module docstring ``[N]``."""
         onehot = torch.nn.functional.one_hot(index, len(self.config.atomic_numbers)).to(positions.dtype)
         vectors = graph.edge_vectors(positions, cell)
         lengths = torch.linalg.vector_norm(vectors, dim=-1)
-        radial = self.bessel(lengths) * (self.cutoff(lengths) * self.radial_scale)[:, None]
-        h = self.embedding(onehot)
-        interaction = positions.new_zeros(graph.num_nodes)
+        envelope = self.cutoff(lengths)
+        radial = self.bessel(lengths) * (envelope * self.radial_scale)[:, None]
+        shift = self.shifts.to(positions.dtype)[index]
+        if self.config.isolated_atom_e0:
+            # one neighbour-less "free atom" per element rides along after the N atoms (no edges reach it):
+            # its read-out is subtracted, in the same pass (a second pass would double the cost of small graphs)
+            free = torch.eye(onehot.shape[1], dtype=onehot.dtype, device=onehot.device)
+            features = torch.cat([onehot, free])
+            both = self._interaction(self.embedding(features), features, graph.edge_index, vectors, radial)
+            interaction = both[: graph.num_nodes] - both[graph.num_nodes:][index]
+            coordination = positions.new_zeros(graph.num_nodes).index_add(0, graph.edge_index[1], envelope)
+            shift = shift * torch.tanh(SHIFT_SHARPNESS * coordination)
+        else:
+            interaction = self._interaction(self.embedding(onehot), onehot, graph.edge_index, vectors, radial)
+        energy = self.atomic_energies.to(positions.dtype)[index] + shift + self.config.scale * interaction
+        if self.pair_repulsion is not None:
+            energy = energy + self.pair_repulsion(index, graph.edge_index, lengths)
+        return energy
+
+    def _interaction(self, h: torch.Tensor, onehot: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor,
+                     radial: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """``sum_t readout_t(h^(t))`` per atom ``[N]``."""
+        interaction = h.new_zeros(h.shape[0])
         for block, readout in zip(self.blocks, self.readouts):
-            h = block(h, onehot, graph.edge_index, vectors, radial)
+            h = block(h, onehot, edge_index, vectors, radial)
             interaction = interaction + readout(h)
-        e0 = self.atomic_energies.to(positions.dtype)[index]
-        return e0 + self.config.shift + self.config.scale * interaction
+        return interaction
 
     def extra_repr(self) -> str:
         c = self.config
         return (f"elements={c.atomic_numbers}, r_max={c.r_max}, channels={c.num_channels}, max_ell={c.max_ell}, "
-                f"hidden_lmax={c.hidden_lmax}, correlation={c.correlation}, interactions={c.num_interactions}, "
-                f"products={self.products}")  # fmt: skip
+                f"max_L={c.max_L}, correlation={c.correlation}, interactions={c.num_interactions}, "
+                f"pair_repulsion={c.pair_repulsion}, products={self.products}")  # fmt: skip
 
 
-def config_dict(config: PotentialConfig) -> dict:
-    """Plain-container form of the config (for checkpoints: loads with ``torch.load(weights_only=True)``)."""
-    return asdict(config)
-
-
-__all__ = ["GauntPotential", "PotentialConfig", "PRODUCTS", "config_dict"]
+__all__ = ["GauntPotential", "PotentialConfig", "PRODUCTS", "config_dict", "config_from_dict"]

@@ -55,6 +55,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--correlation", type=int, default=d.correlation, help="body order of the many-body product - 1")
     g.add_argument("--num_interactions", type=int, default=d.num_interactions)
     g.add_argument("--product", choices=("cg", "gaunt", "grid", "auto"), default=d.product)
+    g.add_argument("--pair_repulsion", action="store_true", help="add the ZBL repulsion at short range (as MACE)")
     g = parser.add_argument_group("optimisation")
     g.add_argument("--batch_size", type=int, default=d.batch_size)
     g.add_argument("--valid_batch_size", type=int, default=d.valid_batch_size)

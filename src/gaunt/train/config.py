@@ -28,7 +28,8 @@ class TrainConfig:
     ``{Z: E0}`` (or its string form ``"{1: -13.6, 8: -2041.0}"``).
 
     Model: ``r_max``, ``num_radial_basis``, ``num_channels``, ``max_L`` (degree of the hidden features),
-    ``max_ell`` (degree of the edge harmonics), ``correlation``, ``num_interactions``, ``product``.
+    ``max_ell`` (degree of the edge harmonics), ``correlation``, ``num_interactions``, ``product``,
+    ``pair_repulsion`` (add the ZBL screened nuclear repulsion at short range, ``gaunt.models.pair``).
 
     Optimisation: AdamW (``lr``, ``weight_decay``, ``amsgrad``), ``scheduler`` "plateau" (ReduceLROnPlateau
     on the validation loss, ``lr_factor``, ``scheduler_patience`` epochs) or "cosine" (cosine annealing to 0
@@ -63,6 +64,7 @@ class TrainConfig:
     correlation: int = 3
     num_interactions: int = 2
     product: str = "grid"
+    pair_repulsion: bool = False
     # optimisation
     batch_size: int = 10
     valid_batch_size: int = 10
@@ -97,6 +99,8 @@ class TrainConfig:
         self.test_files = [str(p) for p in self.test_files]
         if isinstance(self.E0s, str):
             self.E0s = parse_e0s(self.E0s)
+        elif isinstance(self.E0s, dict):  # plain int/float (numpy scalars would not load with weights_only)
+            self.E0s = {int(z): float(e) for z, e in self.E0s.items()}
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting (before any file is read)."""
@@ -163,14 +167,16 @@ class TrainConfig:
 # settings that define the data, the model or the sequence of batches: a resumed run must keep them
 _RESUME_FIXED = ("train_file", "valid_file", "valid_fraction", "valid_count", "E0s", "energy_key", "forces_key",
                  "stress_key", "r_max", "num_radial_basis", "num_channels", "max_L", "max_ell", "correlation",
-                 "num_interactions", "product", "batch_size", "seed", "default_dtype", "ema", "scheduler")  # fmt: skip
+                 "num_interactions", "product", "pair_repulsion", "batch_size", "seed", "default_dtype", "ema",
+                 "scheduler")  # fmt: skip
 
 
 def check_resume_compatible(saved: dict[str, Any], config: TrainConfig) -> None:
     """Raise ``ValueError`` if ``config`` changes a setting the checkpointed run depends on (others, such as
     ``max_num_epochs`` or ``max_time``, may change between the interrupted and the resumed run)."""
-    current = config.to_dict()
-    changed = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in _RESUME_FIXED if saved.get(k) != current[k]]
+    current, default = config.to_dict(), TrainConfig().to_dict()  # a setting added later: its default
+    changed = [f"{k}: {saved.get(k, default[k])!r} -> {current[k]!r}" for k in _RESUME_FIXED
+               if saved.get(k, default[k]) != current[k]]  # fmt: skip
     if changed:
         raise ValueError("cannot resume: the checkpoint was written with different settings (start a new run "
                          "with another name or work_dir instead): " + "; ".join(changed))  # fmt: skip

@@ -1,20 +1,23 @@
 """Everything a run needs from its files, checked before training starts: the training / validation /
 test sets as ``AtomicDataset`` s, the elements, the isolated-atom energies E0 and the model config
-(``avg_num_neighbors``, ``scale`` = RMS force, ``shift`` = mean interaction energy per atom, from the
-training set as in mace-torch)."""
+(``avg_num_neighbors``, ``scale`` = RMS force, ``shift`` = per-element mean interaction energy fitted by
+least squares over the compositions, from the training set as in mace-torch)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import ase
+import ase.data
 
 from ..data import (
     AtomicDataset,
     atomic_energies_from_isolated,
     atomic_energies_least_squares,
+    element_shifts,
     random_split,
     read_structures,
+    shortest_distances,
     statistics,
 )
 from ..data.io import FORCES_LABEL
@@ -54,10 +57,24 @@ def _read(path: str, config: TrainConfig, need_forces: bool, what: str) -> list[
     return structures
 
 
+def _where(structures: list[ase.Atoms], place: str, found: dict[int, str] | None = None) -> dict[int, str]:
+    """``{Z: "<place> configuration k"}`` for the first configuration holding each element (kept if known)."""
+    found = {} if found is None else found
+    for k, atoms in enumerate(structures):
+        for z in sorted({int(z) for z in atoms.numbers} - set(found)):
+            found[z] = f"{place} configuration {k}"
+    return found
+
+
+def _element(z: int) -> str:
+    return f"{ase.data.chemical_symbols[z]} (Z={z})"
+
+
 def _resolve_e0s(config: TrainConfig, train: list[ase.Atoms], isolated: list[ase.Atoms],
-                 atomic_numbers: list[int]) -> dict[int, float]:  # fmt: skip
-    """E0 per element from the ``E0s`` setting; every element of the data must be covered."""
-    e0s = config.E0s
+                 where: dict[int, str]) -> dict[int, float]:  # fmt: skip
+    """E0 per element from the ``E0s`` setting; every element of ``where`` (element -> the file and
+    configuration it first appears in) must get one, or the error names the element and that file."""
+    e0s, atomic_numbers = config.E0s, sorted(where)
     if isinstance(e0s, dict):
         energies, source = dict(e0s), "the E0s dict"
     elif e0s == "isolated":
@@ -67,14 +84,20 @@ def _resolve_e0s(config: TrainConfig, train: list[ase.Atoms], isolated: list[ase
                              "'average'")  # fmt: skip
         energies, source = atomic_energies_from_isolated(isolated), f"isolated atoms in {config.train_file}"
     elif e0s == "average":
-        energies, source = atomic_energies_least_squares(train, atomic_numbers), "a least-squares fit"
+        fitted = sorted({int(z) for atoms in train for z in atoms.numbers})
+        unfit = [z for z in atomic_numbers if z not in fitted]
+        if unfit:  # least squares would give them E0 = 0 (a column of zeros)
+            raise ValueError(f"E0s='average' fits E0 on the training set, which has no {_element(unfit[0])}; it "
+                             f"appears in {where[unfit[0]]}: give its E0 (isolated atoms or a dict)")  # fmt: skip
+        energies, source = atomic_energies_least_squares(train, fitted), "a least-squares fit"
     else:
         atoms = read_structures(e0s, energy_key=config.energy_key, forces_key=config.forces_key, require_forces=False)
         energies, source = atomic_energies_from_isolated(atoms), f"isolated atoms in {e0s}"
     energies = {int(z): float(e) for z, e in energies.items()}
-    missing = sorted(set(atomic_numbers) - set(energies))
+    missing = [z for z in atomic_numbers if z not in energies]
     if missing:
-        raise ValueError(f"E0s: {source} gives no energy for elements Z={missing} present in the data")
+        raise ValueError(f"E0s: {source} gives no energy for elements Z={missing} present in the data: "
+                         f"{_element(missing[0])} appears in {where[missing[0]]}")  # fmt: skip
     return {z: energies[z] for z in atomic_numbers}
 
 
@@ -99,8 +122,11 @@ def prepare_data(config: TrainConfig) -> PreparedData:
                                             valid_fraction=None if config.valid_count else config.valid_fraction,
                                             seed=config.seed)  # fmt: skip
         train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
-    atomic_numbers = sorted({int(z) for atoms in train + valid for z in atoms.numbers})
-    atomic_energies = _resolve_e0s(config, train, isolated, atomic_numbers)
+    where = _where(train, f"training file {config.train_file}")
+    where = _where(valid, f"validation file {config.valid_file}" if config.valid_file else
+                   f"training file {config.train_file} (validation split)", where)  # fmt: skip
+    atomic_numbers = sorted(where)
+    atomic_energies = _resolve_e0s(config, train, isolated, where)
     r_max = float(config.r_max)
     datasets = {}
     for what, items in (("training", train), ("validation", valid)):
@@ -130,17 +156,19 @@ def build_model_config(config: TrainConfig, data: PreparedData) -> PotentialConf
     return PotentialConfig(
         atomic_numbers=list(data.atomic_numbers),
         r_max=float(config.r_max),
-        num_bessel=int(config.num_radial_basis),
+        num_radial_basis=int(config.num_radial_basis),
         num_channels=int(config.num_channels),
         max_ell=int(config.max_ell),
-        hidden_lmax=int(config.max_L),
+        max_L=int(config.max_L),
         correlation=int(config.correlation),
         num_interactions=int(config.num_interactions),
         product=config.product,
         avg_num_neighbors=max(float(stats["avg_num_neighbors"]), 1e-3),
         atomic_energies=dict(data.atomic_energies),
         scale=scale,
-        shift=float(stats["mean_interaction_energy_per_atom"]),
+        shift=element_shifts(data.train, data.atomic_energies),
+        pair_repulsion=bool(config.pair_repulsion),
+        pair_repulsion_distances=shortest_distances(data.train) if config.pair_repulsion else {},
     )
 
 

@@ -20,6 +20,7 @@ from .config import TrainConfig
 from .data_setup import PreparedData
 from .loss import LossWeights
 from .metrics import evaluate
+from .reference import refit_shifts
 from .report import format_table, plot_learning_curve
 from .state import TrainState
 
@@ -59,6 +60,7 @@ def finish(config: TrainConfig, context: dist.DistributedContext, data: Prepared
     """Evaluate the final weights on every set, save the model and the reports; returns the results dict."""
     weights = LossWeights(config.energy_weight, config.forces_weight, config.stress_weight)
     final, which = final_weights(config, context, state, manager)
+    refit_shifts(final, data.train, config.valid_batch_size, context.device, config.dtype)  # per-element energies
     sets = {"train": data.train, "valid": data.valid, **data.tests}
     metrics = {name: evaluate(final, eval_loader(ds, config.valid_batch_size, context), weights, context.device,
                               config.dtype, weights.stress > 0)

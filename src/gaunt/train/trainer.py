@@ -27,7 +27,7 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from ..data import AtomicGraph, make_loader
-from ..models import PotentialConfig
+from ..models.config import config_from_dict
 from . import distributed as dist
 from .checkpoint import CheckpointManager
 from .config import TrainConfig, check_resume_compatible
@@ -98,7 +98,7 @@ def _run(config: TrainConfig, context: dist.DistributedContext, on_step: StepHoo
     data_sha256 = data_fingerprint(config)
     manager = CheckpointManager(config.checkpoint_dir)
     checkpoint = _resume_checkpoint(config, context, manager, data_sha256)
-    model_config = (PotentialConfig(**checkpoint["model_config"]) if checkpoint is not None
+    model_config = (config_from_dict(checkpoint["model_config"]) if checkpoint is not None
                     else build_model_config(config, data))  # fmt: skip
     seed_everything(config.seed)  # the initial weights depend on the seed only, not on the data reading
     state = build_state(config, context, model_config)
