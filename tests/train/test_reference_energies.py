@@ -16,7 +16,7 @@ from ase.calculators.emt import EMT
 from conftest import OCTAHEDRON, tiny_config, write_clusters
 from gaunt.calculator import GauntCalculator
 from gaunt.train import train
-from gaunt.train import data_setup, trainer
+from gaunt.train import data_setup, finish, trainer
 
 COMPOSITIONS = ("Cu6", "Cu4Au2", "Cu2Au4")
 
@@ -88,7 +88,7 @@ def test_bias_check_detects_a_single_shift(tmp_path, monkeypatch) -> None:
 
     build = data_setup.build_model_config
     monkeypatch.setattr(trainer, "build_model_config", single_shift)
-    monkeypatch.setattr(trainer, "refit_shifts", lambda *args, **kwargs: {})
+    monkeypatch.setattr(finish, "refit_shifts", lambda *args, **kwargs: {})
     bias, spread = _train(tmp_path, "single")
     assert max(abs(b) for b in bias.values()) > 0.2 * spread, (bias, spread)
 

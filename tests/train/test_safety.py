@@ -94,8 +94,10 @@ def test_finished_run_leaves_its_model_when_best_pt_is_truncated(data_dir, tmp_p
     assert "best.pt unreadable" in results["final_weights"]
     saved = load_model(config.model_path).state_dict()  # the .model exists and holds last.pt's EMA weights
     ema = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert "shifts" in saved  # refitted by least squares at the end of every run (train.reference)
     for key, value in saved.items():
-        torch.testing.assert_close(value, ema[key], rtol=0, atol=0)
+        if key != "shifts":
+            torch.testing.assert_close(value, ema[key], rtol=0, atol=0)
 
 
 def test_resume_refuses_changed_data_unless_allowed(data_dir, tmp_path, capsys) -> None:
