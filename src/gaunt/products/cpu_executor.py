@@ -86,18 +86,20 @@ def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class _Entry:
-    """A registered program: its packed tables (``values`` per dtype, made on first use) and derivatives."""
+    """A registered program: its packed tables as numpy arrays, as tensors per dtype (made by the op's real
+    implementation on first use, never under a tracing mode) and the ids of its derivatives."""
 
     program: SphereProgram
-    meta: torch.Tensor
-    values64: torch.Tensor
-    values: dict[torch.dtype, torch.Tensor] = field(default_factory=dict)
+    meta: np.ndarray
+    values: np.ndarray
+    tensors: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     derivatives: dict[int, int] = field(default_factory=dict)
 
-    def values_for(self, dtype: torch.dtype) -> torch.Tensor:
-        if dtype not in self.values:
-            self.values[dtype] = self.values64.to(dtype)
-        return self.values[dtype]
+    def tables(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values, meta)`` tensors for inputs of ``dtype``."""
+        if dtype not in self.tensors:
+            self.tensors[dtype] = torch.tensor(self.values, dtype=dtype), torch.tensor(self.meta)
+        return self.tensors[dtype]
 
 
 _REGISTRY: list[_Entry] = []
@@ -105,8 +107,7 @@ _REGISTRY: list[_Entry] = []
 
 def register_program(program: SphereProgram) -> int:
     """Pack ``program`` once and return its id for ``torch.ops.gaunt.sphere_program``."""
-    meta, values = pack(program)
-    _REGISTRY.append(_Entry(program, torch.from_numpy(meta), torch.from_numpy(values)))
+    _REGISTRY.append(_Entry(program, *pack(program)))
     return len(_REGISTRY) - 1
 
 
@@ -121,8 +122,8 @@ def derivative_id(program_id: int, wrt: int) -> int:
 @torch.library.custom_op("gaunt::sphere_program", mutates_args=())
 def sphere_program(x1: torch.Tensor, x2: torch.Tensor, program_id: int) -> torch.Tensor:
     """``program(x1, x2)`` for ``x1 [n, dim1]``, ``x2 [n, dim2]`` (CPU, float32/float64) -> ``[n, dim_out]``."""
-    entry = _REGISTRY[program_id]
-    return torch.ops.gaunt_fused.run(x1, x2, entry.values_for(x1.dtype), entry.meta)
+    values, meta = _REGISTRY[program_id].tables(x1.dtype)
+    return torch.ops.gaunt_fused.run(x1, x2, values, meta)
 
 
 @sphere_program.register_fake

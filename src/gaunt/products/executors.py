@@ -5,11 +5,15 @@ name       runs
 =========  ==========================================================================================
 "torch"    ``torch_executor.TorchProgram``: torch matmuls and gathers, any device and float dtype;
            backward and double backward as derivative programs (the reference executor)
+cpu_fused  ``cpu_executor.FusedProgram``: one C++ kernel over tiles of (sample, channel) columns, the
+           grid in cache; CPU, float32/float64; built at first use (``cpu_build``); a custom op whose
+           backward and double backward run the derivative programs on the same kernel
 =========  ==========================================================================================
 
 ``executor="auto"`` (the products' default) runs, on each call, the fastest executor available for the
 inputs' device (``PREFERENCE[device]`` order, among those available) and says which in
-``product.executor`` (the choice per device); a named executor that cannot run raises (never a silent
+``product.executor`` (the choice per device; where a preferred executor cannot run, a warning says why,
+once per process); a named executor that cannot run raises (never a silent
 fallback), also when called with tensors on a device it does not support. A new executor is one module
 with a class like ``TorchProgram`` (``__init__(program)``, ``forward(x1, x2)``, attribute ``executor``) and
 one entry in ``EXECUTORS`` with the devices it runs on and the function that says whether it can run here.
@@ -18,11 +22,13 @@ one entry in ``EXECUTORS`` with the devices it runs on and the function that say
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from . import cpu_build
 from .program import SphereProgram
 from .torch_executor import TorchProgram
 
@@ -40,11 +46,27 @@ class Executor:
     devices: tuple[str, ...] = ("cpu", "cuda")
 
 
+def _fused_program(program: SphereProgram) -> torch.nn.Module:
+    from .cpu_executor import FusedProgram  # imported on use: it registers the custom op
+
+    return FusedProgram(program)
+
+
 EXECUTORS: dict[str, Executor] = {
     "torch": Executor("torch", TorchProgram, lambda: None, "torch matmuls and gathers (reference)"),
+    "cpu_fused": Executor("cpu_fused", _fused_program, cpu_build.unavailable,
+                          "one fused C++ kernel per program, grid tiles in cache", ("cpu",)),
 }
 #: per device type, the order in which "auto" tries them (fastest first); names not in ``EXECUTORS`` are skipped
-PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("torch",), "cuda": ("torch",)}
+PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("cpu_fused", "torch"), "cuda": ("torch",)}
+#: (executor, reason) pairs that "auto" has already warned about (once per process)
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_unavailable(name: str, reason: str) -> None:
+    if (name, reason) not in _WARNED:
+        _WARNED.add((name, reason))
+        warnings.warn(f"executor {name!r} cannot run here ({reason}); 'auto' uses the next one", stacklevel=3)
 
 
 def resolve_executor(name: str = "auto", device: str = "cpu") -> str:
@@ -53,8 +75,12 @@ def resolve_executor(name: str = "auto", device: str = "cpu") -> str:
     if name == "auto":
         for candidate in PREFERENCE.get(device, ()):
             entry = EXECUTORS.get(candidate)
-            if entry is not None and device in entry.devices and entry.unavailable() is None:
+            if entry is None or device not in entry.devices:
+                continue
+            reason = entry.unavailable()
+            if reason is None:
                 return candidate
+            _warn_unavailable(candidate, reason)
         return "torch"  # runs wherever torch runs
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; expected 'auto' or one of {tuple(EXECUTORS)}")
