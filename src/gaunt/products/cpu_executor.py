@@ -41,6 +41,21 @@ def nonzero_ranges(matrix: np.ndarray) -> np.ndarray:
     return np.stack([lo, hi], 1)
 
 
+def row_patterns(index: np.ndarray, mul: int) -> np.ndarray:
+    """Per row of a gather index ``[rows, mul]``: ``(kind, start, stride)``; kind 0: every entry -1, kind 1:
+    ``index[row, u] = start + u stride`` (the ``mul_ir`` layout), kind 2: anything else."""
+    rows = index.reshape(-1, mul)
+    start = rows[:, 0]
+    stride = rows[:, 1] - rows[:, 0] if mul > 1 else np.ones_like(start)
+    strided = (rows >= 0).all(1) & (rows == start[:, None] + np.arange(mul) * stride[:, None]).all(1)
+    kind = np.where((rows < 0).all(1), 0, np.where(strided, 1, 2))
+    return np.stack([kind, np.where(kind == 1, start, 0), np.where(kind == 1, stride, 0)], 1)
+
+
+def _with_patterns(index: np.ndarray, mul: int) -> np.ndarray:
+    return np.concatenate([index.reshape(-1), row_patterns(index, mul).reshape(-1)])
+
+
 class _Packer:
     """Appends arrays to ``meta`` (int64) and ``values`` (float64), returning their offsets."""
 
@@ -70,12 +85,12 @@ def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
     records = [program.mul, *program.dims, n_theta, n_phi, len(syntheses), len(projections), len(terms)]
     for s in syntheses:  # theta [R, n_theta, Lp] with ranges per (r, t); phi [n_phi, R]
         R, Lp = s.rows
-        records += [s.source, R, Lp, packer.ints(s.index), packer.floats(s.theta), packer.ints(nonzero_ranges(s.theta)),
+        records += [s.source, R, Lp, packer.ints(_with_patterns(s.index, program.mul)), packer.floats(s.theta), packer.ints(nonzero_ranges(s.theta)),
                     packer.floats(s.phi), packer.ints(nonzero_ranges(s.phi))]
     for p in projections:  # phi [R3, n_phi]; theta [R3, L3p, n_theta] with ranges per (r, l); read inverted
         R3, L3p = p.rows
         inverse = _inverse(p.read, R3 * L3p * program.mul)
-        records += [R3, L3p, packer.ints(inverse), packer.floats(p.phi), packer.ints(nonzero_ranges(p.phi)),
+        records += [R3, L3p, packer.ints(_with_patterns(inverse, program.mul)), packer.floats(p.phi), packer.ints(nonzero_ranges(p.phi)),
                     packer.floats(p.theta), packer.ints(nonzero_ranges(p.theta))]
     for t in terms:
         records += [t.a, t.b, t.projection, packer.floats([t.coefficient])]

@@ -23,8 +23,12 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/zeros.h>
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -158,6 +162,7 @@ struct Layout {
 // the columns of one tile: n valid ones, each a (sample, channel) pair
 struct Tile {
   int n;
+  bool strided;  // W consecutive channels of one sample
   int64_t sample[W], channel[W];
 };
 
@@ -174,16 +179,80 @@ struct Scratch {
   }
 };
 
+// Each row of a gather (or read-out) index [rows, mul] comes with its pattern (kind, start, stride), stored after
+// it: kind 0, no channel is read; kind 1, channel u reads start + u stride (the e3nn mul_ir layout); kind 2,
+// anything else. A tile of W consecutive channels of one sample (mul a multiple of W) takes the strided path.
+// dst[j] = src[j stride] and dst[j * stride] += y[j], j < W: AVX-512 gathers and scatters where there are
+template <typename T>
+inline void load_strided(const T* src, int64_t stride, T* dst) {
+  for (int j = 0; j < W; ++j) dst[j] = src[j * stride];
+}
+template <typename T>
+inline void add_strided(const T* y, int64_t stride, T* dst) {
+  for (int j = 0; j < W; ++j) dst[j * stride] += y[j];
+}
+#if defined(__AVX512F__) && GAUNT_TILE == 16
+inline __m512i lanes(int64_t stride) {
+  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                            _mm512_set1_epi32(static_cast<int>(stride)));
+}
+template <>
+inline void load_strided<float>(const float* src, int64_t stride, float* dst) {
+  _mm512_storeu_ps(dst, _mm512_i32gather_ps(lanes(stride), src, 4));
+}
+template <>
+inline void add_strided<float>(const float* y, int64_t stride, float* dst) {
+  const __m512i index = lanes(stride);
+  _mm512_i32scatter_ps(dst, index, _mm512_add_ps(_mm512_i32gather_ps(index, dst, 4), _mm512_loadu_ps(y)), 4);
+}
+#endif
+
+enum RowKind : int64_t { kNone = 0, kStrided = 1, kGeneral = 2 };
+
 template <typename T>
 void gather(const Layout& P, const SynthesisRec& s, const Tile& tile, const T* x, Vec<T>* X) {
+  const int64_t rows = s.R * s.Lp, dim = P.dims[s.source];
   const int64_t* index = P.meta + s.index;
-  const int64_t dim = P.dims[s.source];
-  for (int64_t row = 0; row < s.R * s.Lp; ++row) {
+  const int64_t* pattern = index + rows * P.mul;
+  for (int64_t row = 0; row < rows; ++row) {
     T* dst = reinterpret_cast<T*>(X + row);
-    const int64_t* idx = index + row * P.mul;
-    for (int j = 0; j < W; ++j) {
-      const int64_t i = j < tile.n ? idx[tile.channel[j]] : -1;
-      dst[j] = i >= 0 ? x[tile.sample[j] * dim + i] : T(0);
+    const int64_t kind = pattern[3 * row];
+    if (kind == kNone) {
+      X[row] = Vec<T>{};
+    } else if (kind == kStrided && tile.strided) {
+      const int64_t stride = pattern[3 * row + 2];
+      const T* src = x + tile.sample[0] * dim + pattern[3 * row + 1] + tile.channel[0] * stride;
+      load_strided(src, stride, dst);
+    } else {
+      const int64_t* idx = index + row * P.mul;
+      for (int j = 0; j < W; ++j) {
+        const int64_t i = j < tile.n ? idx[tile.channel[j]] : -1;
+        dst[j] = i >= 0 ? x[tile.sample[j] * dim + i] : T(0);
+      }
+    }
+  }
+}
+
+// out[sample_j, k] += Y[row, j] for k = inverse[row, channel_j] >= 0 (patterns as in gather)
+template <typename T>
+void scatter(const Layout& P, const ProjectionRec& p, const Tile& tile, const Vec<T>* Y, T* out) {
+  const int64_t rows = p.R3 * p.L3p, dim = P.dims[2];
+  const int64_t* inverse = P.meta + p.inverse;
+  const int64_t* pattern = inverse + rows * P.mul;
+  for (int64_t row = 0; row < rows; ++row) {
+    const T* y = reinterpret_cast<const T*>(Y + row);
+    const int64_t kind = pattern[3 * row];
+    if (kind == kNone) continue;
+    if (kind == kStrided && tile.strided) {
+      const int64_t stride = pattern[3 * row + 2];
+      T* dst = out + tile.sample[0] * dim + pattern[3 * row + 1] + tile.channel[0] * stride;
+      add_strided(y, stride, dst);
+    } else {
+      const int64_t* inv = inverse + row * P.mul;
+      for (int j = 0; j < tile.n; ++j) {
+        const int64_t k = inv[tile.channel[j]];
+        if (k >= 0) out[tile.sample[j] * dim + k] += y[j];
+      }
     }
   }
 }
@@ -228,16 +297,7 @@ void projection(const Layout& P, const ProjectionRec& p, const T* values, Scratc
     Mat<T> theta{values + p.theta + int64_t(r) * L3p * nt, P.meta + p.theta_range + 2 * r * L3p, L3p, nt};
     matmul(theta, S.G.data() + r * nt, 1, S.Y.data() + r * L3p, 1, 1);
   }
-  const int64_t* inverse = P.meta + p.inverse;
-  const int64_t dim = P.dims[2];
-  for (int64_t row = 0; row < p.R3 * p.L3p; ++row) {  // out[sample, k] += Y[row]
-    const T* y = reinterpret_cast<const T*>(S.Y.data() + row);
-    const int64_t* inv = inverse + row * P.mul;
-    for (int j = 0; j < tile.n; ++j) {
-      const int64_t k = inv[tile.channel[j]];
-      if (k >= 0) out[tile.sample[j] * dim + k] += y[j];
-    }
-  }
+  scatter(P, p, tile, S.Y.data(), out);
 }
 
 template <typename T>
@@ -252,18 +312,43 @@ void run_tile(const Layout& P, const T* values, const T* x1, const T* x2, const 
     if (pointwise(P, q, values, S)) projection(P, P.projections[q], values, S, tile, out);
 }
 
+// prefetch the rows of samples [first, last) of a [n, dim] array (rw: 0 read, 1 write)
+template <typename T, int RW>
+inline void prefetch_rows(const T* x, int64_t dim, int64_t first, int64_t last) {
+  const char* begin = reinterpret_cast<const char*>(x + first * dim);
+  const char* end = reinterpret_cast<const char*>(x + last * dim);
+  for (const char* line = begin; line < end; line += 64) __builtin_prefetch(line, RW, 3);
+}
+
+// samples [begin, end): output rows zeroed just before their first tile (in cache), the inputs and outputs
+// of the next kPrefetch samples prefetched (the tiles of one sample run long enough to hide the latency)
+template <typename T>
+void run_samples(const Layout& P, const T* values, const T* x1, const T* x2, int64_t begin, int64_t end, T* out) {
+  constexpr int64_t kPrefetch = 2;
+  Scratch<T> S(P);
+  Tile tile;
+  int64_t ready = begin;  // output rows [begin, ready) are zeroed
+  for (int64_t c = begin * P.mul; c < end * P.mul; c += W) {  // columns c = sample * mul + channel
+    tile.n = static_cast<int>(std::min<int64_t>(W, end * P.mul - c));
+    for (int j = 0; j < tile.n; ++j) tile.sample[j] = (c + j) / P.mul, tile.channel[j] = (c + j) % P.mul;
+    tile.strided = tile.n == W && tile.sample[0] == tile.sample[W - 1];
+    const int64_t last = tile.sample[tile.n - 1] + 1;
+    if (last > ready) {
+      std::fill(out + ready * P.dims[2], out + last * P.dims[2], T(0));
+      const int64_t ahead = std::min(end, last + kPrefetch);
+      prefetch_rows<T, 0>(x1, P.dims[0], last, ahead);
+      prefetch_rows<T, 0>(x2, P.dims[1], last, ahead);
+      prefetch_rows<T, 1>(out, P.dims[2], last, ahead);
+      ready = last;
+    }
+    run_tile(P, values, x1, x2, tile, S, out);
+  }
+}
+
 template <typename T>
 void run_program(const Layout& P, const T* values, const T* x1, const T* x2, int64_t n, T* out) {
   const int64_t grain = std::max<int64_t>(1, 4 * W / P.mul);  // at least a few tiles per task
-  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
-    Scratch<T> S(P);
-    Tile tile;
-    for (int64_t c = begin * P.mul; c < end * P.mul; c += W) {  // columns c = sample * mul + channel
-      tile.n = static_cast<int>(std::min<int64_t>(W, end * P.mul - c));
-      for (int j = 0; j < tile.n; ++j) tile.sample[j] = (c + j) / P.mul, tile.channel[j] = (c + j) % P.mul;
-      run_tile(P, values, x1, x2, tile, S, out);
-    }
-  });
+  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { run_samples(P, values, x1, x2, begin, end, out); });
 }
 
 at::Tensor run(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& values, const at::Tensor& meta) {
@@ -276,7 +361,7 @@ at::Tensor run(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& val
   TORCH_CHECK(x1.size(1) == P.dims[0] && x2.size(1) == P.dims[1], "gaunt cpu_fused: input sizes do not match");
   const int64_t n = x1.size(0);
   at::Tensor a = x1.contiguous(), b = x2.contiguous(), v = values.contiguous();
-  at::Tensor out = at::zeros({n, P.dims[2]}, x1.options());
+  at::Tensor out = at::empty({n, P.dims[2]}, x1.options());  // zeroed per row by the kernel
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "gaunt_sphere_program", [&] {
     run_program<scalar_t>(P, v.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), n,
                           out.data_ptr<scalar_t>());
