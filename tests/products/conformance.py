@@ -122,6 +122,7 @@ def check_compile(spec, executor) -> None:
     """``torch.compile(fullgraph=True)`` (aot_eager) equals eager, forward and input gradient."""
     product = build(spec, examples(spec)[0], executor, weights="internal").float()
     x1, x2, _ = random_inputs(product, (4,), torch.float32, seed=50)
+    torch._dynamo.reset()  # each check compiles afresh (products x executors would pass dynamo's recompile limit)
     compiled = torch.compile(product, fullgraph=True, backend="aot_eager")
     x1.requires_grad_()
     out = compiled(x1, x2)

@@ -106,3 +106,17 @@ def test_other_dtypes_run_on_the_torch_executor():
     out = runner(x1.bfloat16(), x2.bfloat16())
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), runner(x1, x2), rtol=0.05, atol=0.05)
+
+
+def test_forward_mode_runs_on_the_torch_executor():
+    """The custom op has no forward-mode rule: inputs with tangents take the torch executor's plain ops."""
+    import torch.autograd.forward_ad as fwAD
+
+    program = GridGauntProduct("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x1o").program
+    runner = EXECUTORS["cpu_fused"].runner(program)
+    x1, x2, t1 = (torch.randn(3, program.dims[0], dtype=torch.float64) for _ in range(3))
+    x2 = x2[:, : program.dims[1]]
+    with fwAD.dual_level():
+        out = runner(fwAD.make_dual(x1, t1), x2)
+        tangent = fwAD.unpack_dual(out).tangent
+    torch.testing.assert_close(tangent, runner(t1, x2), rtol=1e-12, atol=1e-12)  # bilinear: d/dx1 P = P(t1, x2)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from .cpu_build import unavailable
 from .program import SphereProgram, _inverse, derivative
@@ -168,9 +169,15 @@ sphere_program.register_autograd(_backward, setup_context=_setup_context)
 FUSED_DTYPES = (torch.float32, torch.float64)
 
 
+def _dual(*tensors: torch.Tensor) -> bool:
+    """Whether a tensor carries a forward-mode tangent (the custom op has no forward-mode rule)."""
+    return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
+
+
 class FusedProgram(torch.nn.Module):
     """A sphere program on the fused kernel; ``self(x1, x2)``: ``[n, dim1] x [n, dim2] -> [n, dim_out]``
-    (float32, float64; other dtypes run on ``fallback``, the torch executor)."""
+    (float32, float64; other dtypes, and inputs with forward-mode tangents, run on ``fallback``, the torch
+    executor)."""
 
     executor = "cpu_fused"
 
@@ -186,6 +193,8 @@ class FusedProgram(torch.nn.Module):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         if x1.dtype not in FUSED_DTYPES:
             return self.fallback(x1, x2)
+        if not torch.compiler.is_compiling() and _dual(x1, x2):
+            return self.fallback.evaluate(x1, x2)  # plain torch ops: forward mode runs through them
         return sphere_program(x1, x2, self.program_id)
 
     def extra_repr(self) -> str:
