@@ -51,6 +51,7 @@ def step(forward, inputs: list[torch.Tensor], cotangent: torch.Tensor):
     def call():
         out = forward(*inputs)
         torch.autograd.grad(out, inputs, cotangent)
+
     return call
 
 
@@ -66,26 +67,43 @@ def measure(name: str, L: int, mul: int, batch: int, executors, repeats: int) ->
     x1, x2 = (torch.randn(batch, mul * (L + 1) ** 2, generator=g) for _ in range(2))
     rows = []
     for executor in executors:
-        product = PRODUCTS[PRODUCT_NAMES[name]].build(irreps, irreps, irreps, internal_weights=False,
-                                                      shared_weights=True, executor=executor if executor != "e3nn"
-                                                      else "torch")
+        product = PRODUCTS[PRODUCT_NAMES[name]].build(
+            irreps,
+            irreps,
+            irreps,
+            internal_weights=False,
+            shared_weights=True,
+            executor=executor if executor != "e3nn" else "torch",
+        )
         w64 = torch.randn(product.weight_numel, generator=g, dtype=torch.float64)
         cotangent = torch.randn(batch, product.irreps_out.dim, generator=g)
         if executor == "e3nn":
             d, perm = canonical(product.descriptor())
             runner = peer_runner("e3nn", product, d, perm, torch.float32, "cpu")
             weight = runner.weights(w64).requires_grad_()
-            forward = lambda a, b, w, f=runner.forward: f({"x1": a, "x2": b}, w)  # noqa: E731
+            forward = lambda a, b, w, f=runner.forward: f({"x1": a, "x2": b}, w)
         else:
             weight = w64.float().requires_grad_()
             forward = product.float()
         inputs = [x1.clone().requires_grad_(), x2.clone().requires_grad_(), weight]
         cpu, wall = timed(step(forward, inputs, cotangent), repeats)
         flops = step_flops(product.program) * batch
-        rows.append({"product": name, "L": L, "batch": batch, "executor": executor, "cpu_s": cpu, "wall_s": wall,
-                     "gflops": flops / cpu / 1e9})
-        print(f"{name:17s} L={L} batch={batch:6d} {executor:9s} cpu {cpu * 1e3:9.1f} ms  wall {wall * 1e3:9.1f} ms"
-              f"  {flops / cpu / 1e9:6.1f} GFLOP/s", flush=True)
+        rows.append(
+            {
+                "product": name,
+                "L": L,
+                "batch": batch,
+                "executor": executor,
+                "cpu_s": cpu,
+                "wall_s": wall,
+                "gflops": flops / cpu / 1e9,
+            }
+        )
+        print(
+            f"{name:17s} L={L} batch={batch:6d} {executor:9s} cpu {cpu * 1e3:9.1f} ms  wall {wall * 1e3:9.1f} ms"
+            f"  {flops / cpu / 1e9:6.1f} GFLOP/s",
+            flush=True,
+        )
     return rows
 
 

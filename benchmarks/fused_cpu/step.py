@@ -20,12 +20,15 @@ from gaunt.products import PRODUCTS
 def main(executor: str, L: int, batch: int, steps: int, mul: int = 64) -> None:
     torch.set_num_threads(1)
     irreps = sh_irreps(mul, L)
-    product = PRODUCTS["grid"].build(irreps, irreps, irreps, internal_weights=False, shared_weights=True,
-                                     executor=executor)
+    product = PRODUCTS["grid"].build(
+        irreps, irreps, irreps, internal_weights=False, shared_weights=True, executor=executor
+    )
     g = torch.Generator().manual_seed(0)
-    inputs = [torch.randn(batch, product.irreps_in1.dim, generator=g).requires_grad_(),
-              torch.randn(batch, product.irreps_in2.dim, generator=g).requires_grad_(),
-              torch.randn(product.weight_numel, generator=g).requires_grad_()]
+    inputs = [
+        torch.randn(batch, product.irreps_in1.dim, generator=g).requires_grad_(),
+        torch.randn(batch, product.irreps_in2.dim, generator=g).requires_grad_(),
+        torch.randn(product.weight_numel, generator=g).requires_grad_(),
+    ]
     cotangent = torch.randn(batch, product.irreps_out.dim, generator=g)
     for _ in range(steps):
         torch.autograd.grad(product(*inputs), inputs, cotangent)

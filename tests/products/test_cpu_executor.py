@@ -44,8 +44,13 @@ def test_equals_torch_executor_on_every_program(cls, irreps):
             exact = reference.evaluate(x1, x2)
             out = runner(x1.to(dtype), x2.to(dtype))
             assert out.dtype == dtype and out.shape == exact.shape
-            torch.testing.assert_close(out.double(), exact, rtol=0, atol=tol * float(exact.abs().max()),
-                                       msg=lambda m, name=program.name: f"{name}: {m}")
+            torch.testing.assert_close(
+                out.double(),
+                exact,
+                rtol=0,
+                atol=tol * float(exact.abs().max()),
+                msg=lambda m, name=program.name: f"{name}: {m}",
+            )
 
 
 def test_threads_give_the_same_result():
@@ -70,7 +75,7 @@ def test_auto_chooses_the_fused_executor_on_cpu():
 
 
 def test_when_the_kernel_cannot_build(monkeypatch):
-    """"auto" runs the torch executor and warns once why; asking for "cpu_fused" raises with the reason."""
+    """ "auto" runs the torch executor and warns once why; asking for "cpu_fused" raises with the reason."""
 
     def fail() -> None:
         raise RuntimeError("no C++ compiler (test)")
@@ -91,8 +96,9 @@ def test_when_the_kernel_cannot_build(monkeypatch):
 
 
 def test_export_keeps_the_custom_op():
-    product = GridGauntProduct("2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e", weight_init="randn",
-                               executor="cpu_fused")
+    product = GridGauntProduct(
+        "2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e", weight_init="randn", executor="cpu_fused"
+    )
     x1, x2 = torch.randn(5, product.irreps_in1.dim), torch.randn(5, product.irreps_in2.dim)
     exported = torch.export.export(product, (x1, x2))
     assert "gaunt.sphere_program" in str(exported.graph)

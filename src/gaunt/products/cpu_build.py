@@ -70,8 +70,15 @@ def _build() -> None:
         raise FileNotFoundError(f"the kernel source {SOURCE} is not installed")
     directory = build_directory()
     directory.mkdir(parents=True, exist_ok=True)
-    cpp_extension.load(name=NAME, sources=[str(SOURCE)], extra_cflags=compile_flags(), extra_ldflags=["-fopenmp"],
-                       build_directory=str(directory), is_python_module=False, verbose=False)
+    cpp_extension.load(
+        name=NAME,
+        sources=[str(SOURCE)],
+        extra_cflags=compile_flags(),
+        extra_ldflags=["-fopenmp"],
+        build_directory=str(directory),
+        is_python_module=False,
+        verbose=False,
+    )
 
 
 def _loaded() -> bool:
@@ -90,8 +97,10 @@ def unavailable() -> str | None:
             _status["reason"] = None
         except Exception as error:  # noqa: BLE001 -- any failure of the toolchain is a reason, not a crash
             message = str(error).strip().splitlines()
-            _status["reason"] = f"the C++ kernel did not build ({type(error).__name__}: {message[0] if message else ''})"
+            _status["reason"] = (
+                f"the C++ kernel did not build ({type(error).__name__}: {message[0] if message else ''})"
+            )
     return _status["reason"]
 
 
-__all__ = ["SOURCE", "NAME", "compile_flags", "build_directory", "unavailable"]
+__all__ = ["NAME", "SOURCE", "build_directory", "compile_flags", "unavailable"]

@@ -86,13 +86,28 @@ def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
     records = [program.mul, *program.dims, n_theta, n_phi, len(syntheses), len(projections), len(terms)]
     for s in syntheses:  # theta [R, n_theta, Lp] with ranges per (r, t); phi [n_phi, R]
         R, Lp = s.rows
-        records += [s.source, R, Lp, packer.ints(_with_patterns(s.index, program.mul)), packer.floats(s.theta), packer.ints(nonzero_ranges(s.theta)),
-                    packer.floats(s.phi), packer.ints(nonzero_ranges(s.phi))]
+        records += [
+            s.source,
+            R,
+            Lp,
+            packer.ints(_with_patterns(s.index, program.mul)),
+            packer.floats(s.theta),
+            packer.ints(nonzero_ranges(s.theta)),
+            packer.floats(s.phi),
+            packer.ints(nonzero_ranges(s.phi)),
+        ]
     for p in projections:  # phi [R3, n_phi]; theta [R3, L3p, n_theta] with ranges per (r, l); read inverted
         R3, L3p = p.rows
         inverse = _inverse(p.read, R3 * L3p * program.mul)
-        records += [R3, L3p, packer.ints(_with_patterns(inverse, program.mul)), packer.floats(p.phi), packer.ints(nonzero_ranges(p.phi)),
-                    packer.floats(p.theta), packer.ints(nonzero_ranges(p.theta))]
+        records += [
+            R3,
+            L3p,
+            packer.ints(_with_patterns(inverse, program.mul)),
+            packer.floats(p.phi),
+            packer.ints(nonzero_ranges(p.phi)),
+            packer.floats(p.theta),
+            packer.ints(nonzero_ranges(p.theta)),
+        ]
     for t in terms:
         records += [t.a, t.b, t.projection, packer.floats([t.coefficient])]
     meta = np.concatenate(packer.meta)
@@ -199,8 +214,10 @@ class FusedProgram(torch.nn.Module):
 
     def extra_repr(self) -> str:
         n_theta, n_phi = self.program.grid
-        return (f"{self.program.name}: grid {n_theta} x {n_phi}, {len(self.program.terms)} term(s), "
-                f"executor=cpu_fused (program {self.program_id})")
+        return (
+            f"{self.program.name}: grid {n_theta} x {n_phi}, {len(self.program.terms)} term(s), "
+            f"executor=cpu_fused (program {self.program_id})"
+        )
 
 
-__all__ = ["FusedProgram", "sphere_program", "register_program", "derivative_id", "pack", "nonzero_ranges"]
+__all__ = ["FusedProgram", "derivative_id", "nonzero_ranges", "pack", "register_program", "sphere_program"]

@@ -47,7 +47,8 @@ class Executor:
 
 
 def _fused_program(program: SphereProgram) -> torch.nn.Module:
-    from .cpu_executor import FusedProgram  # imported on use: it registers the custom op
+    # imported on use: importing it registers the custom op
+    from .cpu_executor import FusedProgram
 
     return FusedProgram(program)
 
