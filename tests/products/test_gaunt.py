@@ -125,13 +125,13 @@ def test_dft_keeps_half_the_rings_and_the_fold_matters():
     """transform="dft" computes n_u // 2 + 1 of the n_u torus rings; the others are folded in with the sign
     (-1)^k. Without the folded rings (projection on the kept rings only) the result is wrong."""
     irreps = CASES[1]
-    tp = make(irreps)
+    tp = make(irreps, executor="torch")  # the test edits the torch executor's tables
     assert tp.n_theta == tp.n_u // 2 + 1 and "transform=dft" in repr(tp)
     x1, x2, w = random_inputs(tp, (5,), F64, seed=12)
     expected = gaunt_reference(*irreps, x1, x2, w)
     torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
     with torch.no_grad():
-        tp.frame.runner.runner_for(torch.device("cpu"))._p0_theta[..., 1:] *= 0.5  # each folded ring counted once instead of twice
+        tp.frame.runner.runner._p0_theta[..., 1:] *= 0.5  # each folded ring counted once instead of twice
     with pytest.raises(AssertionError):
         torch.testing.assert_close(tp(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
 
@@ -163,9 +163,9 @@ def test_grid_is_the_smallest_exact_one():
 def test_broken_quadrature_is_detected():
     """A grid one degree too coarse in phi breaks exactness: the comparison must notice."""
     irreps = CASES[1]
-    tp = make(irreps, cls=GridGauntProduct)
+    tp = make(irreps, cls=GridGauntProduct, executor="torch")  # the test edits the torch executor's tables
     x1, x2, w = random_inputs(tp, (5,), F64, seed=1)
-    phi_out = tp.frame.runner.runner_for(torch.device("cpu"))._p0_phi
+    phi_out = tp.frame.runner.runner._p0_phi
     saved = phi_out.clone()
     phi_out[:, -1] = 0.0  # drop one azimuth from the integration
     with pytest.raises(AssertionError):

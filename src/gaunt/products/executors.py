@@ -7,6 +7,9 @@ name       runs
            autograd through them (the reference executor)
 "torch_programs"  the same ops; backward and double backward run the derivative programs (the scheme of
            the fused executors, checked on the reference; never chosen by "auto")
+"cpu_fused" ``cpu_executor.FusedProgram``: one C++ kernel over tiles of (sample, channel) columns, the
+           grid in cache; CPU, float32/float64; built at first use (``cpu_build``); a custom op whose
+           backward and double backward run the derivative programs on the same kernel
 "triton"   ``triton_executor.TritonProgram``: one fused Triton kernel per term group, a ``torch.library``
            custom op (backward and double backward: the same op on the derivative programs); CUDA
            tensors, and CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, for the tests);
@@ -15,7 +18,8 @@ name       runs
 
 ``executor="auto"`` (the products' default) runs, on each call, the fastest executor available for the
 inputs' device (``PREFERENCE[device]`` order, among those available) and says which in
-``product.executor`` (the choice per device); a named executor that cannot run raises (never a silent
+``product.executor`` (the choice per device; where a preferred executor cannot run, a warning says why,
+once per process); a named executor that cannot run raises (never a silent
 fallback), also when called with tensors on a device it does not support. A new executor is one module
 with a class like ``TorchProgram`` (``__init__(program)``, ``forward(x1, x2)``, attribute ``executor``) and
 one entry in ``EXECUTORS`` with the devices it runs on and the function that says whether it can run here.
@@ -26,11 +30,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from . import cpu_build
 from .program import SphereProgram
 from .torch_executor import TorchProgram, program_backward_runner
 
@@ -66,15 +72,32 @@ def _triton_runner(program: SphereProgram) -> torch.nn.Module:
     return TritonProgram(program)
 
 
+def _fused_program(program: SphereProgram) -> torch.nn.Module:
+    # imported on use: importing it registers the custom op
+    from .cpu_executor import FusedProgram
+
+    return FusedProgram(program)
+
+
 EXECUTORS: dict[str, Executor] = {
     "torch": Executor("torch", TorchProgram, lambda: None, "torch matmuls and gathers (reference)"),
     "torch_programs": Executor("torch_programs", program_backward_runner, lambda: None,
                                "torch ops, derivative programs for backward and double backward"),
+    "cpu_fused": Executor("cpu_fused", _fused_program, cpu_build.unavailable,
+                          "one fused C++ kernel per program, grid tiles in cache", ("cpu",)),
     "triton": Executor("triton", _triton_runner, _triton_unavailable, "fused Triton kernels (custom op)",
                        ("cuda", "cpu") if _TRITON_INTERPRET else ("cuda",)),
 }
 #: per device type, the order in which "auto" tries them (fastest first); names not in ``EXECUTORS`` are skipped
-PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("torch",), "cuda": ("triton", "torch")}
+PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("cpu_fused", "torch"), "cuda": ("triton", "torch")}
+#: (executor, reason) pairs that "auto" has already warned about (once per process)
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_unavailable(name: str, reason: str) -> None:
+    if (name, reason) not in _WARNED:
+        _WARNED.add((name, reason))
+        warnings.warn(f"executor {name!r} cannot run here ({reason}); 'auto' uses the next one", stacklevel=3)
 
 
 def resolve_executor(name: str = "auto", device: str = "cpu") -> str:
@@ -83,8 +106,12 @@ def resolve_executor(name: str = "auto", device: str = "cpu") -> str:
     if name == "auto":
         for candidate in PREFERENCE.get(device, ()):
             entry = EXECUTORS.get(candidate)
-            if entry is not None and device in entry.devices and entry.unavailable() is None:
+            if entry is None or device not in entry.devices:
+                continue
+            reason = entry.unavailable()
+            if reason is None:
                 return candidate
+            _warn_unavailable(candidate, reason)
         return "torch"  # runs wherever torch runs
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; expected 'auto' or one of {tuple(EXECUTORS)}")

@@ -112,7 +112,7 @@ class GauntProduct(TensorProduct):
             "+".join(f"{in1.mul}x{ir}" for _, ir in in2.irreps), "irreps_in2", owner)
         self.n_u, self.n_v = torus_size(layouts)
         if transform == "fft" and self._grid == "torus":
-            if resolve_executor(executor) != "torch":
+            if executor != "auto" and resolve_executor(executor) != "torch":
                 raise RuntimeError(f"{owner}: transform='fft' runs on the 'torch' executor only, not {executor!r}")
             self.program = fft_gaunt_program((in1, channels, out))
             runner, sign, points = TorchFFT(self.program), self.program.out_sign, self.n_u * self.n_v

@@ -1,0 +1,223 @@
+"""The fused CPU executor: a sphere program in one pass over tiles of (sample, channel) columns.
+
+``FusedProgram(program)(x1, x2)`` runs ``program`` (``program.SphereProgram``) with the C++ kernel of
+``csrc/sphere_program.cpp`` (built by ``cpu_build``): per tile of W columns, the gathers, both syntheses,
+the pointwise terms, the projections and the read-out, with the tile's grid values in cache. float32
+and float64; other dtypes run on the reference torch executor.
+
+It is the custom operator ``torch.ops.gaunt.sphere_program(x1, x2, program_id)`` (``torch.library``):
+
+* the program's tables live in a process-wide registry (:func:`register_program`), keyed by an integer
+  id, packed once as ``meta`` (int64: header, records, gather and read-out indices, non-zero ranges)
+  and ``values`` (the tables and coefficients, per dtype);
+* a fake (meta) implementation gives the output ``[n, dim_out]``, so ``torch.compile(fullgraph=True)``
+  traces the op with no graph break and ``torch.export`` keeps it as one node;
+* its registered autograd runs the derivative programs (``program.derivative``) with the same op, so
+  backward and double backward are fused too, and differentiable (the derivatives of a derivative
+  program are registered lazily, by id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+
+from .cpu_build import unavailable
+from .program import SphereProgram, _inverse, derivative
+from .torch_executor import TorchProgram
+
+HEADER, SYNTHESIS, PROJECTION, TERM = 9, 8, 7, 4  # int64 words per record of ``meta``
+
+
+def nonzero_ranges(matrix: np.ndarray) -> np.ndarray:
+    """Per row of ``matrix [..., K]``: ``[lo, hi)``, the columns from the first to the last non-zero one
+    (``[0, 0)`` for a zero row); shape ``[rows, 2]`` over the flattened leading axes."""
+    rows = matrix.reshape(-1, matrix.shape[-1]) != 0
+    any_ = rows.any(1)
+    lo = np.where(any_, rows.argmax(1), 0)
+    hi = np.where(any_, rows.shape[1] - rows[:, ::-1].argmax(1), 0)
+    return np.stack([lo, hi], 1)
+
+
+def row_patterns(index: np.ndarray, mul: int) -> np.ndarray:
+    """Per row of a gather index ``[rows, mul]``: ``(kind, start, stride)``; kind 0: every entry -1, kind 1:
+    ``index[row, u] = start + u stride`` (the ``mul_ir`` layout), kind 2: anything else."""
+    rows = index.reshape(-1, mul)
+    start = rows[:, 0]
+    stride = rows[:, 1] - rows[:, 0] if mul > 1 else np.ones_like(start)
+    strided = (rows >= 0).all(1) & (rows == start[:, None] + np.arange(mul) * stride[:, None]).all(1)
+    kind = np.where((rows < 0).all(1), 0, np.where(strided, 1, 2))
+    return np.stack([kind, np.where(kind == 1, start, 0), np.where(kind == 1, stride, 0)], 1)
+
+
+def _with_patterns(index: np.ndarray, mul: int) -> np.ndarray:
+    return np.concatenate([index.reshape(-1), row_patterns(index, mul).reshape(-1)])
+
+
+class _Packer:
+    """Appends arrays to ``meta`` (int64) and ``values`` (float64), returning their offsets."""
+
+    def __init__(self, meta_head: int) -> None:
+        self.meta, self.values = [np.zeros(meta_head, np.int64)], []
+        self.meta_size, self.values_size = meta_head, 0
+
+    def ints(self, array) -> int:
+        array = np.ascontiguousarray(array, dtype=np.int64).reshape(-1)
+        self.meta.append(array)
+        self.meta_size += array.size
+        return self.meta_size - array.size
+
+    def floats(self, array) -> int:
+        array = np.ascontiguousarray(array, dtype=np.float64).reshape(-1)
+        self.values.append(array)
+        self.values_size += array.size
+        return self.values_size - array.size
+
+
+def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
+    """``(meta, values)`` of ``program``, in the layout that ``csrc/sphere_program.cpp`` reads (its ``Layout``)."""
+    syntheses, projections, terms = program.syntheses, program.projections, program.terms
+    n_theta, n_phi = program.grid
+    head = HEADER + SYNTHESIS * len(syntheses) + PROJECTION * len(projections) + TERM * len(terms)
+    packer = _Packer(head)
+    records = [program.mul, *program.dims, n_theta, n_phi, len(syntheses), len(projections), len(terms)]
+    for s in syntheses:  # theta [R, n_theta, Lp] with ranges per (r, t); phi [n_phi, R]
+        R, Lp = s.rows
+        records += [
+            s.source,
+            R,
+            Lp,
+            packer.ints(_with_patterns(s.index, program.mul)),
+            packer.floats(s.theta),
+            packer.ints(nonzero_ranges(s.theta)),
+            packer.floats(s.phi),
+            packer.ints(nonzero_ranges(s.phi)),
+        ]
+    for p in projections:  # phi [R3, n_phi]; theta [R3, L3p, n_theta] with ranges per (r, l); read inverted
+        R3, L3p = p.rows
+        inverse = _inverse(p.read, R3 * L3p * program.mul)
+        records += [
+            R3,
+            L3p,
+            packer.ints(_with_patterns(inverse, program.mul)),
+            packer.floats(p.phi),
+            packer.ints(nonzero_ranges(p.phi)),
+            packer.floats(p.theta),
+            packer.ints(nonzero_ranges(p.theta)),
+        ]
+    for t in terms:
+        records += [t.a, t.b, t.projection, packer.floats([t.coefficient])]
+    meta = np.concatenate(packer.meta)
+    meta[:head] = records
+    return meta, np.concatenate(packer.values)
+
+
+@dataclass
+class _Entry:
+    """A registered program: its packed tables as numpy arrays, as tensors per dtype (made by the op's real
+    implementation on first use, never under a tracing mode) and the ids of its derivatives."""
+
+    program: SphereProgram
+    meta: np.ndarray
+    values: np.ndarray
+    tensors: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    derivatives: dict[int, int] = field(default_factory=dict)
+
+    def tables(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values, meta)`` tensors for inputs of ``dtype``."""
+        if dtype not in self.tensors:
+            self.tensors[dtype] = torch.tensor(self.values, dtype=dtype), torch.tensor(self.meta)
+        return self.tensors[dtype]
+
+
+_REGISTRY: list[_Entry] = []
+
+
+def register_program(program: SphereProgram) -> int:
+    """Pack ``program`` once and return its id for ``torch.ops.gaunt.sphere_program``."""
+    _REGISTRY.append(_Entry(program, *pack(program)))
+    return len(_REGISTRY) - 1
+
+
+def derivative_id(program_id: int, wrt: int) -> int:
+    """The id of ``derivative(program, wrt)`` (registered on first use)."""
+    entry = _REGISTRY[program_id]
+    if wrt not in entry.derivatives:
+        entry.derivatives[wrt] = register_program(derivative(entry.program, wrt))
+    return entry.derivatives[wrt]
+
+
+@torch.library.custom_op("gaunt::sphere_program", mutates_args=())
+def sphere_program(x1: torch.Tensor, x2: torch.Tensor, program_id: int) -> torch.Tensor:
+    """``program(x1, x2)`` for ``x1 [n, dim1]``, ``x2 [n, dim2]`` (CPU, float32/float64) -> ``[n, dim_out]``."""
+    values, meta = _REGISTRY[program_id].tables(x1.dtype)
+    return torch.ops.gaunt_fused.run(x1, x2, values, meta)
+
+
+@sphere_program.register_fake
+def _sphere_program_fake(x1: torch.Tensor, x2: torch.Tensor, program_id: int) -> torch.Tensor:
+    return x1.new_empty((x1.shape[0], _REGISTRY[program_id].program.dims[2]))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x1, x2, program_id = inputs
+    ctx.save_for_backward(x1, x2)
+    ctx.program_id = program_id
+
+
+def _backward(ctx, grad: torch.Tensor):
+    """``grad_x1 = P'_1(grad, x2)``, ``grad_x2 = P'_2(x1, grad)``: the derivative programs, on this op."""
+    x1, x2 = ctx.saved_tensors
+    g1 = g2 = None
+    if ctx.needs_input_grad[0]:
+        g1 = sphere_program(grad, x2, derivative_id(ctx.program_id, 0))
+    if ctx.needs_input_grad[1]:
+        g2 = sphere_program(x1, grad, derivative_id(ctx.program_id, 1))
+    return g1, g2, None
+
+
+sphere_program.register_autograd(_backward, setup_context=_setup_context)
+
+FUSED_DTYPES = (torch.float32, torch.float64)
+
+
+def _dual(*tensors: torch.Tensor) -> bool:
+    """Whether a tensor carries a forward-mode tangent (the custom op has no forward-mode rule)."""
+    return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
+
+
+class FusedProgram(torch.nn.Module):
+    """A sphere program on the fused kernel; ``self(x1, x2)``: ``[n, dim1] x [n, dim2] -> [n, dim_out]``
+    (float32, float64; other dtypes, and inputs with forward-mode tangents, run on ``fallback``, the torch
+    executor)."""
+
+    executor = "cpu_fused"
+
+    def __init__(self, program: SphereProgram) -> None:
+        super().__init__()
+        reason = unavailable()  # builds the kernel on first use
+        if reason is not None:
+            raise RuntimeError(f"executor 'cpu_fused' cannot run here: {reason}")
+        self.program = program
+        self.program_id = register_program(program)
+        self.fallback = TorchProgram(program)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        if x1.dtype not in FUSED_DTYPES:
+            return self.fallback(x1, x2)
+        if not torch.compiler.is_compiling() and _dual(x1, x2):
+            return self.fallback.evaluate(x1, x2)  # plain torch ops: forward mode runs through them
+        return sphere_program(x1, x2, self.program_id)
+
+    def extra_repr(self) -> str:
+        n_theta, n_phi = self.program.grid
+        return (
+            f"{self.program.name}: grid {n_theta} x {n_phi}, {len(self.program.terms)} term(s), "
+            f"executor=cpu_fused (program {self.program_id})"
+        )
+
+
+__all__ = ["FusedProgram", "derivative_id", "nonzero_ranges", "pack", "register_program", "sphere_program"]

@@ -1,0 +1,128 @@
+"""What is specific to the fused CPU executor (the conformance suite runs it on every product as well):
+equality with the torch executor on every product's programs and their derivative programs, the path
+where the kernel cannot build, threads, and ``torch.export`` of the custom op."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from gaunt.products import EXECUTORS, GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build, executors
+from gaunt.products.program import derivative
+from gaunt.products.torch_executor import TorchProgram
+
+pytestmark = pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
+
+#: mul 2 and 3 run the general gathers (tiles across samples), mul 16 and 32 the strided ones
+CASES = [
+    (GridGauntProduct, ("2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e+2x3o")),
+    (GridGauntProduct, ("16x0e+16x1o+16x2e", "16x0e+16x1o+16x2e", "16x0e+16x1o+16x2e+16x3o")),
+    (GauntProduct, ("3x0e+3x1o+3x2e", "3x0e+3x1o+3x2e", "3x0e+3x1o+3x2e")),
+    (GauntProduct, ("16x1o+16x3o", "16x0e+16x2e", "16x1o+16x3o+16x5o")),
+    (VectorGauntProduct, ("2x0e+2x1o+2x2e", "2x0e+2x1o", "2x0e+2x1o+2x1e+2x2e")),
+    (VectorGauntProduct, ("32x0e+32x1o+32x2e", "32x0e+32x1o", "32x0e+32x1o+32x1e+32x2e")),
+]
+
+
+def programs(product):
+    """The forward program, both derivative programs and two second derivatives (double backward)."""
+    p = product.program
+    return [p, derivative(p, 0), derivative(p, 1), derivative(derivative(p, 0), 1), derivative(derivative(p, 1), 0)]
+
+
+@pytest.mark.parametrize("cls,irreps", CASES, ids=[f"{c.__name__}-{i[0]}" for c, i in CASES])
+def test_equals_torch_executor_on_every_program(cls, irreps):
+    fused = EXECUTORS["cpu_fused"].runner
+    g = torch.Generator().manual_seed(0)
+    for program in programs(cls(*irreps, executor="torch")):
+        reference, runner = TorchProgram(program), fused(program)
+        for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+            x1 = torch.randn(37, program.dims[0], generator=g, dtype=torch.float64)
+            x2 = torch.randn(37, program.dims[1], generator=g, dtype=torch.float64)
+            exact = reference.evaluate(x1, x2)
+            out = runner(x1.to(dtype), x2.to(dtype))
+            assert out.dtype == dtype and out.shape == exact.shape
+            torch.testing.assert_close(
+                out.double(),
+                exact,
+                rtol=0,
+                atol=tol * float(exact.abs().max()),
+                msg=lambda m, name=program.name: f"{name}: {m}",
+            )
+
+
+def test_threads_give_the_same_result():
+    program = GridGauntProduct("16x0e+16x1o+16x2e", "16x0e+16x1o+16x2e", "16x0e+16x1o+16x2e").program
+    runner = EXECUTORS["cpu_fused"].runner(program)
+    x1, x2 = torch.randn(101, program.dims[0]), torch.randn(101, program.dims[1])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = runner(x1, x2)
+        torch.set_num_threads(2)
+        two = runner(x1, x2)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(one, two, rtol=0, atol=0)  # threads split whole samples: same arithmetic
+
+
+def test_auto_chooses_the_fused_executor_on_cpu():
+    product = GridGauntProduct("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x1o+2x2e")
+    assert product.executor.startswith("cpu_fused")
+    assert "executor=cpu_fused" in repr(product)
+
+
+def test_when_the_kernel_cannot_build(monkeypatch):
+    """ "auto" runs the torch executor and warns once why; asking for "cpu_fused" raises with the reason."""
+
+    def fail() -> None:
+        raise RuntimeError("no C++ compiler (test)")
+
+    monkeypatch.setattr(cpu_build, "_status", {})
+    monkeypatch.setattr(cpu_build, "_loaded", lambda: False)
+    monkeypatch.setattr(cpu_build, "_build", fail)
+    monkeypatch.setattr(executors, "_WARNED", set())
+    irreps = ("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x1o")
+    with pytest.warns(UserWarning, match=r"executor 'cpu_fused' cannot run here \(.*no C\+\+ compiler \(test\)"):
+        product = GridGauntProduct(*irreps)
+    assert product.executor.startswith("torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second product does not warn again
+        assert GridGauntProduct(*irreps).executor.startswith("torch")
+    with pytest.raises(RuntimeError, match="'cpu_fused' was requested but cannot run here: .*no C\\+\\+ compiler"):
+        GridGauntProduct(*irreps, executor="cpu_fused")
+
+
+def test_export_keeps_the_custom_op():
+    product = GridGauntProduct(
+        "2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e", weight_init="randn", executor="cpu_fused"
+    )
+    x1, x2 = torch.randn(5, product.irreps_in1.dim), torch.randn(5, product.irreps_in2.dim)
+    exported = torch.export.export(product, (x1, x2))
+    assert "gaunt.sphere_program" in str(exported.graph)
+    torch.testing.assert_close(exported.module()(x1, x2), product(x1, x2), rtol=1e-6, atol=1e-6)
+
+
+def test_other_dtypes_run_on_the_torch_executor():
+    program = GridGauntProduct("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x1o").program
+    runner = EXECUTORS["cpu_fused"].runner(program)
+    x1, x2 = torch.randn(3, program.dims[0]), torch.randn(3, program.dims[1])
+    out = runner(x1.bfloat16(), x2.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), runner(x1, x2), rtol=0.05, atol=0.05)
+
+
+def test_forward_mode_runs_on_the_torch_executor():
+    """The custom op has no forward-mode rule: inputs with tangents take the torch executor's plain ops."""
+    import torch.autograd.forward_ad as fwAD
+
+    program = GridGauntProduct("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x1o").program
+    runner = EXECUTORS["cpu_fused"].runner(program)
+    x1, x2, t1 = (torch.randn(3, program.dims[0], dtype=torch.float64) for _ in range(3))
+    x2 = x2[:, : program.dims[1]]
+    with fwAD.dual_level():
+        out = runner(fwAD.make_dual(x1, t1), x2)
+        tangent = fwAD.unpack_dual(out).tangent
+    torch.testing.assert_close(tangent, runner(t1, x2), rtol=1e-12, atol=1e-12)  # bilinear: d/dx1 P = P(t1, x2)
