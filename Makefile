@@ -22,6 +22,8 @@ demo: $(VENV)/.installed
 	$(PY) -m gaunt.cli bench --quick --out runs/bench-quick
 
 test: $(VENV)/.installed
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m pytest -q
 
 test-slow: $(VENV)/.installed

@@ -6,6 +6,7 @@ Prints torch.profiler's table of self CPU time per op over 3 steps after 2 warm-
 is built as ``gaunt bench`` builds it (``gaunt.bench.products.build_product``); the step is
 ``autograd.grad`` of the output with respect to both inputs and the shared weights.
 """
+
 import sys
 
 import torch

@@ -1,4 +1,5 @@
 """Fixtures shared by every test directory."""
+
 import os
 
 # The Triton executor's kernels run on the CPU through Triton's interpreter in the default suite (tests/products),

@@ -15,8 +15,23 @@ import pytest
 
 SRC = Path(__file__).parents[1] / "src" / "gaunt"
 #: the layer of each package; a module may import only from its own layer or lower ones
-LAYERS = {"so3": 0, "products": 1, "nn": 2, "data": 2, "models": 3, "train": 4, "bench": 4, "checks": 4,
-          "calculator": 4, "command": 4, "outputs": 2, "md": 5, "quickstart": 5, "cli": 6, "__init__": 6}
+LAYERS = {
+    "so3": 0,
+    "products": 1,
+    "nn": 2,
+    "data": 2,
+    "models": 3,
+    "train": 4,
+    "bench": 4,
+    "checks": 4,
+    "calculator": 4,
+    "command": 4,
+    "outputs": 2,
+    "md": 5,
+    "quickstart": 5,
+    "cli": 6,
+    "__init__": 6,
+}
 
 
 def _module_name(path: Path) -> str:
@@ -79,7 +94,7 @@ def _cycles() -> list[list[str]]:
         state[m] = 1
         for d in sorted(graph.get(m, ())):
             if state.get(d) == 1:
-                cycles.append(stack[stack.index(d):] + [d])
+                cycles.append(stack[stack.index(d) :] + [d])
             elif d not in state:
                 visit(d, stack + [d])
         state[m] = 2

@@ -1,5 +1,6 @@
 """GauntCalculator (ASE) and run_md: forces and stress against ASE's finite differences, symmetry,
 save/load, NVE energy conservation, the Langevin temperature, the untrained calculator's scale, errors."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,7 +51,9 @@ def test_stress_equals_ase_finite_differences(product) -> None:
     calc = GauntCalculator.untrained(["Cu"], product=product, **SMALL)
     atoms = bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1))  # 2 atoms: the cutoff reaches many images
     atoms.rattle(0.05, seed=1)
-    atoms.set_cell(atoms.cell[:] @ (np.eye(3) + 0.02 * np.random.default_rng(0).standard_normal((3, 3))), scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell[:] @ (np.eye(3) + 0.02 * np.random.default_rng(0).standard_normal((3, 3))), scale_atoms=True
+    )
     atoms.calc = calc
     stress = atoms.get_stress()
     assert np.abs(stress).max() > 1e-5
@@ -100,9 +103,17 @@ def _mean_temperature(ensemble: str, seed: int) -> float:
     """Kinetic temperature averaged over the second half of 3 ps of MD from 500 K (EMT: 2 ms a step)."""
     atoms = cluster()
     atoms.calc = EMT()
-    record = run_md(atoms, steps=1500, timestep_fs=2.0, temperature_K=500.0, ensemble=ensemble,
-                    friction_per_fs=0.02, log_every=5, seed=seed)  # fmt: skip
-    return float(np.mean(record.temperature[len(record.temperature) // 2:]))
+    record = run_md(
+        atoms,
+        steps=1500,
+        timestep_fs=2.0,
+        temperature_K=500.0,
+        ensemble=ensemble,
+        friction_per_fs=0.02,
+        log_every=5,
+        seed=seed,
+    )
+    return float(np.mean(record.temperature[len(record.temperature) // 2 :]))
 
 
 def test_langevin_holds_the_target_temperature() -> None:

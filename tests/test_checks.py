@@ -1,5 +1,6 @@
 """Tests of ``gaunt check``: every product and layer passes, and the checker catches deliberately broken
 modules (wrong rotation, ignored parity, missing gradient, wrong second derivative, vacuous output)."""
+
 import pytest
 import torch
 
@@ -9,10 +10,21 @@ from gaunt.nn import EquivariantConvolution, Gate, NormActivation
 from gaunt.nn.convolution import CONVOLUTION_PRODUCTS
 from gaunt.products import PRODUCTS
 
-LAYERS = (["Linear", "Gate", "NormActivation", "S2Activation", "EquivariantLayerNorm", "FeatureInteraction[gaunt]",
-           "FeatureInteraction[cg]", "BesselBasis", "RadialMLP"]
-          + [f"EquivariantConvolution[{p}]" for p in CONVOLUTION_PRODUCTS if p != "auto"]
-          + [f"ManyBodyProduct[{p},nu=3]" for p in ("cg", "grid", "gaunt")])  # fmt: skip
+LAYERS = (
+    [
+        "Linear",
+        "Gate",
+        "NormActivation",
+        "S2Activation",
+        "EquivariantLayerNorm",
+        "FeatureInteraction[gaunt]",
+        "FeatureInteraction[cg]",
+        "BesselBasis",
+        "RadialMLP",
+    ]
+    + [f"EquivariantConvolution[{p}]" for p in CONVOLUTION_PRODUCTS if p != "auto"]
+    + [f"ManyBodyProduct[{p},nu=3]" for p in ("cg", "grid", "gaunt")]
+)
 NODE = "2x0e+2x1o+2x2e"
 
 
@@ -68,11 +80,18 @@ def test_convolution_with_wrongly_rotated_edges_is_detected():
     # a classic bug: edge vectors passed in e3nn's (y, z, x) order where (x, y, z) is expected
     x, positions, edge_index = _graph()
     conv = _convolution()
-    fine = check_module("fine", _conv_fn(conv, edge_index), [NODE, "1o"], NODE, inputs=[x, positions],
-                        fast_gradcheck=True)  # fmt: skip
+    fine = check_module(
+        "fine", _conv_fn(conv, edge_index), [NODE, "1o"], NODE, inputs=[x, positions], fast_gradcheck=True
+    )
     assert fine.passed() and fine.equivariance < 1e-12
-    broken = check_module("yzx", _conv_fn(conv, edge_index, lambda v: v[..., [1, 2, 0]]), [NODE, "1o"], NODE,
-                          inputs=[x, positions], fast_gradcheck=True)  # fmt: skip
+    broken = check_module(
+        "yzx",
+        _conv_fn(conv, edge_index, lambda v: v[..., [1, 2, 0]]),
+        [NODE, "1o"],
+        NODE,
+        inputs=[x, positions],
+        fast_gradcheck=True,
+    )
     assert broken.errors["rotation"] > 1e-2 and not broken.passed()
     assert broken.errors["inversion"] < 1e-12  # only a rotation can catch it: the check needs all three elements
 
@@ -132,9 +151,17 @@ def test_registered_broken_check_fails_the_run(monkeypatch, capsys):
     monkeypatch.setattr(checks, "REGISTRY", {})
     conv = _convolution()
     x, positions, edge_index = _graph()
-    register_check("broken-conv", lambda: check_module(
-        "broken-conv", _conv_fn(conv, edge_index, lambda v: v[..., [1, 2, 0]]), [NODE, "1o"], NODE, inputs=[x, positions],
-        fast_gradcheck=True))  # fmt: skip
+    register_check(
+        "broken-conv",
+        lambda: check_module(
+            "broken-conv",
+            _conv_fn(conv, edge_index, lambda v: v[..., [1, 2, 0]]),
+            [NODE, "1o"],
+            NODE,
+            inputs=[x, positions],
+            fast_gradcheck=True,
+        ),
+    )
     results, ok = run_checks(only=["broken-conv"])
     assert [r.name for r in results] == ["broken-conv"] and not ok
     assert checks.main(["--only", "broken-conv"]) == 1

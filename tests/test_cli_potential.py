@@ -1,5 +1,6 @@
 """The potential's command line: `gaunt md` on a saved model, and the main job `gaunt quickstart` (tiny in the
 default suite, through the CLI with -m slow)."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,31 @@ from gaunt.quickstart import run_quickstart
 
 
 def test_gaunt_md_runs_a_saved_model(tmp_path, capsys) -> None:
-    calc = GauntCalculator.untrained(["Cu"], num_channels=4, max_ell=2, max_L=1, r_max=4.5, num_radial_basis=4,
-                                     radial_hidden=[8])  # fmt: skip
+    calc = GauntCalculator.untrained(
+        ["Cu"], num_channels=4, max_ell=2, max_L=1, r_max=4.5, num_radial_basis=4, radial_hidden=[8]
+    )
     save_model(calc.model, tmp_path / "cu.model")
     ase.io.write(tmp_path / "start.xyz", Icosahedron("Cu", 2))
-    assert main(["md", "--model", str(tmp_path / "cu.model"), "--configs", str(tmp_path / "start.xyz"),
-                 "--steps", "10", "--timestep", "1.0", "--log_every", "5",
-                 "--trajectory", str(tmp_path / "md.xyz")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "md",
+                "--model",
+                str(tmp_path / "cu.model"),
+                "--configs",
+                str(tmp_path / "start.xyz"),
+                "--steps",
+                "10",
+                "--timestep",
+                "1.0",
+                "--log_every",
+                "5",
+                "--trajectory",
+                str(tmp_path / "md.xyz"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "NVE energy drift" in out
     assert len(ase.io.read(tmp_path / "md.xyz", index=":")) == 3  # steps 0, 5, 10
@@ -32,8 +51,12 @@ def test_gaunt_md_runs_a_saved_model(tmp_path, capsys) -> None:
 @pytest.mark.slow
 def test_quickstart_main_job_tiny(tmp_path, capsys) -> None:
     """The README's main job end to end, shrunk: data, training, evaluation table, MD."""
-    assert main(["quickstart", "--work_dir", str(tmp_path), "--num_configs", "12", "--max_time", "0.05",
-                 "--md_steps", "5"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["quickstart", "--work_dir", str(tmp_path), "--num_configs", "12", "--max_time", "0.05", "--md_steps", "5"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "E RMSE" in out and "energy drift" in out
     model = load_model(tmp_path / "emt.model")
@@ -45,8 +68,24 @@ def test_gaunt_md_short_run_reports_drift_over_the_steps_run(tmp_path, capsys) -
     calc = GauntCalculator.untrained(["Cu"], num_channels=4, max_ell=1, r_max=4.5, radial_hidden=[8])
     save_model(calc.model, tmp_path / "cu.model")
     ase.io.write(tmp_path / "start.xyz", Icosahedron("Cu", 2))
-    assert main(["md", "--model", str(tmp_path / "cu.model"), "--configs", str(tmp_path / "start.xyz"),
-                 "--steps", "3", "--timestep", "0.5", "--log_every", "10"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "md",
+                "--model",
+                str(tmp_path / "cu.model"),
+                "--configs",
+                str(tmp_path / "start.xyz"),
+                "--steps",
+                "3",
+                "--timestep",
+                "0.5",
+                "--log_every",
+                "10",
+            ]
+        )
+        == 0
+    )
     drift = [line for line in capsys.readouterr().out.splitlines() if "NVE energy drift" in line]
     assert len(drift) == 1 and "over 1.5 fs (3 steps;" in drift[0], drift
     atoms = Icosahedron("Cu", 2)
@@ -77,8 +116,16 @@ def test_quickstart_tiny(tmp_path, capsys, one_thread) -> None:
     """The main job in seconds (tiny dataset, model and budget): every stage runs, the table and the
     per-composition errors are printed, and the test composition is not off by a constant (measured: 7
     meV/atom after one epoch; 171 with one shift for both elements and no least-squares refit)."""
-    results = run_quickstart(tmp_path, num_configs=8, max_time=0.001, md_steps=4, num_channels=4, max_ell=1,
-                             equilibration_steps=4, sample_interval=2)  # fmt: skip
+    results = run_quickstart(
+        tmp_path,
+        num_configs=8,
+        max_time=0.001,
+        md_steps=4,
+        num_channels=4,
+        max_ell=1,
+        equilibration_steps=4,
+        sample_interval=2,
+    )
     out = capsys.readouterr().out
     assert "E RMSE" in out and "mean energy error per composition" in out and "energy drift" in out
     bias = results["composition_bias"]

@@ -36,17 +36,33 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 STAGES = ("install", "tests", "executors", "sweep", "ddp")
 #: what the stages need: (import name, pip requirement); torch is never installed here
-PACKAGES = (("numpy", "numpy==2.4.6"), ("scipy", "scipy==1.17.1"), ("rich", "rich==15.0.0"),
-            ("matplotlib", "matplotlib==3.11.2"), ("ase", "ase==3.29.0"), ("vesin", "vesin==0.6.2"),
-            ("tqdm", "tqdm==4.70.1"), ("e3nn", "e3nn==0.6.0"), ("pytest", "pytest==9.0.3"),
-            ("hypothesis", "hypothesis==6.155.2"), ("sympy", "sympy==1.14.0"), ("triton", "triton==3.9.0"),
-            ("cuequivariance_torch", "cuequivariance-torch"), ("cuequivariance_ops_torch", "cuequivariance-ops-torch-cu{cuda}"),
-            ("openequivariance", "openequivariance"))  # fmt: skip
+PACKAGES = (
+    ("numpy", "numpy==2.4.6"),
+    ("scipy", "scipy==1.17.1"),
+    ("rich", "rich==15.0.0"),
+    ("matplotlib", "matplotlib==3.11.2"),
+    ("ase", "ase==3.29.0"),
+    ("vesin", "vesin==0.6.2"),
+    ("tqdm", "tqdm==4.70.1"),
+    ("e3nn", "e3nn==0.6.0"),
+    ("pytest", "pytest==9.0.3"),
+    ("hypothesis", "hypothesis==6.155.2"),
+    ("sympy", "sympy==1.14.0"),
+    ("triton", "triton==3.9.0"),
+    ("cuequivariance_torch", "cuequivariance-torch"),
+    ("cuequivariance_ops_torch", "cuequivariance-ops-torch-cu{cuda}"),
+    ("openequivariance", "openequivariance"),
+)
 #: wheels carried to a machine without a registry (``benchmarks/gpu/fetch_wheels.sh``) and where they go
 WHEELS, SITE = ROOT / ".whl", Path("/tmp/gaunt-site")
 TINY = {"Ls": (1, 2), "channels": (4,), "feature_batch": 64, "edge_batch": 128, "edge_channels": (4,)}
-FULL = {"Ls": tuple(range(1, 11)), "channels": (64, 128), "feature_batch": 10_000, "edge_batch": 100_000,
-        "edge_channels": (64,)}
+FULL = {
+    "Ls": tuple(range(1, 11)),
+    "channels": (64, 128),
+    "feature_batch": 10_000,
+    "edge_batch": 100_000,
+    "edge_channels": (64,),
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,8 +79,15 @@ def run_command(cmd: list[str], timeout: float, env: dict | None = None, log: Pa
     """Run ``cmd`` with a time limit; ``{"cmd", "rc", "seconds", "tail"}`` (rc None: timed out)."""
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                              timeout=max(1.0, timeout), check=False)  # fmt: skip
+        proc = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=max(1.0, timeout),
+            check=False,
+        )
         rc, text = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as exc:
         rc, text = None, f"{exc.stdout or ''}{exc.stderr or ''}\n[timed out after {timeout:.0f} s]"
@@ -92,8 +115,21 @@ def stage_install(out: Path, remaining: float, device: str) -> dict:
     report, deadline = {}, time.perf_counter() + min(120.0, 0.3 * remaining)
     wheels = sorted(str(p) for p in WHEELS.glob("*.whl"))
     if wheels:
-        cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-               "--no-cache-dir", "--upgrade", "--target", str(SITE), *wheels]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--no-cache-dir",
+            "--upgrade",
+            "--target",
+            str(SITE),
+            *wheels,
+        ]
         report["carried wheels"] = {"status": "installed", **run_command(cmd, 90.0)}
         report["carried wheels"]["status"] = "installed" if report["carried wheels"]["rc"] == 0 else "failed"
         sys.path.insert(0, str(SITE))
@@ -137,10 +173,12 @@ def stage_executors(out: Path, remaining: float, device: str, sizes: dict) -> di
     import torch
 
     budget = min(120.0, remaining) / 2
-    records = executors.run(device, sizes["Ls"], sizes["channels"], sizes["feature_batch"], torch.float32,
-                            "feature", budget_s=budget)  # fmt: skip
-    records += executors.run(device, sizes["Ls"], sizes["edge_channels"], sizes["edge_batch"], torch.float32,
-                             "edge", budget_s=budget)  # fmt: skip
+    records = executors.run(
+        device, sizes["Ls"], sizes["channels"], sizes["feature_batch"], torch.float32, "feature", budget_s=budget
+    )
+    records += executors.run(
+        device, sizes["Ls"], sizes["edge_channels"], sizes["edge_batch"], torch.float32, "edge", budget_s=budget
+    )
     paths = executors.write(records, out)
     status = {}
     for r in records:
@@ -151,19 +189,62 @@ def stage_executors(out: Path, remaining: float, device: str, sizes: dict) -> di
 def stage_sweep(out: Path, remaining: float, device: str, sizes: dict) -> dict:
     """``gaunt bench`` twice (feature, edge) with its own total budgets, as a subprocess each."""
     Ls = ",".join(map(str, sizes["Ls"]))
-    common = ["--device", device, "--L", Ls, "--dtype", "float32", "--direction", "fwd+bwd", "--min-time", "0.2",
-              "--products", "GridGauntProduct", "GauntProduct", "--peers", "e3nn", "cuequivariance", "openequivariance",
-              "--build-budget", "20", "--point-budget", "10"]  # fmt: skip
-    runs = {"feature": ["--shapes", "feature", "--channels", *map(str, sizes["channels"]),
-                        "--batch", str(sizes["feature_batch"])],
-            "edge": ["--shapes", "edge", "--channels", *map(str, sizes["edge_channels"]),
-                     "--batch", str(sizes["edge_batch"])]}  # fmt: skip
+    common = [
+        "--device",
+        device,
+        "--L",
+        Ls,
+        "--dtype",
+        "float32",
+        "--direction",
+        "fwd+bwd",
+        "--min-time",
+        "0.2",
+        "--products",
+        "GridGauntProduct",
+        "GauntProduct",
+        "--peers",
+        "e3nn",
+        "cuequivariance",
+        "openequivariance",
+        "--build-budget",
+        "20",
+        "--point-budget",
+        "10",
+    ]
+    runs = {
+        "feature": [
+            "--shapes",
+            "feature",
+            "--channels",
+            *map(str, sizes["channels"]),
+            "--batch",
+            str(sizes["feature_batch"]),
+        ],
+        "edge": [
+            "--shapes",
+            "edge",
+            "--channels",
+            *map(str, sizes["edge_channels"]),
+            "--batch",
+            str(sizes["edge_batch"]),
+        ],
+    }
     shares = {"feature": 0.6, "edge": 0.4}
     report = {}
     for shape, extra in runs.items():
         total = max(10.0, (min(200.0, remaining) * shares[shape]) - 20)
-        cmd = [sys.executable, "-m", "gaunt.bench", *common, *extra, "--total-budget", f"{total:.0f}",
-               "--out", str(out / f"sweep-{shape}")]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "gaunt.bench",
+            *common,
+            *extra,
+            "--total-budget",
+            f"{total:.0f}",
+            "--out",
+            str(out / f"sweep-{shape}"),
+        ]
         result = run_command(cmd, total + 60, log=out / f"sweep-{shape}.txt")
         report[shape] = {"rc": result["rc"], "seconds": result["seconds"]}
     return report
@@ -179,11 +260,46 @@ def stage_ddp(out: Path, remaining: float, device: str, on_cpu: bool) -> dict:
         return {"status": "skipped", "reason": "dry run (--ddp-on-cpu runs it over gloo)"}
     data = out / "ddp" / "emt.xyz"
     write_emt(data, 12)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "gaunt.train", "--train_file", str(data), "--distributed", "--device", device, "--max_num_epochs", "1",
-           "--num_channels", "16", "--max_L", "1", "--max_ell", "2", "--correlation", "2", "--num_interactions", "1",
-           "--product", "grid", "--batch_size", "2", "--work_dir", str(out / "ddp"), "--name", "ddp", "--overwrite",
-           "--no-progress", "--no-plot", "--E0s", "average"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "gaunt.train",
+        "--train_file",
+        str(data),
+        "--distributed",
+        "--device",
+        device,
+        "--max_num_epochs",
+        "1",
+        "--num_channels",
+        "16",
+        "--max_L",
+        "1",
+        "--max_ell",
+        "2",
+        "--correlation",
+        "2",
+        "--num_interactions",
+        "1",
+        "--product",
+        "grid",
+        "--batch_size",
+        "2",
+        "--work_dir",
+        str(out / "ddp"),
+        "--name",
+        "ddp",
+        "--overwrite",
+        "--no-progress",
+        "--no-plot",
+        "--E0s",
+        "average",
+    ]
     result = run_command(cmd, min(150.0, remaining), log=out / "ddp.txt")
     return {"status": "ok" if result["rc"] == 0 else "failed", "rc": result["rc"], "seconds": result["seconds"]}
 
@@ -265,15 +381,22 @@ def machine(device: str) -> dict:
 def report_markdown(summary: dict, out: Path) -> str:
     """README.md of the results: what ran, for how long, and the tables."""
     command = f"`bash benchmarks/gpu/run.sh {' '.join(summary['argv'])}`"
-    lines = [f"# GPU run on {summary['machine'].get('device_name', summary['device'])}", "",
-             f"{command}: {summary['elapsed_s']:.0f} s, {time.strftime('%Y-%m-%d')}.", "",
-             "| stage | result | seconds |", "|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# GPU run on {summary['machine'].get('device_name', summary['device'])}",
+        "",
+        f"{command}: {summary['elapsed_s']:.0f} s, {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| stage | result | seconds |",
+        "|---|---|---|",
+    ]
     for stage, result in summary["stages"].items():
         brief = {k: v for k, v in result.items() if k not in ("stage_seconds", "files")}
         lines.append(f"| {stage} | `{json.dumps(brief)[:200]}` | {result.get('stage_seconds', '-')} |")
-    for name, title in (("executors.md", "Executors: torch vs triton, fwd+bwd float32"),
-                        ("sweep-feature/summary.md", "gaunt bench, feature shape"),
-                        ("sweep-edge/summary.md", "gaunt bench, edge shape")):  # fmt: skip
+    for name, title in (
+        ("executors.md", "Executors: torch vs triton, fwd+bwd float32"),
+        ("sweep-feature/summary.md", "gaunt bench, feature shape"),
+        ("sweep-edge/summary.md", "gaunt bench, edge shape"),
+    ):
         if (out / name).exists():
             lines += ["", f"## {title}", "", (out / name).read_text()]
     return "\n".join(lines) + "\n"

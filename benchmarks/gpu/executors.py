@@ -64,19 +64,38 @@ def agreement(product: str, shape: str, L: int, mul: int, dtype: torch.dtype, de
     def rel(a: str, b: str) -> float:
         return float((outs[a] - outs[b]).abs().max()) / scale
 
-    return {"triton_vs_torch_float64": rel("triton", "torch"), "torch_dtype_error": rel("torch_low", "torch"),
-            "triton_dtype_error": rel("triton_low", "torch")}
+    return {
+        "triton_vs_torch_float64": rel("triton", "torch"),
+        "torch_dtype_error": rel("torch_low", "torch"),
+        "triton_dtype_error": rel("triton_low", "torch"),
+    }
 
 
-def run(device, Ls, channels, batch: int, dtype: torch.dtype, shape: str = "feature",
-        products=("grid", "gaunt"), budget_s: float = 60.0, min_time: float = 0.2) -> list[dict]:
+def run(
+    device,
+    Ls,
+    channels,
+    batch: int,
+    dtype: torch.dtype,
+    shape: str = "feature",
+    products=("grid", "gaunt"),
+    budget_s: float = 60.0,
+    min_time: float = 0.2,
+) -> list[dict]:
     """The sweep (module docstring); points past ``budget_s`` are recorded as skipped."""
     start, records = time.perf_counter(), []
     for product in products:
         for mul in channels:
             for L in Ls:
-                base = {"product": product, "shape": shape, "channels": mul, "L": L, "batch": batch,
-                        "dtype": str(dtype)[6:], "device": str(device)}
+                base = {
+                    "product": product,
+                    "shape": shape,
+                    "channels": mul,
+                    "L": L,
+                    "batch": batch,
+                    "dtype": str(dtype)[6:],
+                    "device": str(device),
+                }
                 if time.perf_counter() - start > budget_s:
                     records += [dict(base, executor=ex, status="skipped", reason="budget") for ex in EXECUTOR_NAMES]
                     continue
@@ -88,17 +107,30 @@ def _point(base, product, shape, L, mul, batch, dtype, device, min_time) -> list
     try:
         check = agreement(product, shape, L, mul, dtype, device)
     except Exception as exc:  # noqa: BLE001 - a failure is a result (recorded), never the end of the run
-        return [dict(base, executor=ex, status="error", reason=f"{type(exc).__name__}: {exc}"[:300])
-                for ex in EXECUTOR_NAMES]
+        return [
+            dict(base, executor=ex, status="error", reason=f"{type(exc).__name__}: {exc}"[:300])
+            for ex in EXECUTOR_NAMES
+        ]
     out = []
     for ex in EXECUTOR_NAMES:
         try:
             module = build(product, shape, L, mul, ex, device).to(dtype)
             args = inputs(module, batch, dtype, device)
-            timing = time_call(functools.partial(fwd_bwd, module, args), device, min_time=min_time,
-                               max_time=10 * min_time)
-            out.append(dict(base, executor=ex, status="ok", time_s=timing.median_s, repeats=timing.repeats,
-                            warmup_s=timing.warmup_s, peak_memory_bytes=timing.peak_memory_bytes, **check))
+            timing = time_call(
+                functools.partial(fwd_bwd, module, args), device, min_time=min_time, max_time=10 * min_time
+            )
+            out.append(
+                dict(
+                    base,
+                    executor=ex,
+                    status="ok",
+                    time_s=timing.median_s,
+                    repeats=timing.repeats,
+                    warmup_s=timing.warmup_s,
+                    peak_memory_bytes=timing.peak_memory_bytes,
+                    **check,
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - recorded
             out.append(dict(base, executor=ex, status="error", reason=f"{type(exc).__name__}: {exc}"[:300]))
         finally:
@@ -119,8 +151,10 @@ def table(records: list[dict]) -> str:
         cell = {ex: f"{t[ex] * 1e3:.3f}" if t[ex] else by.get(ex, {}).get("status", "-") for ex in EXECUTOR_NAMES}
         speed = f"{t['torch'] / t['triton']:.2f}x" if t["torch"] and t["triton"] else "-"
         diff = by.get("triton", {}).get("triton_vs_torch_float64")
-        lines.append(f"| {product} | {shape} | {mul} | {L} | {cell['torch']} | {cell['triton']} | {speed} | "
-                     f"{'-' if diff is None else f'{diff:.1e}'} |")
+        lines.append(
+            f"| {product} | {shape} | {mul} | {L} | {cell['torch']} | {cell['triton']} | {speed} | "
+            f"{'-' if diff is None else f'{diff:.1e}'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +175,9 @@ def write(records: list[dict], out: Path, stem: str = "executors") -> list[str]:
     series = {}
     for r in records:
         if r.get("time_s"):
-            series.setdefault((r["product"], r["shape"], r["channels"], r["executor"]), []).append((r["L"], r["time_s"]))
+            series.setdefault((r["product"], r["shape"], r["channels"], r["executor"]), []).append(
+                (r["L"], r["time_s"])
+            )
     for (product, shape, mul, ex), points in sorted(series.items()):
         Ls, ts = zip(*sorted(points))
         ax.plot(Ls, [t * 1e3 for t in ts], "o-" if ex == "triton" else "s--", label=f"{product} {shape} {mul}ch {ex}")

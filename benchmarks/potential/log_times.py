@@ -15,6 +15,7 @@ which is what an equal-budget comparison should quote, since mace only checkpoin
 
 usage: python benchmarks/potential/log_times.py OUT_DIR [--batch-size 5] [--warmup 5] [--json timing.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,12 +56,21 @@ def summarise(out: Path, batch_size: int, warmup: int) -> dict:
     steps = [r["time"] for r in rows if r.get("mode") == "opt"]
     evals = [r for r in rows if r.get("mode") == "eval" and r.get("epoch") is not None]
     timed = steps[warmup:] if len(steps) > warmup else steps
-    summary: dict = {"folder": str(out), "batch_size": batch_size, "steps": len(steps),
-                     "steps_timed": len(timed), "warmup_steps_skipped": len(steps) - len(timed),
-                     "epochs_completed": len(evals)}
+    summary: dict = {
+        "folder": str(out),
+        "batch_size": batch_size,
+        "steps": len(steps),
+        "steps_timed": len(timed),
+        "warmup_steps_skipped": len(steps) - len(timed),
+        "epochs_completed": len(evals),
+    }
     if timed:
-        summary.update(step_median_s=statistics.median(timed), step_mean_s=statistics.fmean(timed),
-                       step_p10_s=_percentile(timed, 0.1), step_p90_s=_percentile(timed, 0.9))
+        summary.update(
+            step_median_s=statistics.median(timed),
+            step_mean_s=statistics.fmean(timed),
+            step_p10_s=_percentile(timed, 0.1),
+            step_p90_s=_percentile(timed, 0.9),
+        )
     if evals:
         summary["valid_eval_mean_s"] = statistics.fmean(r["time"] for r in evals)
         last = evals[-1]

@@ -24,6 +24,7 @@ The validation split uses the same rule as ``gaunt.data.random_split(n, valid_co
 Usage:
   python benchmarks/potential/make_splits.py [--data-dir ../shared/data] [--out runs/potential/splits]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -152,23 +153,33 @@ def make_3bpa(data: Path, out: Path, tol: float) -> dict:
     # Duplicates should also agree in their labels; a mismatch means the tolerance matched wrongly.
     for a, d in zip(mixed, duplicate):
         if d:
-            j = int(np.argmin([np.max(np.abs(b.positions - a.positions)) if len(b) == len(a) else np.inf
-                               for b in full]))
+            j = int(
+                np.argmin([np.max(np.abs(b.positions - a.positions)) if len(b) == len(a) else np.inf for b in full])
+            )
             if abs(full[j].info[ENERGY_KEY] - a.info[ENERGY_KEY]) > 1e-6:
                 raise ValueError("3bpa: a positional duplicate has a different energy; tolerance too loose?")
     non_dup = distances[~duplicate]
-    print(f"  train_mixedT: {len(mixed)} configs, {int(duplicate.sum())} also in train_300K (tol {tol} A), "
-          f"{len(test)} remain; nearest distance among the remaining: {non_dup.min():.3f} A")
+    print(
+        f"  train_mixedT: {len(mixed)} configs, {int(duplicate.sum())} also in train_300K (tol {tol} A), "
+        f"{len(test)} remain; nearest distance among the remaining: {non_dup.min():.3f} A"
+    )
     missing = check_elements("3bpa", full + test, e0s)
     d = out / "3bpa"
     write(d / "train.xyz", [full[i] for i in tr])
     write(d / "valid.xyz", [full[i] for i in va])
     write(d / "test_mixedT_not300K.xyz", test)
     write_e0s(d, e0s)
-    return {"train": len(tr), "valid": len(va), "test_mixedT_not300K": len(test),
-            "mixedT_total": len(mixed), "mixedT_duplicates_of_300K": int(duplicate.sum()),
-            "min_distance_remaining_A": float(non_dup.min()), "valid_indices": va,
-            "e0s": {str(z): e for z, e in sorted(e0s.items())}, "elements_without_e0": missing}
+    return {
+        "train": len(tr),
+        "valid": len(va),
+        "test_mixedT_not300K": len(test),
+        "mixedT_total": len(mixed),
+        "mixedT_duplicates_of_300K": int(duplicate.sum()),
+        "min_distance_remaining_A": float(non_dup.min()),
+        "valid_indices": va,
+        "e0s": {str(z): e for z, e in sorted(e0s.items())},
+        "elements_without_e0": missing,
+    }
 
 
 def make_acac(data: Path, out: Path) -> dict:
@@ -184,9 +195,14 @@ def make_acac(data: Path, out: Path) -> dict:
     for name, frames in tests.items():
         write(d / f"{name}.xyz", frames)
     write_e0s(d, e0s)
-    return {"train": len(tr), "valid": len(va), **{n: len(f) for n, f in tests.items()},
-            "valid_indices": va, "e0s": {str(z): e for z, e in sorted(e0s.items())},
-            "elements_without_e0": missing}
+    return {
+        "train": len(tr),
+        "valid": len(va),
+        **{n: len(f) for n, f in tests.items()},
+        "valid_indices": va,
+        "e0s": {str(z): e for z, e in sorted(e0s.items())},
+        "elements_without_e0": missing,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,9 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     # The data are not ours to redistribute: refuse to write anywhere in the repo except the ignored runs/.
     if out.is_relative_to(REPO) and not out.is_relative_to(REPO / "runs"):
         p.error(f"--out {out} is inside the repository; use a folder under runs/ (gitignored) or outside")
-    summary = {"seed": SEED, "valid_count": VALID_COUNT, "energy_key": ENERGY_KEY, "forces_key": FORCES_KEY,
-               "tol_A": args.tol, "data_dir": str(args.data_dir.resolve()),
-               "3bpa": make_3bpa(args.data_dir, out, args.tol), "acac": make_acac(args.data_dir, out)}
+    summary = {
+        "seed": SEED,
+        "valid_count": VALID_COUNT,
+        "energy_key": ENERGY_KEY,
+        "forces_key": FORCES_KEY,
+        "tol_A": args.tol,
+        "data_dir": str(args.data_dir.resolve()),
+        "3bpa": make_3bpa(args.data_dir, out, args.tol),
+        "acac": make_acac(args.data_dir, out),
+    }
     (out / "splits.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"summary: {out / 'splits.json'}")
     return 1 if summary["3bpa"]["elements_without_e0"] or summary["acac"]["elements_without_e0"] else 0

@@ -12,6 +12,7 @@ Reported per file:
 
 usage: python benchmarks/potential/rmse.py EVAL.xyz [EVAL2.xyz ...] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ def errors(path: str | Path, ref_prefix: str = "REF_", pred_prefix: str = "MACE_
             e_ref, e_pred = atoms.info[ref_prefix + "energy"], atoms.info[pred_prefix + "energy"]
             f_ref, f_pred = atoms.arrays[ref_prefix + "forces"], atoms.arrays[pred_prefix + "forces"]
         except KeyError as err:
-            raise ValueError(f"{path} config {i}: missing key {err} (have info {sorted(atoms.info)}, "
-                             f"arrays {sorted(atoms.arrays)})") from None
+            raise ValueError(
+                f"{path} config {i}: missing key {err} (have info {sorted(atoms.info)}, arrays {sorted(atoms.arrays)})"
+            ) from None
         if np.shape(f_ref) != np.shape(f_pred) or np.shape(f_ref) != (len(atoms), 3):
             raise ValueError(f"{path} config {i}: force shapes {np.shape(f_ref)} vs {np.shape(f_pred)}")
         de.append((float(e_pred) - float(e_ref)) / len(atoms))
@@ -68,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [errors(f, args.ref_prefix, args.pred_prefix) for f in args.files]
     print(f"{'file':40s} {'configs':>7s} {'E RMSE meV/atom':>16s} {'F RMSE meV/A':>13s}")
     for r in rows:
-        print(f"{Path(r['file']).name:40s} {r['configs']:7d} {r['e_rmse_mev_per_atom']:16.2f} "
-              f"{r['f_rmse_mev_per_a']:13.2f}")
+        print(
+            f"{Path(r['file']).name:40s} {r['configs']:7d} {r['e_rmse_mev_per_atom']:16.2f} "
+            f"{r['f_rmse_mev_per_a']:13.2f}"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     return 0

@@ -19,7 +19,9 @@ def build(name: str, L: int, mul: int):
     node = "+".join(f"{mul}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(L + 1))
     if name == "SO2Product":
         return products.SO2Product(node, node, L, internal_weights=False, shared_weights=True), True
-    cls, options = (products.GauntProduct, {"transform": "fft"}) if name == "GauntProduct[fft]" else (getattr(products, name), {})
+    cls, options = (
+        (products.GauntProduct, {"transform": "fft"}) if name == "GauntProduct[fft]" else (getattr(products, name), {})
+    )
     return cls(node, node, node, internal_weights=False, shared_weights=True, **options), False
 
 

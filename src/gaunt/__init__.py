@@ -1,4 +1,5 @@
 """gaunt: fast E(3)-equivariant tensor products (Gaunt in a 2D Fourier basis, and its peers)."""
+
 from . import so3
 from .so3 import Irrep, Irreps
 

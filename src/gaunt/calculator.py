@@ -8,6 +8,7 @@ Stress is computed only for structures periodic in all three directions (ASE's V
 xx, yy, zz, yz, xz, xy; eV/A^3, positive under tension). The neighbour list is rebuilt at every call
 (``gaunt.data.atoms_to_graph``), so the calculator is correct for any move of the atoms.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,15 +46,24 @@ class GauntCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model_path: str | os.PathLike | None = None, *, model: GauntPotential | None = None,
-                 device: str = "cpu", default_dtype: str | None = None, **kwargs) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        *,
+        model: GauntPotential | None = None,
+        device: str = "cpu",
+        default_dtype: str | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if (model_path is None) == (model is None):
             raise ValueError("GauntCalculator: give exactly one of model_path or model=")
         model = load_model(model_path) if model is None else model
         if default_dtype is not None:
             if default_dtype not in _DTYPES:
-                raise ValueError(f"GauntCalculator: default_dtype must be one of {list(_DTYPES)}, got {default_dtype!r}")
+                raise ValueError(
+                    f"GauntCalculator: default_dtype must be one of {list(_DTYPES)}, got {default_dtype!r}"
+                )
             model = model.to(_DTYPES[default_dtype])
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -62,8 +72,15 @@ class GauntCalculator(Calculator):
         self.dtype = self.model.embedding.weight.dtype
 
     @classmethod
-    def untrained(cls, species: list[str | int], dtype: str = "float64", product: str = "grid", seed: int = 0,
-                  device: str = "cpu", **config) -> GauntCalculator:  # fmt: skip
+    def untrained(
+        cls,
+        species: list[str | int],
+        dtype: str = "float64",
+        product: str = "grid",
+        seed: int = 0,
+        device: str = "cpu",
+        **config,
+    ) -> GauntCalculator:
         """A randomly initialised default model for the given elements (smoke tests, install checks, MD).
 
         ``species`` are symbols or atomic numbers; ``config`` overrides ``PotentialConfig`` fields. Its
@@ -74,8 +91,10 @@ class GauntCalculator(Calculator):
         """
         unknown = [s for s in species if isinstance(s, str) and s not in ase.data.atomic_numbers]
         if unknown:
-            raise ValueError(f"GauntCalculator.untrained: unknown element symbols {unknown} (give symbols such as "
-                             "'Cu' or atomic numbers)")  # fmt: skip
+            raise ValueError(
+                f"GauntCalculator.untrained: unknown element symbols {unknown} (give symbols such as "
+                "'Cu' or atomic numbers)"
+            )
         # degrees checked here by name, whichever PotentialConfig spells (a negative one fails deep in the layers)
         negative = {k: v for k, v in config.items() if k in ("max_L", "max_ell") and int(v) < 0}
         if negative:
@@ -88,14 +107,20 @@ class GauntCalculator(Calculator):
             raise ValueError(f"GauntCalculator.untrained: dtype must be one of {list(_DTYPES)}, got {dtype!r}")
         return cls(model=model.to(_DTYPES[dtype]), device=device)
 
-    def calculate(self, atoms: ase.Atoms | None = None, properties: list[str] | None = None,
-                  system_changes: list[str] = all_changes) -> None:  # fmt: skip
+    def calculate(
+        self,
+        atoms: ase.Atoms | None = None,
+        properties: list[str] | None = None,
+        system_changes: list[str] = all_changes,
+    ) -> None:
         super().calculate(atoms, properties or ["energy"], system_changes)
         atoms = self.atoms
         periodic = bool(np.all(atoms.pbc)) and atoms.cell.volume > 0
         want_stress = "stress" in (properties or [])
         if want_stress and not periodic:
-            raise ValueError("GauntCalculator: stress needs a structure periodic in x, y and z with a non-zero cell volume")
+            raise ValueError(
+                "GauntCalculator: stress needs a structure periodic in x, y and z with a non-zero cell volume"
+            )
         graph = atoms_to_graph(atoms, self.model.config.r_max, dtype=self.dtype).to(self.device)
         out = self.model(graph, compute_forces=True, compute_stress=want_stress)
         energy = float(out["energy"].detach()[0])

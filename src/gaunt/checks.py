@@ -16,6 +16,7 @@ potential does), the many-body product at correlation 3 with per-element weights
 features as invariants of an edge vector. Parameters are drawn at random (not left at their
 initial values, where e.g. zero biases could hide a mistake).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -39,8 +40,12 @@ class CheckResult:
     errors: dict[str, float] = field(default_factory=dict)  # equivariance error per element of ELEMENTS
 
     def passed(self, tolerance: float = 1e-12) -> bool:
-        return (self.equivariance <= tolerance and self.gradcheck and self.gradgradcheck
-                and (self.oracle is None or self.oracle <= 1e-10))  # fmt: skip
+        return (
+            self.equivariance <= tolerance
+            and self.gradcheck
+            and self.gradgradcheck
+            and (self.oracle is None or self.oracle <= 1e-10)
+        )
 
 
 def _elements(seed: int) -> list[torch.Tensor]:
@@ -86,7 +91,9 @@ def check_module(
             raise ValueError(f"{name}: {len(inputs)} inputs given for {len(irreps_in)} irreps_in entries")
         for x, s in zip(inputs, irreps_in):
             if x.dtype != torch.float64 or x.shape[-1] != s.dim:
-                raise ValueError(f"{name}: input of shape {tuple(x.shape)}, {x.dtype} does not match {s} (float64 needed)")
+                raise ValueError(
+                    f"{name}: input of shape {tuple(x.shape)}, {x.dtype} does not match {s} (float64 needed)"
+                )
         xs = small = [x.detach() for x in inputs]
     out = fn(*xs)
     scale = float(out.detach().abs().max()) if out.numel() else 0.0
@@ -109,6 +116,7 @@ def _product_entries(lmax: int) -> list[tuple[str, Callable[[], CheckResult]]]:
 
     entries = []
     for name in available_products():
+
         def run(name: str = name) -> CheckResult:
             product = build_product(name, lmax)
             w = torch.randn(product.weight_numel, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -117,8 +125,9 @@ def _product_entries(lmax: int) -> list[tuple[str, Callable[[], CheckResult]]]:
             if not product.takes_edge_vectors:
                 desc, pw = product.descriptor(), product.path_weights(w)
                 reference = lambda x1, x2: dense_product(desc, x1, x2, pw)  # noqa: E731
-            return check_module(name, fn, [product.irreps_in1, product.irreps_in2], product.irreps_out,
-                                reference=reference)  # fmt: skip
+            return check_module(
+                name, fn, [product.irreps_in1, product.irreps_in2], product.irreps_out, reference=reference
+            )
 
         entries.append((name, run))
     return entries
@@ -161,8 +170,12 @@ def _convolution_check(product: str) -> CheckResult:
     from .nn import EquivariantConvolution
 
     torch.manual_seed(0)  # the radial MLP's initial weights (redrawn below around them)
-    conv = _randomized(EquivariantConvolution(_NODE, _LMAX_EDGE, _NODE, radial=4, product=product, hidden=(8,),
-                                              avg_num_neighbors=1.75), seed=1)  # fmt: skip
+    conv = _randomized(
+        EquivariantConvolution(
+            _NODE, _LMAX_EDGE, _NODE, radial=4, product=product, hidden=(8,), avg_num_neighbors=1.75
+        ),
+        seed=1,
+    )
     edge_index = torch.tensor(_EDGES)
     radial = _radial_features()
 
@@ -170,8 +183,14 @@ def _convolution_check(product: str) -> CheckResult:
         vectors = positions[edge_index[0]] - positions[edge_index[1]]
         return conv(x, edge_index, vectors, radial(torch.linalg.vector_norm(vectors, dim=-1)))
 
-    return check_module(f"EquivariantConvolution[{product}]", fn, [_NODE, "1o"], _NODE,
-                        inputs=_graph_inputs(_NODE, seed=2), fast_gradcheck=True)  # fmt: skip
+    return check_module(
+        f"EquivariantConvolution[{product}]",
+        fn,
+        [_NODE, "1o"],
+        _NODE,
+        inputs=_graph_inputs(_NODE, seed=2),
+        fast_gradcheck=True,
+    )
 
 
 def _many_body_check(product: str, correlation: int = 3) -> CheckResult:
@@ -181,8 +200,14 @@ def _many_body_check(product: str, correlation: int = 3) -> CheckResult:
     layer = _randomized(ManyBodyProduct(_NODE, _NODE, correlation, product=product, num_elements=2), seed=1)
     species = torch.tensor([0, 1, 1])  # per-element weights: both rows of the weight table are used
     A = torch.randn(3, Irreps(_NODE).dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    return check_module(f"ManyBodyProduct[{product},nu={correlation}]", lambda a: layer(a, species), [_NODE], _NODE,
-                        inputs=[A], fast_gradcheck=True)  # fmt: skip
+    return check_module(
+        f"ManyBodyProduct[{product},nu={correlation}]",
+        lambda a: layer(a, species),
+        [_NODE],
+        _NODE,
+        inputs=[A],
+        fast_gradcheck=True,
+    )
 
 
 def _layer_check(name: str, build: Callable[[], torch.nn.Module]) -> CheckResult:
@@ -199,8 +224,11 @@ def _radial_check(name: str, mlp: bool) -> CheckResult:
     bessel, radial = BesselBasis(_R_MAX, 4).double(), _radial_features()
     torch.manual_seed(0)
     network = _randomized(RadialMLP(4, (8,), 5), seed=1)
-    fn = (lambda r: network(radial(torch.linalg.vector_norm(r, dim=-1)))) if mlp else (
-        lambda r: bessel(torch.linalg.vector_norm(r, dim=-1)))  # fmt: skip
+    fn = (
+        (lambda r: network(radial(torch.linalg.vector_norm(r, dim=-1))))
+        if mlp
+        else (lambda r: bessel(torch.linalg.vector_norm(r, dim=-1)))
+    )
     return check_module(name, fn, ["1o"], "5x0e" if mlp else "4x0e", batch=4, fast_gradcheck=True)
 
 
@@ -213,20 +241,24 @@ def _layer_entries() -> list[tuple[str, Callable[[], CheckResult]]]:
     layers: dict[str, Callable[[], CheckResult]] = {
         # both parities of l = 1, an output type without input (0o: zero), a bias on the 0e outputs
         "Linear": lambda: _layer_check(
-            "Linear", lambda: Linear("2x0e+2x1o+1x1e+1x2e", "3x0e+1x1o+1x1e+2x2e+1x0o", biases=True)),
+            "Linear", lambda: Linear("2x0e+2x1o+1x1e+1x2e", "3x0e+1x1o+1x1e+2x2e+1x0o", biases=True)
+        ),
         # an odd (0o) gate flips the parity of what it gates: 1o -> 1e
-        "Gate": lambda: _layer_check("Gate", lambda: Gate("2x0e+1x0o", [silu, torch.tanh], "1x0e+1x0o",
-                                                          [sigmoid, torch.tanh], "1x1o+1x2e")),  # fmt: skip
+        "Gate": lambda: _layer_check(
+            "Gate", lambda: Gate("2x0e+1x0o", [silu, torch.tanh], "1x0e+1x0o", [sigmoid, torch.tanh], "1x1o+1x2e")
+        ),
         "NormActivation": lambda: _layer_check("NormActivation", lambda: NormActivation("2x0e+2x1o+1x2e+1x1e", silu)),
         # resolution 64: the aliasing of silu is below 1e-14 at degree 2 (nn.s2_activation's table)
         "S2Activation": lambda: _layer_check("S2Activation", lambda: S2Activation(_NODE, silu, resolution=64)),
-        "EquivariantLayerNorm": lambda: _layer_check("EquivariantLayerNorm",
-                                                     lambda: EquivariantLayerNorm("3x0e+2x1o+2x2e+1x1e")),  # fmt: skip
+        "EquivariantLayerNorm": lambda: _layer_check(
+            "EquivariantLayerNorm", lambda: EquivariantLayerNorm("3x0e+2x1o+2x2e+1x1e")
+        ),
     }
     for product in ("gaunt", "cg"):
         name = f"FeatureInteraction[{product}]"
         layers[name] = lambda name=name, product=product: _layer_check(
-            name, lambda: FeatureInteraction(_NODE, "2x0e+2x1o+2x2e+2x3o+2x4e", product=product))
+            name, lambda: FeatureInteraction(_NODE, "2x0e+2x1o+2x2e+2x3o+2x4e", product=product)
+        )
     for product in PRODUCTS:  # every registered product convolves ("auto" builds one of them)
         layers[f"EquivariantConvolution[{product}]"] = lambda product=product: _convolution_check(product)
     for product in ("cg", "grid", "gaunt"):
@@ -250,8 +282,9 @@ def all_entries(lmax: int = 2) -> list[tuple[str, Callable[[], CheckResult]]]:
     return _product_entries(lmax) + _layer_entries() + list(REGISTRY.items())
 
 
-def run_checks(lmax: int = 2, tolerance: float = 1e-12, only: Sequence[str] | None = None,
-               threads: int | None = 1) -> tuple[list[CheckResult], bool]:  # fmt: skip
+def run_checks(
+    lmax: int = 2, tolerance: float = 1e-12, only: Sequence[str] | None = None, threads: int | None = 1
+) -> tuple[list[CheckResult], bool]:
     """Run every check (``only``: shell patterns of the names to run); returns the results and whether all passed.
 
     ``threads``: torch threads while the checks run (restored after; None: unchanged). The inputs are
@@ -273,8 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="gaunt check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lmax", type=int, default=2, help="degree of the products' inputs (default 2)")
-    parser.add_argument("--only", nargs="+", metavar="PATTERN",
-                        help="run only the checks whose name matches a shell pattern, e.g. 'ManyBody*'")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PATTERN",
+        help="run only the checks whose name matches a shell pattern, e.g. 'ManyBody*'",
+    )
     args = parser.parse_args(argv)
     results, ok = run_checks(args.lmax, only=args.only)
     if not results:

@@ -8,6 +8,7 @@ A user error (a bad flag value, a missing or unreadable file, an earlier run in 
 status 2, as argparse does for a bad flag; ``--debug`` shows the traceback instead. Ctrl-C exits with 130.
 Anything else (a bug) keeps its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ import time
 import torch
 
 from .command import add_debug_flag, run_command
+
 
 def _math_demo() -> None:
     from . import so3

@@ -40,7 +40,6 @@ def run_command(command: str, func: Callable[[argparse.Namespace], int], args: a
         return 2
 
 
-
 def check_device(device: str) -> None:
     """Raise ``ValueError`` if ``device`` is not a device string or names an accelerator this machine lacks
     (torch's own errors, "Torch not compiled with CUDA enabled", come later and from deep inside)."""
@@ -55,7 +54,6 @@ def check_device(device: str) -> None:
             raise ValueError(f"--device {device!r}: CUDA is not available on this machine (use --device cpu)")
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
             raise ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA devices")
-
 
 
 __all__ = ["USER_ERRORS", "add_debug_flag", "run_command", "check_device"]

@@ -4,6 +4,7 @@ NVE uses velocity Verlet; NVT uses ASE's Langevin thermostat. The record holds t
 atom at every logged step, so the energy drift of NVE (a test of conservative forces and of the
 time step) is one subtraction: ``drift = max_t |E(t) - E(0)| / N``.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,9 +42,18 @@ class MDRecord:
         return float(np.polyfit(np.array(self.time_fs) / 1000.0, self.total, 1)[0])
 
 
-def run_md(atoms: ase.Atoms, steps: int, timestep_fs: float = 0.5, temperature_K: float = 300.0,
-           ensemble: str = "nve", friction_per_fs: float = 0.01, seed: int = 0, log_every: int = 10,
-           trajectory: str | None = None, progress=None) -> MDRecord:  # fmt: skip
+def run_md(
+    atoms: ase.Atoms,
+    steps: int,
+    timestep_fs: float = 0.5,
+    temperature_K: float = 300.0,
+    ensemble: str = "nve",
+    friction_per_fs: float = 0.01,
+    seed: int = 0,
+    log_every: int = 10,
+    trajectory: str | None = None,
+    progress=None,
+) -> MDRecord:
     """Run ``steps`` MD steps of ``atoms`` (its calculator must be set); return the :class:`MDRecord`.
 
     Velocities start from a Maxwell-Boltzmann distribution at ``temperature_K`` (seeded), without
@@ -63,8 +73,14 @@ def run_md(atoms: ase.Atoms, steps: int, timestep_fs: float = 0.5, temperature_K
         dyn = VelocityVerlet(atoms, timestep=dt)
     else:
         # fixcm=False: ASE deprecates its centre-of-mass fixing in Langevin (not exact NVT sampling)
-        dyn = Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
-                       fixcm=False, rng=np.random.default_rng(seed + 1))  # fmt: skip
+        dyn = Langevin(
+            atoms,
+            timestep=dt,
+            temperature_K=temperature_K,
+            friction=friction_per_fs / units.fs,
+            fixcm=False,
+            rng=np.random.default_rng(seed + 1),
+        )
     record, n = MDRecord(), len(atoms)
     writer = None
     if trajectory is not None:
@@ -95,13 +111,22 @@ def run_md(atoms: ase.Atoms, steps: int, timestep_fs: float = 0.5, temperature_K
     return record
 
 
-def _check_md_settings(atoms: ase.Atoms, steps: int, timestep_fs: float, temperature_K: float, ensemble: str,
-                       friction_per_fs: float, log_every: int) -> None:  # fmt: skip
+def _check_md_settings(
+    atoms: ase.Atoms,
+    steps: int,
+    timestep_fs: float,
+    temperature_K: float,
+    ensemble: str,
+    friction_per_fs: float,
+    log_every: int,
+) -> None:
     """``ValueError`` naming the first bad setting (a negative temperature once ended in "positions contain NaN")."""
     if atoms.calc is None:
         raise ValueError("run_md: atoms has no calculator")
     if steps < 1 or not timestep_fs > 0 or log_every < 1:
-        raise ValueError(f"run_md: need steps >= 1, timestep_fs > 0, log_every >= 1 (got {steps}, {timestep_fs}, {log_every})")
+        raise ValueError(
+            f"run_md: need steps >= 1, timestep_fs > 0, log_every >= 1 (got {steps}, {timestep_fs}, {log_every})"
+        )
     if not (math.isfinite(temperature_K) and temperature_K >= 0):
         raise ValueError(f"run_md: temperature must be a finite number of kelvin >= 0, got {temperature_K}")
     if ensemble not in ("nve", "langevin"):
@@ -132,9 +157,9 @@ def md_main(args) -> int:
     """Run ``gaunt md`` with parsed ``args``; prints the log and the NVE drift. Every input is checked (device,
     trajectory path, model, the structure at ``--index``) before the first step."""
     from .calculator import GauntCalculator
+    from .command import check_device
     from .data import read_atoms
     from .outputs import check_output
-    from .command import check_device
 
     check_device(args.device)
     if args.trajectory is not None:
@@ -144,15 +169,29 @@ def md_main(args) -> int:
     print(f"{'t (fs)':>9} {'E_pot/N (eV)':>14} {'E_kin/N (eV)':>13} {'E_tot/N (eV)':>14} {'T (K)':>8}")
 
     def show(step: int, record: MDRecord) -> None:
-        print(f"{record.time_fs[-1]:>9.1f} {record.potential[-1]:>14.6f} {record.kinetic[-1]:>13.6f} "
-              f"{record.total[-1]:>14.6f} {record.temperature[-1]:>8.1f}", flush=True)  # fmt: skip
+        print(
+            f"{record.time_fs[-1]:>9.1f} {record.potential[-1]:>14.6f} {record.kinetic[-1]:>13.6f} "
+            f"{record.total[-1]:>14.6f} {record.temperature[-1]:>8.1f}",
+            flush=True,
+        )
 
-    record = run_md(atoms, args.steps, timestep_fs=args.timestep, temperature_K=args.temperature,
-                    ensemble=args.ensemble, friction_per_fs=args.friction, seed=args.seed,
-                    log_every=args.log_every, trajectory=args.trajectory, progress=show)  # fmt: skip
+    record = run_md(
+        atoms,
+        args.steps,
+        timestep_fs=args.timestep,
+        temperature_K=args.temperature,
+        ensemble=args.ensemble,
+        friction_per_fs=args.friction,
+        seed=args.seed,
+        log_every=args.log_every,
+        trajectory=args.trajectory,
+        progress=show,
+    )
     if args.ensemble == "nve":
-        print(f"NVE energy drift: max |E_tot(t) - E_tot(0)| = {record.max_drift:.2e} eV/atom over "
-              f"{record.time_fs[-1]:.1f} fs ({args.steps} steps; slope {record.drift_rate:.2e} eV/atom/ps)")  # fmt: skip
+        print(
+            f"NVE energy drift: max |E_tot(t) - E_tot(0)| = {record.max_drift:.2e} eV/atom over "
+            f"{record.time_fs[-1]:.1f} fs ({args.steps} steps; slope {record.drift_rate:.2e} eV/atom/ps)"
+        )
     return 0
 
 

@@ -5,6 +5,7 @@ input into 3 frames), and its directory must exist before the first prediction i
 last one. Paths are compared after resolving symlinks and ``..``; two names of one existing file (a hard
 link, a bind mount) are caught by ``os.path.samefile``.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,10 @@ def check_output(output: str | os.PathLike, inputs: Mapping[str, str | os.PathLi
     output = Path(output)
     for name, path in inputs.items():
         if path is not None and same_file(output, path):
-            raise ValueError(f"{flag} {output} is the same file as {name} {path}: writing it would destroy the "
-                             "input; choose another output file")  # fmt: skip
+            raise ValueError(
+                f"{flag} {output} is the same file as {name} {path}: writing it would destroy the "
+                "input; choose another output file"
+            )
     if output.is_dir():
         raise ValueError(f"{flag} {output} is a directory; give a file name")
     parent = output.parent

@@ -10,6 +10,7 @@
 Every output goes to ``--work_dir`` (default ``runs/quickstart``); a rerun replaces the previous quickstart there
 (its data files are regenerated too, so its run is not one a user would want to keep apart).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,14 +44,29 @@ def _write(path: Path, structures: list) -> None:
 
 def quickstart_main(args: argparse.Namespace) -> int:
     """``gaunt quickstart`` with parsed flags."""
-    run_quickstart(args.work_dir, num_configs=args.num_configs, max_time=args.max_time, product=args.product,
-                   md_steps=args.md_steps, seed=args.seed)  # fmt: skip
+    run_quickstart(
+        args.work_dir,
+        num_configs=args.num_configs,
+        max_time=args.max_time,
+        product=args.product,
+        md_steps=args.md_steps,
+        seed=args.seed,
+    )
     return 0
 
 
-def run_quickstart(work_dir: str | Path, num_configs: int = 160, max_time: float = 3.0, product: str = "grid",
-                   md_steps: int = 200, seed: int = 0, num_channels: int = 16, max_ell: int = 2,
-                   equilibration_steps: int = 40, sample_interval: int = 5) -> dict:  # fmt: skip
+def run_quickstart(
+    work_dir: str | Path,
+    num_configs: int = 160,
+    max_time: float = 3.0,
+    product: str = "grid",
+    md_steps: int = 200,
+    seed: int = 0,
+    num_channels: int = 16,
+    max_ell: int = 2,
+    equilibration_steps: int = 40,
+    sample_interval: int = 5,
+) -> dict:
     """The main job (module docstring); the keyword arguments after ``seed`` shrink it for tests. Returns
     ``train``'s results with ``"composition_bias"``: per composition of the test set, the mean energy error
     (meV/atom)."""
@@ -65,8 +81,14 @@ def run_quickstart(work_dir: str | Path, num_configs: int = 160, max_time: float
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     print(f"[1/3] EMT dataset: {num_configs} configurations of a 38-atom Cu/Au cluster (300 K and 1000 K MD)")
-    structures = emt_dataset(num_configs, seed=seed, temperatures=(300.0, 1000.0), include_isolated=True,
-                             equilibration_steps=equilibration_steps, sample_interval=sample_interval)  # fmt: skip
+    structures = emt_dataset(
+        num_configs,
+        seed=seed,
+        temperatures=(300.0, 1000.0),
+        include_isolated=True,
+        equilibration_steps=equilibration_steps,
+        sample_interval=sample_interval,
+    )
     isolated = [a for a in structures if a.info.get("config_type") == "IsolatedAtom"]
     configs = [a for a in structures if a.info.get("config_type") != "IsolatedAtom"]
     order = np.random.default_rng(seed).permutation(len(configs))
@@ -75,17 +97,38 @@ def run_quickstart(work_dir: str | Path, num_configs: int = 160, max_time: float
     train_set = [configs[k] for k in order[n_test:]]
     _write(work / "emt_train.xyz", train_set + isolated)
     _write(work / "emt_test.xyz", test)
-    print(f"      {len(train_set)} train (+ {len(isolated)} isolated atoms), {len(test)} test "
-          f"-> {work}/emt_*.xyz ({time.perf_counter() - start:.0f} s)")  # fmt: skip
+    print(
+        f"      {len(train_set)} train (+ {len(isolated)} isolated atoms), {len(test)} test "
+        f"-> {work}/emt_*.xyz ({time.perf_counter() - start:.0f} s)"
+    )
 
     print(f"[2/3] training a {product!r} model for {max_time} min on CPU")
     # a few hundred steps only: EMA decay 0.9 (not 0.99), or the evaluated weights lag far behind the trained ones
     config = TrainConfig(
-        train_file=str(work / "emt_train.xyz"), test_files=[str(work / "emt_test.xyz")], name="emt",
-        work_dir=str(work), E0s="isolated", valid_fraction=0.1, r_max=5.0, num_channels=num_channels, max_L=1,
-        max_ell=max_ell, correlation=3, num_interactions=2, product=product, batch_size=5, max_num_epochs=1000,
-        max_time=max_time, lr=0.01, forces_weight=100.0, ema_decay=0.9, seed=seed, default_dtype="float64",
-        progress=False, overwrite=True)  # fmt: skip
+        train_file=str(work / "emt_train.xyz"),
+        test_files=[str(work / "emt_test.xyz")],
+        name="emt",
+        work_dir=str(work),
+        E0s="isolated",
+        valid_fraction=0.1,
+        r_max=5.0,
+        num_channels=num_channels,
+        max_L=1,
+        max_ell=max_ell,
+        correlation=3,
+        num_interactions=2,
+        product=product,
+        batch_size=5,
+        max_num_epochs=1000,
+        max_time=max_time,
+        lr=0.01,
+        forces_weight=100.0,
+        ema_decay=0.9,
+        seed=seed,
+        default_dtype="float64",
+        progress=False,
+        overwrite=True,
+    )
     results = train(config)
     model_path = Path(results["model_path"])
     calc = GauntCalculator(model_path)

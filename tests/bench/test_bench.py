@@ -1,6 +1,7 @@
 """Tests of ``gaunt bench``: the agreement gate (tested with deliberately wrong implementations), the
 JSON document, the exponent fit, the budget and memory paths, the automatic choice. No assertion on
 measured times (the machine is shared); every sweep here is tiny (L <= 2, a few channels, batch 8)."""
+
 from __future__ import annotations
 
 import copy
@@ -14,21 +15,42 @@ import torch
 from gaunt.bench import main, parse_L
 from gaunt.bench import points_products as sweep_module
 from gaunt.bench.auto import CANDIDATES, choose_product, clear_cache
+from gaunt.bench.engine import Sweep
 from gaunt.bench.gpu_peers import availability
+from gaunt.bench.points_products import ProductConfig, ProductPoints
 from gaunt.bench.products import build_e3nn, build_product, canonical, make_inputs, peer_runner
 from gaunt.bench.report import evaluate_targets, markdown_report, tables
-from gaunt.bench.engine import Sweep
-from gaunt.bench.points_products import ProductConfig, ProductPoints
 from gaunt.bench.timing import PeakMemory, fit_exponent, predict_time
 
-RECORD_KEYS = {"shape", "L", "channels", "batch", "dtype", "direction", "device", "function", "implementation",
-               "role", "status"}  # fmt: skip
+RECORD_KEYS = {
+    "shape",
+    "L",
+    "channels",
+    "batch",
+    "dtype",
+    "direction",
+    "device",
+    "function",
+    "implementation",
+    "role",
+    "status",
+}
 STATUSES = {"ok", "skipped", "disagrees", "error"}
 
 
 def tiny(**overrides) -> ProductConfig:
-    values = dict(shapes=("feature",), Ls=(1, 2), channels=(2,), batches=(8,), dtypes=("float32",),
-                  directions=("fwd",), peers=("e3nn", "CGProduct"), min_time_s=0.0, min_repeats=1, max_repeats=2)  # fmt: skip
+    values = dict(
+        shapes=("feature",),
+        Ls=(1, 2),
+        channels=(2,),
+        batches=(8,),
+        dtypes=("float32",),
+        directions=("fwd",),
+        peers=("e3nn", "CGProduct"),
+        min_time_s=0.0,
+        min_repeats=1,
+        max_repeats=2,
+    )
     values.update(overrides)
     return ProductConfig(**values)
 
@@ -80,7 +102,9 @@ def test_wrong_product_gets_no_ratio(monkeypatch):
 
 def test_a_small_float32_error_is_tolerated_and_a_large_one_is_not(monkeypatch):
     # 1e-6 relative is a float32-size error: accepted in float32 but not in the float64 check
-    monkeypatch.setattr(sweep_module, "product_runner", _perturbed(sweep_module.product_runner, "GridGauntProduct", 1 + 1e-6))
+    monkeypatch.setattr(
+        sweep_module, "product_runner", _perturbed(sweep_module.product_runner, "GridGauntProduct", 1 + 1e-6)
+    )
     (r,) = find(run(tiny(Ls=(1,), products=("GridGauntProduct",), peers=("e3nn",))), implementation="GridGauntProduct")
     assert r["status"] == "disagrees" and r["error_float64"] > 1e-9 and r["error_dtype"] < 1e-4
 
@@ -95,7 +119,9 @@ def test_e3nn_converted_equals_e3nn_built_in_float32():
     converted = copy.deepcopy(built[0]).to(torch.float32)
     g = torch.Generator().manual_seed(0)
     ins = make_inputs(product, "feature", 5, torch.float32, "cpu", g)
-    w = (scale * product.path_weights(torch.randn(product.weight_numel, generator=g, dtype=torch.float64))[perm]).float()
+    w = (
+        scale * product.path_weights(torch.randn(product.weight_numel, generator=g, dtype=torch.float64))[perm]
+    ).float()
     torch.testing.assert_close(converted(ins["x1"], ins["x2"], w), tp32(ins["x1"], ins["x2"], w), atol=0, rtol=0)
 
 
@@ -114,7 +140,7 @@ def test_peers_compute_the_products_function_in_float64():
 
 
 def test_fft_variant_is_timed_under_its_own_name():
-    """"GauntProduct[fft]" is GauntProduct(transform="fft"), a separate implementation of the same function:
+    """ "GauntProduct[fft]" is GauntProduct(transform="fft"), a separate implementation of the same function:
     one peer set for both, each checked against e3nn and given its own ratio."""
     product = build_product("GauntProduct[fft]", "feature", 2, 2)
     assert product.transform == "fft" and build_product("GauntProduct", "feature", 2, 2).transform == "dft"
@@ -129,8 +155,28 @@ def test_fft_variant_is_timed_under_its_own_name():
 # ----------------------------------------------------------------------------- the JSON document
 def test_json_schema_of_a_tiny_run(tmp_path):
     out = tmp_path / "bench"
-    argv = ["--shapes", "feature", "edge", "--L", "1,2", "--channels", "2", "--batch", "8", "--dtype", "float32",
-            "--direction", "fwd+bwd", "--min-time", "0", "--min-repeats", "2", "--out", str(out), "--no-plots"]  # fmt: skip
+    argv = [
+        "--shapes",
+        "feature",
+        "edge",
+        "--L",
+        "1,2",
+        "--channels",
+        "2",
+        "--batch",
+        "8",
+        "--dtype",
+        "float32",
+        "--direction",
+        "fwd+bwd",
+        "--min-time",
+        "0",
+        "--min-repeats",
+        "2",
+        "--out",
+        str(out),
+        "--no-plots",
+    ]
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["schema"] == "gaunt-bench/1" and results["command"].startswith("gaunt bench")
@@ -151,8 +197,17 @@ def test_json_schema_of_a_tiny_run(tmp_path):
         if r["status"] == "ok" and r["role"] == "product":
             assert r["time_s"] > 0 and r["repeats"] >= 2 and len(r["times_s"]) == r["repeats"]
             assert r["reference"] == "e3nn" and r["error_float64"] <= 1e-9 and r["error_dtype"] <= 1e-4
-            assert r["speedup_vs_e3nn"] == pytest.approx(find(results, shape=r["shape"], L=r["L"], direction=r["direction"],
-                                                              function=r["function"], implementation="e3nn")[0]["time_s"] / r["time_s"])  # fmt: skip
+            assert r["speedup_vs_e3nn"] == pytest.approx(
+                find(
+                    results,
+                    shape=r["shape"],
+                    L=r["L"],
+                    direction=r["direction"],
+                    function=r["function"],
+                    implementation="e3nn",
+                )[0]["time_s"]
+                / r["time_s"]
+            )
             assert r["memory_estimate_bytes"] > 0 and r["chunks"] == 1
         if r["status"] != "ok":
             assert r.get("speedup_vs_e3nn") is None and r["reason"]
@@ -197,7 +252,11 @@ def test_point_budget_skips_the_larger_L():
     for name in ("GridGauntProduct", "e3nn"):
         first, second, third = (find(results, implementation=name, L=L)[0] for L in (1, 2, 3))
         assert first["status"] == "ok"
-        assert second["status"] == "skipped" and second["reason"].startswith("budget (") and "predicted" in second["reason"]
+        assert (
+            second["status"] == "skipped"
+            and second["reason"].startswith("budget (")
+            and "predicted" in second["reason"]
+        )
         assert third["status"] == "skipped" and third["reason"].startswith("budget")
 
 
@@ -213,7 +272,9 @@ def test_total_budget_and_memory_budget():
     inputs = 4 * 8 * 3 * 18 * 2  # x1, x2, cotangent [8, 18] float32, and their gradients
     budget = max(inputs + 1, estimate // 3)
     assert budget < estimate
-    results = run(tiny(Ls=(2,), memory_budget_bytes=budget, directions=("fwd+bwd",), peers=(), products=("GridGauntProduct",)))
+    results = run(
+        tiny(Ls=(2,), memory_budget_bytes=budget, directions=("fwd+bwd",), peers=(), products=("GridGauntProduct",))
+    )
     (grid,) = find(results, implementation="GridGauntProduct")
     assert grid["status"] == "ok" and grid["chunks"] == math.ceil(estimate / budget) > 1 and grid["time_s"] > 0
 

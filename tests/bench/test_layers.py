@@ -1,6 +1,7 @@
 """Tests of ``gaunt bench --layers``: the implementations of one function agree (and e3nn's convolution is
 ours), a wrong implementation is never timed, budgets and chunks, the report and files. Tiny sizes
 (L <= 2, 2 channels, a dozen nodes or atoms); no assertion on measured times."""
+
 from __future__ import annotations
 
 import json
@@ -11,19 +12,37 @@ import torch
 
 from gaunt.bench import layers_main
 from gaunt.bench import points_layers as layer_sweep
-from gaunt.bench.layer_report import evaluate_layer_targets, layer_cell, layer_tables, markdown_summary
 from gaunt.bench.engine import Sweep
+from gaunt.bench.layer_report import evaluate_layer_targets, layer_cell, layer_tables, markdown_summary
+from gaunt.bench.layers import (
+    CONVOLUTION_IMPLEMENTATIONS,
+    E3nnConvolution,
+    convolution_inputs,
+    convolution_runners,
+    many_body_inputs,
+    many_body_runners,
+    split_inputs,
+)
 from gaunt.bench.points_layers import LayerConfig, LayerPoints
-from gaunt.bench.layers import (CONVOLUTION_IMPLEMENTATIONS, E3nnConvolution, convolution_inputs, convolution_runners, many_body_inputs,
-                                many_body_runners, split_inputs)  # fmt: skip
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**overrides) -> LayerConfig:
-    values = dict(Ls=(1, 2), conv_channels=2, nodes=8, edges=24, many_body_channels=2, atoms=8, min_time_s=0.0,
-                  min_repeats=1, max_repeats=1, check_nodes=6, check_edges=16, check_atoms=5)  # fmt: skip
+    values = dict(
+        Ls=(1, 2),
+        conv_channels=2,
+        nodes=8,
+        edges=24,
+        many_body_channels=2,
+        atoms=8,
+        min_time_s=0.0,
+        min_repeats=1,
+        max_repeats=1,
+        check_nodes=6,
+        check_edges=16,
+        check_atoms=5,
+    )
     values.update(overrides)
     return LayerConfig(**values)
 
@@ -62,13 +81,17 @@ def test_every_implementation_agrees_and_is_timed(tiny_results):
     convolutions = [r for r in find(tiny_results, layer="convolution") if r["implementation"] != "e3nn"]
     assert {r["reference"] for r in convolutions if r["function"] != "vector"} == {"e3nn"}
     assert {r["reference"] for r in convolutions if r["function"] == "vector"} == {"self"}
-    assert {r["reference"] for r in find(tiny_results, layer="many-body", function="gaunt")} == {"cg (gaunt paths)", "self"}
+    assert {r["reference"] for r in find(tiny_results, layer="many-body", function="gaunt")} == {
+        "cg (gaunt paths)",
+        "self",
+    }
     (grid,) = find(tiny_results, layer="many-body", L=2, implementation="grid")
     assert set(grid["speedup"]) == {"cg", "cg (gaunt paths)"}
     (so2,) = find(tiny_results, layer="convolution", L=2, implementation="so2")
     assert set(so2["speedup"]) == {"cg", "e3nn"} and set(so2["cpu_speedup"]) <= {"cg", "e3nn"}
-    assert so2["speedup"]["cg"] == pytest.approx(find(tiny_results, layer="convolution", L=2, implementation="cg")[0]["time_s"]
-                                                 / so2["time_s"])  # fmt: skip
+    assert so2["speedup"]["cg"] == pytest.approx(
+        find(tiny_results, layer="convolution", L=2, implementation="cg")[0]["time_s"] / so2["time_s"]
+    )
 
 
 def test_e3nn_convolution_is_the_same_function_with_the_same_gradients():
@@ -157,7 +180,9 @@ def test_memory_budget_splits_the_call_into_chunks(monkeypatch):
     monkeypatch.setattr(layer_sweep, "PeakMemory", FakePeak)
     results = run(tiny(Ls=(1,), layers=("many-body",), many_body_products=("grid",), memory_budget_bytes=3000))
     (r,) = results["records"]
-    assert r["predicted_peak_bytes"] == 8000 and r["chunks"] == 3 and r["status"] == "ok" and "[3 chunks]" in layer_cell(r)
+    assert (
+        r["predicted_peak_bytes"] == 8000 and r["chunks"] == 3 and r["status"] == "ok" and "[3 chunks]" in layer_cell(r)
+    )
     results = run(tiny(Ls=(1,), layers=("many-body",), many_body_products=("grid",), memory_budget_bytes=100))
     (r,) = results["records"]
     assert r["status"] == "skipped" and r["reason"].startswith("memory")
@@ -170,7 +195,7 @@ def test_without_e3nn_the_first_implementation_is_the_reference(monkeypatch):
     assert e3nn["status"] == "skipped" and e3nn["reason"].startswith("not installed")
     (gaunt,) = find(results, implementation="gaunt")
     assert gaunt["status"] == "ok" and gaunt["reference"] == "grid"
-    (title, header, rows, notes), = layer_tables(results)
+    ((title, header, rows, notes),) = layer_tables(results)
     assert "e3nn" not in " ".join(header) and any("not installed" in n for n in notes)
 
 
@@ -179,19 +204,56 @@ def test_targets_met_and_not_met():
     def record(name, speedup):
         return dict(layer="many-body", L=4, function="gaunt", implementation=name, correlation=3, speedup=speedup)
 
-    results = {"records": [record("grid", {"cg": 15.0, "cg (gaunt paths)": 9.0}), record("gaunt", {}),
-                           record("cg (gaunt paths)", {"cg": 1.6})]}  # fmt: skip
+    results = {
+        "records": [
+            record("grid", {"cg": 15.0, "cg (gaunt paths)": 9.0}),
+            record("gaunt", {}),
+            record("cg (gaunt paths)", {"cg": 1.6}),
+        ]
+    }
     targets = {(t["implementation"], t["baseline"]): t for t in evaluate_layer_targets(results)}
-    assert set(targets) == {("grid", "cg"), ("grid", "cg (gaunt paths)"), ("gaunt", "cg"), ("gaunt", "cg (gaunt paths)")}
+    assert set(targets) == {
+        ("grid", "cg"),
+        ("grid", "cg (gaunt paths)"),
+        ("gaunt", "cg"),
+        ("gaunt", "cg (gaunt paths)"),
+    }
     assert targets[("grid", "cg")]["met"] is True and targets[("grid", "cg (gaunt paths)")]["met"] is False
     assert targets[("gaunt", "cg")]["met"] is None and "cg (all paths)" in targets[("gaunt", "cg")]["target"]
 
 
 def test_cli_writes_json_summary_and_plots(tmp_path, capsys):
     out = tmp_path / "layers"
-    code = layers_main(["--L", "1,2", "--conv-channels", "2", "--nodes", "8", "--edges", "24", "--many-body-channels",
-                        "2", "--atoms", "8", "--min-time", "0", "--min-repeats", "1", "--conv-products", "cg", "grid",
-                        "--many-body-products", "cg", "grid", "--threads", "1", "--out", str(out)])  # fmt: skip
+    code = layers_main(
+        [
+            "--L",
+            "1,2",
+            "--conv-channels",
+            "2",
+            "--nodes",
+            "8",
+            "--edges",
+            "24",
+            "--many-body-channels",
+            "2",
+            "--atoms",
+            "8",
+            "--min-time",
+            "0",
+            "--min-repeats",
+            "1",
+            "--conv-products",
+            "cg",
+            "grid",
+            "--many-body-products",
+            "cg",
+            "grid",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["schema"] == "gaunt-bench-layers/1" and "partial" not in results

@@ -6,6 +6,7 @@
   ``|pos[j] - pos[i] + S @ cell| < r_max`` found by looping over every atom pair and every lattice
   shift in a box large enough for the cutoff: the O(N^2) reference for the neighbour list.
 """
+
 from __future__ import annotations
 
 import itertools

@@ -1,5 +1,6 @@
 """gaunt.data.dataset: AtomicDataset (element check, labels), batching through make_loader (collate
 offsets, reproducible shuffling, explicit index lists, DistributedSampler) and errors."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """gaunt.data.io: reading labelled structures (3BPA and small written files), label placement, Voigt
 stress conversion, and each bad file's error."""
+
 from __future__ import annotations
 
 import numpy as np

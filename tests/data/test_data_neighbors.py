@@ -1,6 +1,7 @@
 """gaunt.data.neighbors: radius graphs against a brute-force O(N^2) search (molecule, small periodic
 cells with repeated images, mixed pbc, atoms outside the cell), the edge-vector convention, labels,
 and each bad input's error."""
+
 from __future__ import annotations
 
 import numpy as np

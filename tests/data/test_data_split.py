@@ -1,4 +1,5 @@
 """gaunt.data.split: random_split is reproducible, disjoint, complete, honours count/fraction, errors."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """gaunt.data.statistics: isolated-atom E0 (against the 3BPA/acac files' own numbers), least-squares
 E0 recovery, per-element shifts, shortest pair distances, and the normalisation statistics by hand."""
+
 from __future__ import annotations
 
 import re

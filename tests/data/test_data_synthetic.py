@@ -1,6 +1,7 @@
 """gaunt.data.synthetic: EMT labels are consistent (energy recomputed, forces = -dE/dx and stress =
 (1/V) dE/d(strain) by finite differences, with test-the-tester cases), determinism, compositions,
 isolated atoms, and errors. Short trajectories keep this fast."""
+
 from __future__ import annotations
 
 import warnings
@@ -52,7 +53,8 @@ def test_structure_of_the_dataset(clusters):
     assert [a.get_chemical_formula() for a in md] == ["Au9Cu29", "Au29Cu9", "Au9Cu29", "Au29Cu9"]
     assert all(len(a) == 38 and not a.pbc.any() and a.calc is None for a in md)
     assert [(a.get_chemical_formula(), a.info["config_type"]) for a in isolated] == [
-        ("Cu", "IsolatedAtom"), ("Au", "IsolatedAtom")
+        ("Cu", "IsolatedAtom"),
+        ("Au", "IsolatedAtom"),
     ]
     dataset = AtomicDataset(clusters, r_max=4.0, atomic_numbers=[29, 79])
     assert dataset[0].energy is not None and dataset[0].forces.shape == (38, 3)

@@ -1,4 +1,5 @@
 """Fixtures of the potential tests (helpers live in potential_helpers.py)."""
+
 import pytest
 
 

@@ -1,4 +1,5 @@
 """Small structures and models for the potential tests (graphs built by brute force, independent of gaunt.data)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,13 +13,20 @@ ELEMENTS = [1, 6, 7, 8]
 def molecule_graph(positions: torch.Tensor, numbers: torch.Tensor, r_max: float) -> AtomicGraph:
     """Non-periodic graph with every ordered pair closer than ``r_max`` (O(N^2), for tests)."""
     n = len(positions)
-    pairs = [(j, i) for i in range(n) for j in range(n) if i != j and float((positions[j] - positions[i]).norm()) < r_max]
+    pairs = [
+        (j, i) for i in range(n) for j in range(n) if i != j and float((positions[j] - positions[i]).norm()) < r_max
+    ]
     edge_index = torch.tensor(pairs, dtype=torch.long).T if pairs else torch.zeros(2, 0, dtype=torch.long)
     return AtomicGraph(
-        positions=positions, atomic_numbers=numbers, edge_index=edge_index,
+        positions=positions,
+        atomic_numbers=numbers,
+        edge_index=edge_index,
         cell_shifts=torch.zeros(edge_index.shape[1], 3, dtype=positions.dtype),
-        cell=torch.zeros(1, 3, 3, dtype=positions.dtype), pbc=torch.zeros(1, 3, dtype=torch.bool),
-        batch=torch.zeros(n, dtype=torch.long), num_atoms=torch.tensor([n]))  # fmt: skip
+        cell=torch.zeros(1, 3, 3, dtype=positions.dtype),
+        pbc=torch.zeros(1, 3, dtype=torch.bool),
+        batch=torch.zeros(n, dtype=torch.long),
+        num_atoms=torch.tensor([n]),
+    )
 
 
 def random_molecule(n: int = 7, seed: int = 0, r_max: float = 4.0) -> AtomicGraph:
@@ -30,9 +38,21 @@ def random_molecule(n: int = 7, seed: int = 0, r_max: float = 4.0) -> AtomicGrap
 
 def tiny_model(product: str, seed: int = 0, **kw) -> GauntPotential:
     torch.manual_seed(seed)
-    config = dict(atomic_numbers=ELEMENTS, product=product, r_max=4.0, num_radial_basis=4, num_channels=4, max_ell=2,
-                  max_L=1, correlation=3, num_interactions=2, radial_hidden=[8], avg_num_neighbors=4.0,
-                  atomic_energies={1: -13.6, 6: -1029.0, 7: -1485.0, 8: -2042.0}, scale=0.7, shift=0.1)
+    config = dict(
+        atomic_numbers=ELEMENTS,
+        product=product,
+        r_max=4.0,
+        num_radial_basis=4,
+        num_channels=4,
+        max_ell=2,
+        max_L=1,
+        correlation=3,
+        num_interactions=2,
+        radial_hidden=[8],
+        avg_num_neighbors=4.0,
+        atomic_energies={1: -13.6, 6: -1029.0, 7: -1485.0, 8: -2042.0},
+        scale=0.7,
+        shift=0.1,
+    )
     config.update(kw)
     return GauntPotential(PotentialConfig(**config)).double()
-

@@ -1,6 +1,7 @@
 """ZBL pair repulsion (``pair_repulsion=True``): the formula, smoothness at its cutoff, conservative forces,
 and a repulsive wall on dimers below the shortest distance of the training data (synthetic data always;
 3BPA and acac where the data is present)."""
+
 from __future__ import annotations
 
 import math
@@ -12,12 +13,11 @@ import ase.io
 import numpy as np
 import pytest
 import torch
+from potential_helpers import ELEMENTS, molecule_graph, random_molecule, tiny_model
 from torch.testing import assert_close
 
 from gaunt.models import GauntPotential
 from gaunt.models.pair import wall_failures, zbl_energy
-
-from potential_helpers import ELEMENTS, molecule_graph, random_molecule, tiny_model
 
 DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
 
@@ -26,8 +26,12 @@ def test_zbl_formula_by_hand() -> None:
     """V(r) = 14.399645 Z1 Z2 / r phi(r / a), a = 0.46850 / (Z1^0.23 + Z2^0.23), written out for C-O at 0.7 A."""
     a = 0.46850 / (6**0.23 + 8**0.23)
     x = 0.7 / a
-    phi = (0.18175 * math.exp(-3.19980 * x) + 0.50986 * math.exp(-0.94229 * x) + 0.28022 * math.exp(-0.40290 * x)
-           + 0.02817 * math.exp(-0.20162 * x))  # fmt: skip
+    phi = (
+        0.18175 * math.exp(-3.19980 * x)
+        + 0.50986 * math.exp(-0.94229 * x)
+        + 0.28022 * math.exp(-0.40290 * x)
+        + 0.02817 * math.exp(-0.20162 * x)
+    )
     expected = 14.399645 * 48 / 0.7 * phi
     value = zbl_energy(torch.tensor([0.7], dtype=torch.float64), torch.tensor([6]), torch.tensor([8]))
     assert float(value) == pytest.approx(expected, rel=1e-12)
@@ -72,8 +76,9 @@ def test_zbl_forces_are_conservative() -> None:
     model = tiny_model("grid", pair_repulsion=True)
     graph = _compressed_molecule()
     graph = molecule_graph(graph.positions, graph.atomic_numbers, model.config.r_max)
-    zbl = model.pair_repulsion(model.z_to_index[graph.atomic_numbers], graph.edge_index,
-                               torch.linalg.vector_norm(graph.edge_vectors(), dim=-1))  # fmt: skip
+    zbl = model.pair_repulsion(
+        model.z_to_index[graph.atomic_numbers], graph.edge_index, torch.linalg.vector_norm(graph.edge_vectors(), dim=-1)
+    )
     assert float(zbl.sum()) > 1.0  # the repulsion is on (not vacuous)
     forces = model(graph)["forces"].detach()
     h, numeric = 1e-5, torch.zeros_like(forces)
@@ -87,8 +92,9 @@ def test_zbl_forces_are_conservative() -> None:
     assert_close(forces, numeric, rtol=1e-6, atol=1e-6)
     positions = graph.positions.clone().requires_grad_(True)
     flat = model(replace(graph, positions=positions), create_graph=True)["forces"].reshape(-1)
-    hessian = torch.stack([torch.autograd.grad(-flat[k], positions, retain_graph=True)[0].reshape(-1)
-                           for k in range(flat.numel())])  # fmt: skip
+    hessian = torch.stack(
+        [torch.autograd.grad(-flat[k], positions, retain_graph=True)[0].reshape(-1) for k in range(flat.numel())]
+    )
     assert_close(hessian, hessian.T, rtol=1e-10, atol=1e-9)
 
 
@@ -117,8 +123,16 @@ def model_for_training(train_file: Path, e0s: str, seed: int = 0, **overrides) -
     from gaunt.train import TrainConfig
     from gaunt.train.data_setup import build_model_config, prepare_data
 
-    values = dict(train_file=str(train_file), E0s=e0s, valid_count=2, pair_repulsion=True, num_channels=8, max_L=1,
-                  max_ell=2, correlation=2)  # fmt: skip
+    values = dict(
+        train_file=str(train_file),
+        E0s=e0s,
+        valid_count=2,
+        pair_repulsion=True,
+        num_channels=8,
+        max_L=1,
+        max_ell=2,
+        correlation=2,
+    )
     config = TrainConfig(**{**values, **overrides})
     torch.manual_seed(seed)
     return GauntPotential(build_model_config(config, prepare_data(config))).double()
@@ -141,8 +155,9 @@ def test_wall_on_synthetic_dimers(tmp_path) -> None:
     assert wall_failures(plain, below) != []  # test the tester: no wall without the repulsion
 
 
-@pytest.mark.parametrize("name, train, e0s", [("3bpa", "train_300K.xyz", "iso_atoms.xyz"),
-                                               ("acac", "train_300K.xyz", "isolated_atoms.xyz")])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, train, e0s", [("3bpa", "train_300K.xyz", "iso_atoms.xyz"), ("acac", "train_300K.xyz", "isolated_atoms.xyz")]
+)
 def test_wall_on_real_dimers(tmp_path, name, train, e0s) -> None:
     """A model set up for training on a few real configurations (``pair_repulsion``) has a repulsive wall on
     every dimer of its elements (C-C, C-H, O-O, H-H, ...) below the file's shortest distance."""

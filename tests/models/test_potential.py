@@ -1,5 +1,6 @@
 """GauntPotential: symmetry (rotation, inversion, translation, permutation), conservative forces
 (finite differences, symmetric Hessian), gradcheck / double backward, bad input, save / load."""
+
 from __future__ import annotations
 
 import warnings
@@ -7,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from potential_helpers import molecule_graph, random_molecule, tiny_model
 from torch.testing import assert_close
 
 from gaunt.data.graph import collate
@@ -14,15 +16,15 @@ from gaunt.models import GauntPotential, PotentialConfig, load_model, model_from
 from gaunt.nn import RadialMLP
 from gaunt.so3 import random_rotation
 
-from potential_helpers import molecule_graph, random_molecule, tiny_model
-
 
 def _predict(model, graph):
     out = model(graph)
     return out["energy"].detach(), out["forces"].detach()
 
 
-def assert_symmetric(model, graph, Q: torch.Tensor, shift: torch.Tensor, perm: torch.Tensor, tol: float = 1e-10) -> None:
+def assert_symmetric(
+    model, graph, Q: torch.Tensor, shift: torch.Tensor, perm: torch.Tensor, tol: float = 1e-10
+) -> None:
     """E(Q x P + t) = E(x) and F(Q x P + t) = (P F(x)) Q^T for an orthogonal Q (rotation or improper)."""
     energy, forces = _predict(model, graph)
     moved = molecule_graph(graph.positions[perm] @ Q.T + shift, graph.atomic_numbers[perm], model.config.r_max)
@@ -107,9 +109,13 @@ def test_weights_get_force_gradients(product: str) -> None:
     model(graph)["forces"].square().sum().backward()
     # every weight except the read-out MLP's last bias (a constant energy, no force) shapes the forces
     constant = {"readouts.1.net.2.bias"}
-    dead = [n for n, p in model.named_parameters() if p.numel() and n not in constant
-            and (p.grad is None or float(p.grad.abs().max()) == 0.0)]
+    dead = [
+        n
+        for n, p in model.named_parameters()
+        if p.numel() and n not in constant and (p.grad is None or float(p.grad.abs().max()) == 0.0)
+    ]
     assert not dead, f"parameters without force gradients: {dead}"
+
 
 def test_batch_equals_separate_structures() -> None:
     model = tiny_model("grid")

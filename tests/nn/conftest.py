@@ -8,6 +8,7 @@
   so the check cannot pass vacuously.
 * ``features(irreps, *batch, dtype=float64, seed=0)`` a seeded Gaussian ``[*batch, irreps.dim]`` tensor.
 """
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """gaunt.nn.activation: second-moment constants, parity detection, Gate and NormActivation against
 e3nn, equivariance, gradients, batching, errors and torch.compile."""
+
 from __future__ import annotations
 
 import math
@@ -18,6 +19,7 @@ from gaunt.nn.activation import activation_parity, second_moment
 
 def _exact_second_moment(f) -> float:
     """E[f(z)^2] by adaptive scipy quadrature (an independent reference)."""
+
     def g(z: float) -> float:
         return float(f(torch.tensor(z, dtype=torch.float64))) ** 2 * math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
 

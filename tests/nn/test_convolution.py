@@ -1,5 +1,6 @@
 """Tests of ``gaunt.nn.convolution``: the point convolution with every product, and the edge-aligned
 Gaunt fast path ("gaunt_z") against the plain Gaunt / CG convolution."""
+
 from __future__ import annotations
 
 import logging
@@ -8,8 +9,7 @@ import pytest
 import torch
 
 from gaunt.nn.convolution import EquivariantConvolution
-from gaunt.products import EdgeAlignedGauntProduct
-from gaunt.products import GauntProduct
+from gaunt.products import EdgeAlignedGauntProduct, GauntProduct
 from gaunt.products.descriptor import Path, ProductDescriptor, dense_product
 from gaunt.so3 import Irreps, clebsch_gordan, gaunt_coefficients, irreps_wigner_d, random_rotation, spherical_harmonics
 
@@ -52,13 +52,16 @@ def gaunt_as_cg(descriptor: ProductDescriptor) -> ProductDescriptor:
 
 # ----------------------------------------------------------------------------- the fast path (must-show)
 @pytest.mark.parametrize("method", ["dft", "direct", "quadrature"])
-@pytest.mark.parametrize("irreps_node, lmax, irreps_out", [
-    (NODE, LMAX, OUT),
-    ("2x0e+2x1o+2x2e+2x3o", 1, "2x0e+2x1o"),         # L_out < L_node
-    ("2x0o+2x1e+2x2o", 3, "2x0o+2x1e+2x2o+2x3e"),    # pseudo sign
-    ("2x0e+2x2e", 4, "2x1o+2x3o"),                   # missing degrees
-    (sphere(2, 6), 6, sphere(2, 6)),                 # L = 6
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "irreps_node, lmax, irreps_out",
+    [
+        (NODE, LMAX, OUT),
+        ("2x0e+2x1o+2x2e+2x3o", 1, "2x0e+2x1o"),  # L_out < L_node
+        ("2x0o+2x1e+2x2o", 3, "2x0o+2x1e+2x2o+2x3e"),  # pseudo sign
+        ("2x0e+2x2e", 4, "2x1o+2x3o"),  # missing degrees
+        (sphere(2, 6), 6, sphere(2, 6)),  # L = 6
+    ],
+)
 def test_gaunt_z_equals_the_cg_convolution_with_gaunt_paths(method, irreps_node, lmax, irreps_out):
     fast = conv("gaunt_z", irreps_node, lmax, irreps_out, method=method)
     plain = conv("gaunt", irreps_node, lmax, irreps_out)
@@ -150,8 +153,11 @@ def test_batch_dimensions(product):
 def test_empty_graph_and_no_edges(product):
     m = conv(product)
     x, _, _, _ = graph()
-    no_edges = (torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, 3, dtype=torch.float64),
-                torch.zeros(0, RADIAL, dtype=torch.float64))  # fmt: skip
+    no_edges = (
+        torch.zeros(2, 0, dtype=torch.long),
+        torch.zeros(0, 3, dtype=torch.float64),
+        torch.zeros(0, RADIAL, dtype=torch.float64),
+    )
     assert m(x[:0], *no_edges).shape == (0, m.irreps_out.dim)
     out = m(x, *no_edges)
     torch.testing.assert_close(out, torch.zeros(x.shape[0], m.irreps_out.dim, dtype=x.dtype))
@@ -233,8 +239,9 @@ def test_checks_are_not_vacuous():
     rotation = random_rotation(generator=torch.Generator().manual_seed(4))
     d_out = irreps_wigner_d(fast.irreps_out, rotation)
     with pytest.raises(AssertionError):
-        torch.testing.assert_close(fast(x, edge_index, vectors @ rotation.T, radial),
-                                   fast(x, edge_index, vectors, radial) @ d_out.T)  # fmt: skip
+        torch.testing.assert_close(
+            fast(x, edge_index, vectors @ rotation.T, radial), fast(x, edge_index, vectors, radial) @ d_out.T
+        )
 
 
 # ----------------------------------------------------------------------------- radial_weights="edge"
@@ -280,7 +287,7 @@ def test_edge_radial_weights_need_a_gaunt_product():
 
 @pytest.mark.parametrize("l_node, l_out", [(2, 3), (0, 3), (0, 1)])  # L1 = 0: the scalar-node shortcut
 def test_grid_executor_equals_the_edge_by_edge_convolution(l_node, l_out):
-    """"grid" + "edge" sums on the grid per node (nn.grid_convolution); the same function edge by edge."""
+    """ "grid" + "edge" sums on the grid per node (nn.grid_convolution); the same function edge by edge."""
     m = conv("grid", sphere(3, l_node), 3, sphere(3, l_out), radial_weights="edge", avg_num_neighbors=2.5)
     assert m.grid_executor is not None
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """Tests of ``gaunt.nn.interaction.FeatureInteraction`` and of the product switch ``products.registry.make_product``."""
+
 from __future__ import annotations
 
 import logging
@@ -6,8 +7,8 @@ import logging
 import pytest
 import torch
 
-from gaunt.products import make_product
 from gaunt.nn.interaction import FeatureInteraction
+from gaunt.products import make_product
 from gaunt.products.descriptor import dense_product
 from gaunt.so3 import Irreps
 
@@ -64,8 +65,14 @@ def test_gaunt_and_grid_agree_and_cg_has_the_same_paths(features):
     grid.load_state_dict(gaunt.state_dict())
     x = features(IN, 6)
     torch.testing.assert_close(gaunt(x), grid(x), rtol=1e-10, atol=1e-10)
-    triples = lambda m: {(m.irreps_in[p.i_in1].ir.l, m.irreps_in2[p.i_in2].ir.l,  # noqa: E731
-                          m.irreps_out[p.i_out].ir.l) for p in m.descriptor().paths}  # fmt: skip
+    triples = lambda m: {
+        (
+            m.irreps_in[p.i_in1].ir.l,
+            m.irreps_in2[p.i_in2].ir.l,  # noqa: E731
+            m.irreps_out[p.i_out].ir.l,
+        )
+        for p in m.descriptor().paths
+    }
     assert triples(cg) == triples(gaunt)  # sphere-function irreps: parity leaves exactly the Gaunt paths
     assert triples(layer("vector")) == triples(gaunt)  # outputs of one sign: no odd paths requested
 

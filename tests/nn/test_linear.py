@@ -1,5 +1,6 @@
 """gaunt.nn.Linear: equality with e3nn o3.Linear (same weights), equivariance, gradients, batching,
 external and per-sample weights, biases, errors and torch.compile."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Tests of ``gaunt.nn.many_body``: MACE-style products A^k, the CG chain and the Gaunt powers."""
+
 from __future__ import annotations
 
 import logging
@@ -38,11 +39,11 @@ CASES = [  # irreps_in, irreps_out, correlation, num_elements
     (sphere(3, 2), sphere(3, 2), 3, None),
     (sphere(2, 1), sphere(2, 2), 4, 2),
     (sphere(2, 3), sphere(2, 4), 3, None),
-    (sphere(2, 2), "2x0e", 4, None),                 # invariant output (MACE's energy channel)
-    ("2x0e+2x2e", "2x0e+2x2e+2x4e", 3, None),        # missing degrees
-    (sphere(2, 1, -1), sphere(2, 1, -1), 3, 2),      # pseudo input: odd powers only
-    (sphere(2, 1, -1), sphere(2, 2), 4, None),       # pseudo input, ordinary output: even powers only
-]  # fmt: skip
+    (sphere(2, 2), "2x0e", 4, None),  # invariant output (MACE's energy channel)
+    ("2x0e+2x2e", "2x0e+2x2e+2x4e", 3, None),  # missing degrees
+    (sphere(2, 1, -1), sphere(2, 1, -1), 3, 2),  # pseudo input: odd powers only
+    (sphere(2, 1, -1), sphere(2, 2), 4, None),  # pseudo input, ordinary output: even powers only
+]
 
 
 @pytest.mark.parametrize("method", ["grid", "fourier"])

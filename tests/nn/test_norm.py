@@ -1,6 +1,7 @@
 """gaunt.nn.EquivariantLayerNorm: the documented formula (loop reference), torch layer_norm on
 scalars, output statistics, partition independence, equivariance, gradients, batching, errors,
 torch.compile."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,7 +31,9 @@ def _reference(x: torch.Tensor, irreps, weight, bias, eps: float) -> torch.Tenso
             mu = values.mean(dim=(-2, -1), keepdim=True)
             var = ((values - mu) ** 2).mean(dim=(-2, -1), keepdim=True)
             for _, sl, c in mine:
-                out[..., sl] = (x[..., sl] - mu[..., 0, :]) / torch.sqrt(var[..., 0, :] + eps) * weight[c] + bias[scalar_rank]
+                out[..., sl] = (x[..., sl] - mu[..., 0, :]) / torch.sqrt(var[..., 0, :] + eps) * weight[c] + bias[
+                    scalar_rank
+                ]
                 scalar_rank += 1
         else:
             s = (values**2).sum(dim=(-2, -1), keepdim=True) / (len(mine) * ir.dim)

@@ -1,5 +1,6 @@
 """gaunt.nn.radial: Bessel basis and polynomial cutoff against closed forms (values, r -> 0 limit,
 orthonormality, smoothness at r_max), the radial MLP, invariance, gradients, batching, errors, compile."""
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,12 @@ def test_bessel_gradients_finite_near_zero_and_trainable() -> None:
 
 def _cutoff_sympy(p: int):
     x = sp.symbols("x")
-    u = 1 - sp.Rational((p + 1) * (p + 2), 2) * x**p + p * (p + 2) * x ** (p + 1) - sp.Rational(p * (p + 1), 2) * x ** (p + 2)
+    u = (
+        1
+        - sp.Rational((p + 1) * (p + 2), 2) * x**p
+        + p * (p + 2) * x ** (p + 1)
+        - sp.Rational(p * (p + 1), 2) * x ** (p + 2)
+    )
     return x, u
 
 
@@ -152,7 +158,9 @@ def test_bad_inputs_raise() -> None:
 @pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
 def test_torch_compile_matches_eager(backend) -> None:
     torch.manual_seed(0)
-    model = torch.nn.ModuleDict({"b": BesselBasis(R_MAX, 6), "c": PolynomialCutoff(R_MAX), "m": RadialMLP(6, [8], 3)}).double()
+    model = torch.nn.ModuleDict(
+        {"b": BesselBasis(R_MAX, 6), "c": PolynomialCutoff(R_MAX), "m": RadialMLP(6, [8], 3)}
+    ).double()
     f = lambda r: model["m"](model["b"](r) * model["c"](r)[..., None])  # noqa: E731
     r = torch.tensor([0.0, 0.7, 3.0, 4.999, 7.0], dtype=torch.float64)
     compiled = torch.compile(f, fullgraph=True, backend=backend)

@@ -1,6 +1,7 @@
 """gaunt.nn.S2Activation: exact projection for the identity, exact Gaunt coefficients for phi = x^2,
 equivariance (exact for polynomials, converging with the resolution otherwise, exact under
 inversion), parity rules, e3nn cross-check, gradients, batching, errors and torch.compile."""
+
 from __future__ import annotations
 
 import pytest
@@ -68,7 +69,9 @@ def test_square_gives_the_gaunt_coefficients(features) -> None:
         ("1o+3o", SQUARE, 2, "ordinary"),
     ],
 )
-def test_polynomial_activation_is_exactly_equivariant(irreps, phi, degree, out_parities, features, check_equivariant) -> None:
+def test_polynomial_activation_is_exactly_equivariant(
+    irreps, phi, degree, out_parities, features, check_equivariant
+) -> None:
     irreps = _channels(irreps, 2)
     lmax = irreps.lmax
     layer = S2Activation(irreps, phi, lmax_out=lmax + 1, resolution=degree * lmax + lmax + 1)

@@ -81,8 +81,9 @@ def check_matches_descriptor(spec, executor, weights="per_sample") -> None:
     for k, irreps in enumerate(examples(spec)):
         product = build(spec, irreps, executor, weights)
         x1, x2, w = inputs_of(product, (5,), F64, seed=k)
-        expected = dense_product(product.descriptor(), x1, second_input_of_descriptor(product, x2),
-                                 product.path_weights(w))
+        expected = dense_product(
+            product.descriptor(), x1, second_input_of_descriptor(product, x2), product.path_weights(w)
+        )
         torch.testing.assert_close(product(x1, x2, w), expected, rtol=1e-10, atol=1e-10)
 
 

@@ -11,6 +11,7 @@ or use the fixtures of the same name).
 * ``assert_matches_descriptor(product, x1, x2, weight)`` checks the product against the plain-einsum
   oracle ``dense_product(product.descriptor(), x1, x2, path_weights)``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,5 +1,6 @@
 """CGProduct: equality with e3nn's o3.TensorProduct, with the descriptor oracle, equivariance,
 gradients, batching, input checks and torch.compile."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,11 +37,24 @@ def _pair(in1, in2, out, instructions, **kwargs):
 
 # (in1, in2, out, instructions): every mode, weighted and not, mixed multiplicities, repeated outputs
 MODES_CASE = (
-    "2x0e+3x1o+2x2e", "4x0e+2x1o+2x2e", "3x0e+3x1e+2x2o+2x1e+1x0e+2x3e+3x1o+2x1o",
-    [(0, 0, 0, "uvw", True, 2.0), (1, 1, 1, "uvu", True), (1, 1, 1, "uvu", False), (1, 2, 2, "uvv", True),
-     (1, 2, 2, "uvv", False), (2, 2, 3, "uuw", True), (2, 2, 4, "uuw", False), (2, 2, 5, "uuu", True),
-     (2, 2, 5, "uuu", False), (1, 2, 2, "uvw", True, 0.5), (1, 0, 6, "uvu", True), (0, 1, 7, "uvv", False)],
-)  # fmt: skip
+    "2x0e+3x1o+2x2e",
+    "4x0e+2x1o+2x2e",
+    "3x0e+3x1e+2x2o+2x1e+1x0e+2x3e+3x1o+2x1o",
+    [
+        (0, 0, 0, "uvw", True, 2.0),
+        (1, 1, 1, "uvu", True),
+        (1, 1, 1, "uvu", False),
+        (1, 2, 2, "uvv", True),
+        (1, 2, 2, "uvv", False),
+        (2, 2, 3, "uuw", True),
+        (2, 2, 4, "uuw", False),
+        (2, 2, 5, "uuu", True),
+        (2, 2, 5, "uuu", False),
+        (1, 2, 2, "uvw", True, 0.5),
+        (1, 0, 6, "uvu", True),
+        (0, 1, 7, "uvv", False),
+    ],
+)
 
 
 @pytest.mark.parametrize("irrep_normalization", ["component", "norm", "none"])
@@ -114,8 +128,12 @@ def test_descriptor_coefficients_are_e3nn_path_weights():
     assert [(p.i_in1, p.i_in2, p.i_out, p.mode, p.has_weight) for p in d.paths] == [
         (i.i_in1, i.i_in2, i.i_out, i.connection_mode, i.has_weight) for i in ref.instructions
     ]
-    torch.testing.assert_close(torch.tensor([p.coefficient for p in d.paths]),
-                               torch.tensor([i.path_weight for i in ref.instructions]), rtol=1e-14, atol=0)  # fmt: skip
+    torch.testing.assert_close(
+        torch.tensor([p.coefficient for p in d.paths]),
+        torch.tensor([i.path_weight for i in ref.instructions]),
+        rtol=1e-14,
+        atol=0,
+    )
     assert d.weight_numel == ours.weight_numel
     views = ours.weight_views()
     assert [tuple(v.shape) if v is not None else () for v in views] == [d.path_weight_shape(p) for p in d.paths]

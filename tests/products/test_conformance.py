@@ -41,8 +41,9 @@ def test_descriptor_check_is_not_vacuous(monkeypatch):
     """A product whose path weights are off by a factor on one path fails the oracle check."""
     spec = PRODUCTS["gaunt"]
     original = type(build(spec, examples(spec)[0], "torch")).path_weights
-    monkeypatch.setattr(type(build(spec, examples(spec)[0], "torch")), "path_weights",
-                        lambda self, w=None: original(self, w) * 1.001)
+    monkeypatch.setattr(
+        type(build(spec, examples(spec)[0], "torch")), "path_weights", lambda self, w=None: original(self, w) * 1.001
+    )
     with pytest.raises(AssertionError):
         check_matches_descriptor(spec, "torch")
 
@@ -52,8 +53,9 @@ def test_explicit_executor_that_cannot_run_raises(monkeypatch):
     from gaunt.products import EXECUTORS, GridGauntProduct, resolve_executor
     from gaunt.products.executors import Executor
 
-    monkeypatch.setitem(EXECUTORS, "broken", Executor("broken", EXECUTORS["torch"].runner, lambda: "no compiler",
-                                                       "test"))
+    monkeypatch.setitem(
+        EXECUTORS, "broken", Executor("broken", EXECUTORS["torch"].runner, lambda: "no compiler", "test")
+    )
     with pytest.raises(RuntimeError, match="'broken' was requested but cannot run here: no compiler"):
         GridGauntProduct("0e+1o", "0e+1o", "0e+1o", executor="broken")
     with pytest.raises(ValueError, match="unknown executor 'nope'"):

@@ -1,4 +1,5 @@
 """CPProduct: low-rank CP approximation of the CG product; exact at full rank, measurable error below."""
+
 from __future__ import annotations
 
 import pytest
@@ -49,10 +50,18 @@ def test_full_rank_matches_e3nn_fully_connected() -> None:
 @pytest.mark.parametrize("shared", [True, False])
 def test_full_rank_every_mode_and_channelwise(shared: bool) -> None:
     irreps_in1, irreps_in2, irreps_out = "2x1o+2x2e", "2x1o+1x0e", "2x1e+2x2e+1x1o+2x2o+2x1o"
-    instructions = [(0, 0, 0, "uvu", True), (1, 0, 3, "uvv", True), (0, 0, 1, "uuw", True), (1, 0, 4, "uuu", True),
-                    (0, 1, 2, "uvw", True), (1, 1, 1, "uvu", False), (0, 0, 0, "uuu", False, 0.5)]  # fmt: skip
-    product = CPProduct(irreps_in1, irreps_in2, irreps_out, FULL, instructions, shared_weights=shared,
-                        internal_weights=False)  # fmt: skip
+    instructions = [
+        (0, 0, 0, "uvu", True),
+        (1, 0, 3, "uvv", True),
+        (0, 0, 1, "uuw", True),
+        (1, 0, 4, "uuu", True),
+        (0, 1, 2, "uvw", True),
+        (1, 1, 1, "uvu", False),
+        (0, 0, 0, "uuu", False, 0.5),
+    ]
+    product = CPProduct(
+        irreps_in1, irreps_in2, irreps_out, FULL, instructions, shared_weights=shared, internal_weights=False
+    )
     cg = CGProduct(irreps_in1, irreps_in2, irreps_out, instructions, shared_weights=shared, internal_weights=False)
     x1, x2, w = random_inputs(product, batch=(4,), seed=3)
     torch.testing.assert_close(product(x1, x2, w), cg(x1, x2, w), rtol=1e-10, atol=1e-10)
@@ -114,7 +123,9 @@ def test_batch_dims_broadcasting_empty_batch_and_per_sample_weights() -> None:
     x1, x2, w = random_inputs(product, batch=(2, 3), seed=8)
     out = product(x1, x2, w)
     assert out.shape == (2, 3, product.irreps_out.dim)
-    torch.testing.assert_close(out.reshape(6, -1), product(x1.reshape(6, -1), x2.reshape(6, -1), w), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        out.reshape(6, -1), product(x1.reshape(6, -1), x2.reshape(6, -1), w), rtol=1e-12, atol=1e-12
+    )
     out = product(x1[0], x2[:, :1], w)  # [3, d1] with [2, 1, d2]
     assert out.shape == (2, 3, product.irreps_out.dim)
     torch.testing.assert_close(out[1, 2], product(x1[0, 2], x2[1, 0], w), rtol=1e-12, atol=1e-12)

@@ -1,4 +1,5 @@
 """ProductDescriptor validation, the coupling registry and the dense_product oracle."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,16 +33,25 @@ class _Dense(torch.nn.Module):
 
 
 ALL_MODES = [
-    (0, 0, 0, "uvw", True), (1, 1, 1, "uvu", True), (1, 1, 1, "uvu", False), (1, 2, 2, "uvv", True),
-    (1, 2, 2, "uvv", False), (2, 2, 3, "uuw", True), (2, 2, 4, "uuw", False), (2, 2, 5, "uuu", True),
-    (2, 2, 5, "uuu", False), (1, 2, 2, "uvw", True),
-]  # fmt: skip
+    (0, 0, 0, "uvw", True),
+    (1, 1, 1, "uvu", True),
+    (1, 1, 1, "uvu", False),
+    (1, 2, 2, "uvv", True),
+    (1, 2, 2, "uvv", False),
+    (2, 2, 3, "uuw", True),
+    (2, 2, 4, "uuw", False),
+    (2, 2, 5, "uuu", True),
+    (2, 2, 5, "uuu", False),
+    (1, 2, 2, "uvw", True),
+]
 GAUNT_PATHS = [(0, 0, 0, "uvw", True), (2, 2, 4, "uuw", True), (1, 2, 6, "uvv", True), (1, 1, 4, "uvw", True)]
 IN1, IN2, OUT = "2x0e+3x1o+2x2e", "4x0e+2x1o+2x2e", "3x0e+3x1e+2x2o+2x1e+1x0e+2x3e+2x1o"
 
 
 def _descriptor(coupling="cg", instructions=ALL_MODES, coefficient=0.7) -> ProductDescriptor:
-    paths = tuple(Path(*ins, coefficient=coefficient + 0.1 * k, coupling=coupling) for k, ins in enumerate(instructions))
+    paths = tuple(
+        Path(*ins, coefficient=coefficient + 0.1 * k, coupling=coupling) for k, ins in enumerate(instructions)
+    )
     return ProductDescriptor(Irreps(IN1), Irreps(IN2), Irreps(OUT), paths)
 
 
@@ -58,8 +68,9 @@ def test_coupling_tensors():
     d = _descriptor()
     torch.testing.assert_close(d.coupling_tensor(d.paths[1]), clebsch_gordan(1, 1, 1), rtol=0, atol=0)
     g = _descriptor("gaunt", [(2, 2, 4, "uuw", True)])
-    torch.testing.assert_close(g.coupling_tensor(g.paths[0], torch.float32), gaunt_coefficients(2, 2, 0, torch.float32),
-                               rtol=0, atol=0)  # fmt: skip
+    torch.testing.assert_close(
+        g.coupling_tensor(g.paths[0], torch.float32), gaunt_coefficients(2, 2, 0, torch.float32), rtol=0, atol=0
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,8 +122,12 @@ def test_dense_product_gaunt_is_scaled_cg():
     # Gaunt = r * CG with r = <G, C> (C has unit norm): rescaling each CG path by r gives the same result
     ratios = [float((ga.coupling_tensor(p) * cg.coupling_tensor(q)).sum()) for p, q in zip(ga.paths, cg.paths)]
     assert all(abs(r) > 1e-3 for r in ratios)  # all chosen paths have a non-zero Gaunt part
-    scaled = ProductDescriptor(cg.irreps_in1, cg.irreps_in2, cg.irreps_out,
-                               tuple(Path(*ins[k], coefficient=r * (1.0 + 0.1 * k)) for k, r in enumerate(ratios)))  # fmt: skip
+    scaled = ProductDescriptor(
+        cg.irreps_in1,
+        cg.irreps_in2,
+        cg.irreps_out,
+        tuple(Path(*ins[k], coefficient=r * (1.0 + 0.1 * k)) for k, r in enumerate(ratios)),
+    )
     torch.testing.assert_close(dense_product(ga, x1, x2, w), dense_product(scaled, x1, x2, w), rtol=1e-12, atol=1e-12)
 
 

@@ -1,4 +1,5 @@
 """Every product equals the e3nn TensorProduct built from its descriptor (e3nn as independent oracle)."""
+
 import pytest
 import torch
 

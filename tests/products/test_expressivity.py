@@ -1,4 +1,5 @@
 """Tests of the interactability / expressivity measures (kept to L <= 2 for speed)."""
+
 from __future__ import annotations
 
 import pytest

@@ -2,6 +2,7 @@
 function as an independent Gaunt einsum (``so3.gaunt_coefficients``) and as the CG product on the Gaunt paths,
 the grids and folds, weights and errors. Equivariance, gradients, batching, blocks, compile and float32 are
 the conformance suite's (``test_conformance.py``)."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,7 @@ from conftest import random_inputs
 from gaunt.products.cg import CGProduct
 from gaunt.products.gaunt_fourier import TRANSFORMS, GauntProduct
 from gaunt.products.gaunt_grid import GridGauntProduct
-from gaunt.so3 import grid_shape
-from gaunt.so3 import Irreps, clebsch_gordan, gaunt_coefficients
+from gaunt.so3 import Irreps, clebsch_gordan, gaunt_coefficients, grid_shape
 
 F64 = torch.float64
 
@@ -83,14 +83,19 @@ def test_descriptor_lists_the_gaunt_paths(irreps):
     assert all(p.mode == ("uuu" if d.irreps_in2[0].mul == d.irreps_in1[0].mul else "uvu") for p in d.paths)
     assert all((ir1.l + ir2.l + ir3.l) % 2 == 0 for (_, ir1), (_, ir2), (_, ir3) in map(d.irreps, d.paths))
 
+
 @pytest.mark.parametrize("irreps", CASES)
 def test_matches_cg_product(irreps):
     """CGProduct on the Gaunt paths with weights w1 w2 w3 * (Gaunt / CG ratio) / its own normalisation."""
     tp = make(irreps)
     x1, x2, w = random_inputs(tp, (3,), F64, seed=3)
     d = tp.descriptor()
-    cg = CGProduct(*irreps, [(p.i_in1, p.i_in2, p.i_out, p.mode, True) for p in d.paths],
-                   internal_weights=False, shared_weights=False)  # fmt: skip
+    cg = CGProduct(
+        *irreps,
+        [(p.i_in1, p.i_in2, p.i_out, p.mode, True) for p in d.paths],
+        internal_weights=False,
+        shared_weights=False,
+    )
     scale = []
     for p, q in zip(d.paths, cg.descriptor().paths):
         ls = [ir.l for _, ir in d.irreps(p)]
@@ -214,5 +219,3 @@ def test_bad_inputs():
         GauntProduct("0e", "0e", "0e", weight_init="zeros")
     with pytest.raises(ValueError, match="external"):
         make(("0e", "0e", "0e"), "shared").path_weights()
-
-

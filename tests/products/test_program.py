@@ -33,8 +33,11 @@ def test_derivative_program_is_the_vjp_of_the_plain_ops(program, wrt):
     d = TorchProgram(derivative(program, wrt))
     got = d.evaluate(grad, x2) if wrt == 0 else d.evaluate(x1, grad)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    assert d.program.dims == ((program.dims[2], program.dims[1], program.dims[0]) if wrt == 0
-                              else (program.dims[0], program.dims[2], program.dims[1]))
+    assert d.program.dims == (
+        (program.dims[2], program.dims[1], program.dims[0])
+        if wrt == 0
+        else (program.dims[0], program.dims[2], program.dims[1])
+    )
 
 
 @pytest.mark.parametrize("program", list(_programs()), ids=lambda p: p.name)
@@ -44,16 +47,18 @@ def test_derivative_of_the_derivative_is_the_program(program):
     assert twice.dims == program.dims and len(twice.terms) == len(program.terms)
     g = torch.Generator().manual_seed(5)
     x1, x2 = (torch.randn(3, d, generator=g, dtype=F64) for d in program.dims[:2])
-    torch.testing.assert_close(TorchProgram(twice).evaluate(x1, x2), TorchProgram(program).evaluate(x1, x2),
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        TorchProgram(twice).evaluate(x1, x2), TorchProgram(program).evaluate(x1, x2), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_a_wrong_adjoint_is_detected():
     """The VJP comparison is not vacuous: a derivative program with one term's sign flipped fails it."""
     program = list(_programs())[1]  # the vector program has a -1 term
     d = derivative(program, 0)
-    broken = dataclasses.replace(d, terms=tuple(dataclasses.replace(t, coefficient=abs(t.coefficient))
-                                                for t in d.terms))
+    broken = dataclasses.replace(
+        d, terms=tuple(dataclasses.replace(t, coefficient=abs(t.coefficient)) for t in d.terms)
+    )
     runner = TorchProgram(program)
     x1, x2 = (torch.randn(3, n, dtype=F64, requires_grad=True) for n in program.dims[:2])
     grad = torch.randn(3, program.dims[2], dtype=F64)

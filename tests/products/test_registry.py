@@ -22,8 +22,16 @@ class FinerGridGauntProduct(GridGauntProduct):
 
 @pytest.fixture
 def registered(monkeypatch):
-    spec = ProductSpec("grid_test", FinerGridGauntProduct, "test product", "sphere", False, "factorised", "gaunt",
-                       bench_name="FinerGridGauntProduct")
+    spec = ProductSpec(
+        "grid_test",
+        FinerGridGauntProduct,
+        "test product",
+        "sphere",
+        False,
+        "factorised",
+        "gaunt",
+        bench_name="FinerGridGauntProduct",
+    )
     monkeypatch.setitem(PRODUCTS, "grid_test", spec)
     return spec
 
@@ -43,7 +51,9 @@ def test_a_registered_product_is_in_gaunt_check(registered):
 def test_a_registered_product_is_in_gaunt_bench(registered):
     assert "FinerGridGauntProduct" in bench_products.benched_products()["feature"]
     product = bench_products.build_product("FinerGridGauntProduct", "feature", 1, 2)
-    assert isinstance(product, FinerGridGauntProduct) and bench_products.product_name(product) == "FinerGridGauntProduct"
+    assert (
+        isinstance(product, FinerGridGauntProduct) and bench_products.product_name(product) == "FinerGridGauntProduct"
+    )
 
 
 def test_a_registered_product_builds_layers(registered):

@@ -1,4 +1,5 @@
 """SO2Product (eSCN edge-frame product) == channel-wise CG product of x1 with Y(edge), float64 to 1e-10."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,18 +18,33 @@ Y_AXIS = torch.tensor([0.0, 1.0, 0.0], dtype=F64)
 
 def reachable_out(irreps_in1: str, lmax_edge: int) -> Irreps:
     """Every (mul1, ir_out) reachable from irreps_in1 x Y(edge), sorted and de-duplicated."""
-    blocks = {(mul, ir_out) for mul, ir in Irreps(irreps_in1) for _, ir2 in Irreps.spherical_harmonics(lmax_edge)
-              for ir_out in ir * ir2}  # fmt: skip
+    blocks = {
+        (mul, ir_out)
+        for mul, ir in Irreps(irreps_in1)
+        for _, ir2 in Irreps.spherical_harmonics(lmax_edge)
+        for ir_out in ir * ir2
+    }
     return Irreps(sorted(blocks, key=lambda b: (b[1].l, b[1].p, b[0])))
 
 
 def special_edges() -> torch.Tensor:
     """Edges on and near the poles +-y, on the chart boundary n_y = 0, and random ones (random lengths)."""
     g = torch.Generator().manual_seed(7)
-    special = torch.tensor([
-        [0.0, 1.0, 0.0], [0.0, -1.0, 0.0], [0.0, 2.5, 0.0], [1e-9, 1.0, -2e-9], [3e-8, -1.0, 1e-12],
-        [1e-13, -1.0, 0.0], [1.0, 0.0, 0.0], [0.6, 0.0, -0.8], [0.3, 1e-15, 0.2], [0.3, -1e-15, 0.2],
-    ], dtype=F64)  # fmt: skip
+    special = torch.tensor(
+        [
+            [0.0, 1.0, 0.0],
+            [0.0, -1.0, 0.0],
+            [0.0, 2.5, 0.0],
+            [1e-9, 1.0, -2e-9],
+            [3e-8, -1.0, 1e-12],
+            [1e-13, -1.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [0.6, 0.0, -0.8],
+            [0.3, 1e-15, 0.2],
+            [0.3, -1e-15, 0.2],
+        ],
+        dtype=F64,
+    )
     return torch.cat([special, 3 * torch.randn(6, 3, generator=g, dtype=F64)])
 
 
@@ -37,8 +53,14 @@ def e3nn_reference(product: SO2Product) -> torch.nn.Module:
     old = torch.get_default_dtype()
     torch.set_default_dtype(F64)
     try:
-        return o3.TensorProduct(product.irreps_in1.to_e3nn(), product.irreps_edge.to_e3nn(), product.irreps_out.to_e3nn(),
-                                product.instructions, internal_weights=False, shared_weights=True)  # fmt: skip
+        return o3.TensorProduct(
+            product.irreps_in1.to_e3nn(),
+            product.irreps_edge.to_e3nn(),
+            product.irreps_out.to_e3nn(),
+            product.instructions,
+            internal_weights=False,
+            shared_weights=True,
+        )
     finally:
         torch.set_default_dtype(old)
 
@@ -61,14 +83,19 @@ def test_matches_cg_product_and_dense_oracle(irreps_in1: str, lmax_edge: int) ->
     w = torch.randn(product.weight_numel, dtype=F64)
     out = product(x1, edges, w)
     y = spherical_harmonics(lmax_edge, edges, normalization="component")
-    cg = CGProduct(product.irreps_in1, product.irreps_edge, product.irreps_out, product.instructions, internal_weights=False)
+    cg = CGProduct(
+        product.irreps_in1, product.irreps_edge, product.irreps_out, product.instructions, internal_weights=False
+    )
     torch.testing.assert_close(out, cg(x1, y, w), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(out, dense_product(product.descriptor(), x1, product.edge_harmonics(edges), w),
-                               rtol=1e-10, atol=1e-10)  # fmt: skip
+    torch.testing.assert_close(
+        out, dense_product(product.descriptor(), x1, product.edge_harmonics(edges), w), rtol=1e-10, atol=1e-10
+    )
     assert out.abs().max() > 0.1
 
 
-@pytest.mark.parametrize("irreps_in1,lmax_edge", [CONFIGS[0]] + [pytest.param(*c, marks=pytest.mark.slow) for c in CONFIGS[1:]])
+@pytest.mark.parametrize(
+    "irreps_in1,lmax_edge", [CONFIGS[0]] + [pytest.param(*c, marks=pytest.mark.slow) for c in CONFIGS[1:]]
+)
 def test_matches_e3nn(irreps_in1: str, lmax_edge: int) -> None:
     """Against e3nn's o3.TensorProduct with the same uvu instructions (the large ones are slow to build)."""
     torch.manual_seed(0)
@@ -88,7 +115,9 @@ def test_per_sample_and_internal_weights() -> None:
     edges = special_edges()
     x1 = torch.randn(len(edges), per_sample.irreps_in1.dim, dtype=F64)
     w = torch.randn(len(edges), per_sample.weight_numel, dtype=F64)
-    cg = CGProduct(per_sample.irreps_in1, per_sample.irreps_edge, irreps_out, per_sample.instructions, shared_weights=False)
+    cg = CGProduct(
+        per_sample.irreps_in1, per_sample.irreps_edge, irreps_out, per_sample.instructions, shared_weights=False
+    )
     y = spherical_harmonics(lmax_edge, edges, normalization="component")
     torch.testing.assert_close(per_sample(x1, edges, w), cg(x1, y, w), rtol=1e-10, atol=1e-10)
 
@@ -132,7 +161,9 @@ def test_so2_map_is_block_diagonal_in_abs_m() -> None:
             m[sl] = (torch.arange(ir.dim) - ir.l).abs().repeat(mul)
         return m[index]
 
-    torch.testing.assert_close(abs_m(product.block_in, product.irreps_in1), abs_m(product.block_out, product.irreps_out))
+    torch.testing.assert_close(
+        abs_m(product.block_in, product.irreps_in1), abs_m(product.block_out, product.irreps_out)
+    )
     assert product.block_in.numel() < product.irreps_in1.dim * product.irreps_out.dim / 4  # sparse, not dense
 
 
@@ -221,5 +252,3 @@ def test_zero_length_edges() -> None:
     unchecked = SO2Product("1x0e+1x1o", irreps_out, 1, internal_weights=False)
     out = unchecked(x1, edges, w)
     assert torch.isnan(out[0]).all() and torch.isfinite(out[1]).all()
-
-

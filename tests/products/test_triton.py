@@ -20,8 +20,10 @@ from gaunt.products.torch_executor import TorchProgram
 from gaunt.products.triton_layout import blocks, kernel_tables
 
 REASON = EXECUTORS["triton"].unavailable()
-needs_triton = pytest.mark.skipif(REASON is not None or DEVICE not in EXECUTORS["triton"].devices,
-                                  reason=f"Triton executor: {REASON or 'not on ' + DEVICE}")
+needs_triton = pytest.mark.skipif(
+    REASON is not None or DEVICE not in EXECUTORS["triton"].devices,
+    reason=f"Triton executor: {REASON or 'not on ' + DEVICE}",
+)
 
 PRODUCTS = {
     "grid": lambda: GridGauntProduct("2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e+2x3o", executor="torch"),
@@ -33,8 +35,12 @@ PRODUCTS = {
 def programs(name: str) -> dict[str, SphereProgram]:
     """A product's program, its two derivatives and one second derivative (inputs (x1, g), g the cotangent)."""
     p = PRODUCTS[name]().program
-    return {"P": p, "dP/dx1": derivative(p, 0), "dP/dx2": derivative(p, 1),
-            "d2P/dx1dx2": derivative(derivative(p, 0), 1)}
+    return {
+        "P": p,
+        "dP/dx1": derivative(p, 0),
+        "dP/dx2": derivative(p, 1),
+        "d2P/dx1dx2": derivative(derivative(p, 0), 1),
+    }
 
 
 def inputs(program: SphereProgram, n: int, dtype=torch.float64, seed: int = 0):
@@ -78,7 +84,7 @@ def test_bfloat16_inputs_accumulate_in_float32():
     out = TritonProgram(program)(x1, x2)
     assert out.dtype == torch.bfloat16
     expected = reference(program)(x1.double(), x2.double())  # the same (rounded) inputs, exactly
-    assert_close_to_scale(out, expected, 2 ** -8)
+    assert_close_to_scale(out, expected, 2**-8)
 
 
 @needs_triton
@@ -132,17 +138,22 @@ def test_kernel_compiles_for_sm90():
 
     script = Path(__file__).with_name("triton_aot.py")
     env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_DEFAULT_FP_FUSION": "1"}
-    result = subprocess.run([sys.executable, str(script), "90"], capture_output=True, text=True, env=env, check=False,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(script), "90"], capture_output=True, text=True, env=env, check=False, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["program"], r["dtype"], r["launch"]) for r in records] == [
-        ("grid_gaunt", "fp64", 0), ("vector_gaunt", "fp32", 0), ("vector_gaunt", "fp32", 1), ("grid_gaunt", "bf16", 0)]
+        ("grid_gaunt", "fp64", 0),
+        ("vector_gaunt", "fp32", 0),
+        ("vector_gaunt", "fp32", 1),
+        ("grid_gaunt", "bf16", 0),
+    ]
     assert all(r["shared"] < 100 * 1024 for r in records)
 
 
 def test_registration_and_preference():
-    """"triton" runs on CUDA (and the CPU under the interpreter); "auto" prefers it on CUDA, never on the CPU."""
+    """ "triton" runs on CUDA (and the CPU under the interpreter); "auto" prefers it on CUDA, never on the CPU."""
     interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
     assert EXECUTORS["triton"].devices == (("cuda", "cpu") if interpret else ("cuda",))
     assert PREFERENCE["cuda"] == ("triton", "torch")

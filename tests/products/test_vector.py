@@ -1,4 +1,5 @@
 """Tests of the parity-complete product (odd Gaunt coefficients and VectorGauntProduct)."""
+
 from __future__ import annotations
 
 import math
@@ -139,15 +140,25 @@ def test_matches_dense_clebsch_gordan_reference(in1, in2, out):
 
 @pytest.mark.parametrize(
     "in1, in2, out",
-    [(sh_irreps(2, 6), sh_irreps(2, 6), both_parities(2, 6)), (sh_irreps(3, 4), sh_irreps(1, 5, -1), both_parities(3, 5, -1))],
+    [
+        (sh_irreps(2, 6), sh_irreps(2, 6), both_parities(2, 6)),
+        (sh_irreps(3, 4), sh_irreps(1, 5, -1), both_parities(3, 5, -1)),
+    ],
 )
 def test_matches_cg_product_with_equivalent_weights(in1, in2, out):
     cg = pytest.importorskip("gaunt.products.cg")
     product = VectorGauntProduct(in1, in2, out, internal_weights=False)
     d = product.descriptor()
     instructions = [(p.i_in1, p.i_in2, p.i_out, p.mode, True) for p in d.paths]
-    oracle = cg.CGProduct(d.irreps_in1, d.irreps_in2, d.irreps_out, instructions, irrep_normalization="none",
-                          path_normalization="none", internal_weights=False)  # fmt: skip
+    oracle = cg.CGProduct(
+        d.irreps_in1,
+        d.irreps_in2,
+        d.irreps_out,
+        instructions,
+        irrep_normalization="none",
+        path_normalization="none",
+        internal_weights=False,
+    )
     x1, x2, w = random_inputs(product, batch=(5,), seed=3)
     # CG path weight = (Gaunt or odd-Gaunt ratio) * w1 w2 w3
     ratios = []
@@ -260,5 +271,3 @@ def test_bad_input_raises():
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         product(bad, x2, w)
-
-

@@ -28,9 +28,18 @@ SCALARS = kernels.SCALARS
 def signature(dtype: str) -> dict[str, str]:
     """The kernel's argument types for inputs of ``dtype`` ("fp32", "fp64", "bf16"; tables fp32 or fp64)."""
     table = "*fp64" if dtype == "fp64" else "*fp32"
-    pointers = {"x1_ptr": f"*{dtype}", "x2_ptr": f"*{dtype}", "out_ptr": table, "syn_index": "*i32",
-                "syn_theta": table, "syn_phi": table, "proj_phi": table, "proj_theta": table, "proj_write": "*i32",
-                "coef_ptr": table}  # fmt: skip
+    pointers = {
+        "x1_ptr": f"*{dtype}",
+        "x2_ptr": f"*{dtype}",
+        "out_ptr": table,
+        "syn_index": "*i32",
+        "syn_theta": table,
+        "syn_phi": table,
+        "proj_phi": table,
+        "proj_theta": table,
+        "proj_write": "*i32",
+        "coef_ptr": table,
+    }
     return {**pointers, **dict.fromkeys(SCALARS, "i32")}
 
 
@@ -41,11 +50,21 @@ def compile_launches(program, dtype: str, arch: int, columns: int = 10_000) -> l
     out = []
     for k, (_, terms) in enumerate(layout.launches):
         consts = dict(layout.sizes, BZ=block, BT=rings, TWO=len(terms) == 2, ACCUMULATE=k > 0, PRECISION="ieee")
-        source = ASTSource(kernels.sphere_program_kernel, {**signature(dtype), **dict.fromkeys(consts, "constexpr")},
-                           constexprs=consts)  # fmt: skip
+        source = ASTSource(
+            kernels.sphere_program_kernel, {**signature(dtype), **dict.fromkeys(consts, "constexpr")}, constexprs=consts
+        )
         compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
-        out.append({"program": program.name, "dtype": dtype, "launch": k, "BZ": block, "num_warps": warps,
-                    "shared": compiled.metadata.shared, "usage": usage(compiled.asm["cubin"])})  # fmt: skip
+        out.append(
+            {
+                "program": program.name,
+                "dtype": dtype,
+                "launch": k,
+                "BZ": block,
+                "num_warps": warps,
+                "shared": compiled.metadata.shared,
+                "usage": usage(compiled.asm["cubin"]),
+            }
+        )
     return out
 
 
@@ -63,8 +82,10 @@ def usage(cubin: bytes) -> str | None:
 
 
 def main(arch: int = 90) -> None:
-    programs = (GridGauntProduct("4x0e+4x1o+4x2e", "4x0e+4x1o+4x2e", "4x0e+4x1o+4x2e", executor="torch").program,
-                VectorGauntProduct("4x0e+4x1o", "4x0e+4x1o", "4x0e+4x1o+4x1e", executor="torch").program)
+    programs = (
+        GridGauntProduct("4x0e+4x1o+4x2e", "4x0e+4x1o+4x2e", "4x0e+4x1o+4x2e", executor="torch").program,
+        VectorGauntProduct("4x0e+4x1o", "4x0e+4x1o", "4x0e+4x1o+4x1e", executor="torch").program,
+    )
     for program, dtype in ((programs[0], "fp64"), (programs[1], "fp32"), (programs[0], "bf16")):
         for record in compile_launches(program, dtype, arch):
             print(json.dumps(record), flush=True)

@@ -1,5 +1,6 @@
 """Clebsch-Gordan and Gaunt coefficients against sympy's exact values and e3nn."""
-from functools import lru_cache
+
+from functools import cache
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ def _u(l):
     return u
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sympy_complex_cg(l1, l2, l3):
     c = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
     for m1 in range(-l1, l1 + 1):

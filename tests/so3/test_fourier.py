@@ -4,9 +4,14 @@ import time
 import pytest
 import torch
 
-from gaunt.so3 import fourier_basis, fourier_to_sh, gaunt_coefficients, sh_to_fourier, spherical_harmonics
-from gaunt.so3 import synthesis_coefficients
-
+from gaunt.so3 import (
+    fourier_basis,
+    fourier_to_sh,
+    gaunt_coefficients,
+    sh_to_fourier,
+    spherical_harmonics,
+    synthesis_coefficients,
+)
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 

@@ -1,4 +1,5 @@
 """Tests for gaunt.so3.irreps: parsing, e3nn compatibility, immutability and layout helpers."""
+
 from __future__ import annotations
 
 import ast
@@ -32,8 +33,17 @@ E3NN_STRINGS = [
 # ----------------------------------------------------------------------------- Irrep
 @pytest.mark.parametrize(
     "text, l, p",
-    [("0e", 0, 1), ("1o", 1, -1), ("2e", 2, 1), ("10o", 10, -1), (" 3e ", 3, 1),
-     ("0y", 0, 1), ("1y", 1, -1), ("2y", 2, 1), ("3y", 3, -1)],
+    [
+        ("0e", 0, 1),
+        ("1o", 1, -1),
+        ("2e", 2, 1),
+        ("10o", 10, -1),
+        (" 3e ", 3, 1),
+        ("0y", 0, 1),
+        ("1y", 1, -1),
+        ("2y", 2, 1),
+        ("3y", 3, -1),
+    ],
 )
 def test_irrep_parse(text: str, l: int, p: int) -> None:  # noqa: E741
     ir = Irrep(text)
@@ -60,8 +70,17 @@ def test_irrep_methods() -> None:
 
 @pytest.mark.parametrize(
     "args, token",
-    [((-1, 1), "-1"), ((1, 2), "2"), ((1, 0), "0"), (("1q",), "1q"), (("-1e",), "-1e"),
-     (("",), "''"), (("e",), "e"), ((1.5, 1), "1.5"), (((1, 2, 3),), "(1, 2, 3)")],
+    [
+        ((-1, 1), "-1"),
+        ((1, 2), "2"),
+        ((1, 0), "0"),
+        (("1q",), "1q"),
+        (("-1e",), "-1e"),
+        (("",), "''"),
+        (("e",), "e"),
+        ((1.5, 1), "1.5"),
+        (((1, 2, 3),), "(1, 2, 3)"),
+    ],
 )
 def test_irrep_invalid(args: tuple, token: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -109,9 +128,19 @@ def test_irreps_parse(text: str, expected: list) -> None:
 
 @pytest.mark.parametrize(
     "text, token",
-    [("16x0q", "16x0q"), ("16x0e + 8x1q", "8x1q"), ("x1e", "x1e"), ("-1x0e", "-1x0e"),
-     ("1x-1e", "1x-1e"), ("abc", "abc"), ("1x1e++2x0e", "1x1e++2x0e"), ("1x0e+", "1x0e+"),
-     ("2.5x0e", "2.5x0e"), ("1x1x1e", "1x1x1e"), ("3xe", "3xe")],
+    [
+        ("16x0q", "16x0q"),
+        ("16x0e + 8x1q", "8x1q"),
+        ("x1e", "x1e"),
+        ("-1x0e", "-1x0e"),
+        ("1x-1e", "1x-1e"),
+        ("abc", "abc"),
+        ("1x1e++2x0e", "1x1e++2x0e"),
+        ("1x0e+", "1x0e+"),
+        ("2.5x0e", "2.5x0e"),
+        ("1x1x1e", "1x1x1e"),
+        ("3xe", "3xe"),
+    ],
 )
 def test_irreps_invalid_string(text: str, token: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -140,7 +169,7 @@ def test_irreps_constructors() -> None:
 
 
 # ----------------------------------------------------------------------------- e3nn parity
-def _check_against_e3nn(ours: Irreps, ref: "o3.Irreps") -> None:
+def _check_against_e3nn(ours: Irreps, ref: o3.Irreps) -> None:
     assert ours == ref and ref == ours and not (ours != ref)
     assert hash(ours) == hash(ref)
     assert str(ours) == repr(ours) == repr(ref)
@@ -218,8 +247,16 @@ def test_sequence_operations() -> None:
 
 def test_immutability() -> None:
     irreps, ir, mul_ir = Irreps("2x0e + 1o"), Irrep("1o"), MulIr(3, "1o")
-    for obj, attr in [(irreps, "dim"), (irreps, "foo"), (ir, "l"), (ir, "p"), (ir, "foo"),
-                      (mul_ir, "mul"), (mul_ir, "ir"), (mul_ir, "foo")]:
+    for obj, attr in [
+        (irreps, "dim"),
+        (irreps, "foo"),
+        (ir, "l"),
+        (ir, "p"),
+        (ir, "foo"),
+        (mul_ir, "mul"),
+        (mul_ir, "ir"),
+        (mul_ir, "foo"),
+    ]:
         with pytest.raises(AttributeError):
             setattr(obj, attr, 1)
     for obj in (irreps, ir, mul_ir):

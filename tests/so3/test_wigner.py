@@ -12,7 +12,6 @@ from gaunt.so3 import (
     wigner_d_from_angles,
 )
 
-
 pytestmark = pytest.mark.usefixtures("float64_default")
 
 

@@ -1,6 +1,7 @@
 """Tiny labelled data for the training tests: 6-atom Cu/Au octahedra, randomly distorted, labelled by
 ASE's EMT (milliseconds to generate, fast to train on), written as extended XYZ with the labels under
 non-default keys (REF_energy / REF_forces) so the key flags are exercised."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,12 +59,31 @@ def data_dir(tmp_path_factory) -> Path:
 def tiny_config(data_dir: Path, work_dir: Path, **overrides) -> TrainConfig:
     """A seconds-long run: 4 channels, L = 1, one interaction, 12 train / 4 valid configurations."""
     values = dict(
-        train_file=str(data_dir / "train.xyz"), work_dir=str(work_dir), name="tiny", valid_count=4,
-        E0s="isolated", energy_key="REF_energy", forces_key="REF_forces", r_max=4.0, num_radial_basis=4,
-        num_channels=4, max_L=1, max_ell=1, correlation=2, num_interactions=1, batch_size=4, valid_batch_size=8,
-        max_num_epochs=3, lr=0.02, ema_decay=0.5, forces_weight=10.0, seed=7, progress=False, plot=False,
+        train_file=str(data_dir / "train.xyz"),
+        work_dir=str(work_dir),
+        name="tiny",
+        valid_count=4,
+        E0s="isolated",
+        energy_key="REF_energy",
+        forces_key="REF_forces",
+        r_max=4.0,
+        num_radial_basis=4,
+        num_channels=4,
+        max_L=1,
+        max_ell=1,
+        correlation=2,
+        num_interactions=1,
+        batch_size=4,
+        valid_batch_size=8,
+        max_num_epochs=3,
+        lr=0.02,
+        ema_decay=0.5,
+        forces_weight=10.0,
+        seed=7,
+        progress=False,
+        plot=False,
         default_dtype="float64",
-    )  # fmt: skip
+    )
     values.update(overrides)
     return TrainConfig(**values)
 

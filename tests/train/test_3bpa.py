@@ -1,6 +1,7 @@
 """Training on real 3BPA configurations (DFT energies and forces, E0s from the isolated-atom file, the test set
 from a second file): a few steps in the default suite, a longer run (``-m slow``) that must learn. Both
 train with the ZBL repulsion and check its wall on the trained model. Skipped without the data."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,11 +27,27 @@ def _config(tmp_path: Path, n_train: int, epochs: int) -> TrainConfig:
     ase.io.write(tmp_path / "train.xyz", structures[:n_train], format="extxyz")
     ase.io.write(tmp_path / "test.xyz", structures[n_train:], format="extxyz")
     return TrainConfig(
-        train_file=str(tmp_path / "train.xyz"), test_files=[str(tmp_path / "test.xyz")],
-        E0s=str(DATA / "iso_atoms.xyz"), work_dir=str(tmp_path / "run"), name="bpa", valid_count=4, r_max=5.0,
-        num_channels=8, max_L=1, max_ell=2, correlation=2, num_interactions=2, batch_size=4, max_num_epochs=epochs,
-        lr=0.01, ema_decay=0.9, progress=False, plot=False, seed=1, pair_repulsion=True,
-    )  # fmt: skip
+        train_file=str(tmp_path / "train.xyz"),
+        test_files=[str(tmp_path / "test.xyz")],
+        E0s=str(DATA / "iso_atoms.xyz"),
+        work_dir=str(tmp_path / "run"),
+        name="bpa",
+        valid_count=4,
+        r_max=5.0,
+        num_channels=8,
+        max_L=1,
+        max_ell=2,
+        correlation=2,
+        num_interactions=2,
+        batch_size=4,
+        max_num_epochs=epochs,
+        lr=0.01,
+        ema_decay=0.9,
+        progress=False,
+        plot=False,
+        seed=1,
+        pair_repulsion=True,
+    )
 
 
 def untrained_test_metrics(config: TrainConfig) -> dict:

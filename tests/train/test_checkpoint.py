@@ -1,4 +1,5 @@
 """gaunt.train.checkpoint: atomic writes survive a crash at any point; RNG states round-trip."""
+
 from __future__ import annotations
 
 import os
@@ -89,7 +90,9 @@ def test_load_for_resume_falls_back_to_best(tmp_path) -> None:
     assert manager.load_for_resume() == ({"format": ckpt.CHECKPOINT_FORMAT, **state}, None)
     manager.last_path.unlink()  # a crash between the best.pt and the last.pt write
     loaded, note = manager.load_for_resume()
-    assert loaded["epoch"] == 3 and note == f"no {manager.last_path}; resuming from {manager.best_path} (epoch 3) instead"
+    assert (
+        loaded["epoch"] == 3 and note == f"no {manager.last_path}; resuming from {manager.best_path} (epoch 3) instead"
+    )
     manager.last_path.write_bytes(b"")
     loaded, note = manager.load_for_resume()
     assert loaded["epoch"] == 3 and note.startswith(f"checkpoint {manager.last_path} is empty (0 bytes)")

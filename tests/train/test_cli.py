@@ -1,4 +1,5 @@
 """gaunt.train.cli: flags map onto TrainConfig; evaluate writes predictions equal to the model's."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,8 @@ import argparse
 import ase.io
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from gaunt.data import AtomicDataset, collate, read_structures
 from gaunt.models import load_model
 from gaunt.train import add_evaluate_arguments, add_train_arguments, run_evaluate, train
@@ -19,10 +20,34 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_train_flags_map_to_config() -> None:
-    args = _parse(["--train_file", "t.xyz", "--test_file", "a.xyz", "--test_file", "b.xyz",
-                   "--E0s", "{29: -3.5, 79: -1}",
-                   "--max_L", "2", "--max_ell", "2", "--product", "gaunt", "--no-ema", "--resume", "--max_time", "1.5",
-                   "--default_dtype", "float32", "--scheduler", "cosine", "--clip_grad", "0"])  # fmt: skip
+    args = _parse(
+        [
+            "--train_file",
+            "t.xyz",
+            "--test_file",
+            "a.xyz",
+            "--test_file",
+            "b.xyz",
+            "--E0s",
+            "{29: -3.5, 79: -1}",
+            "--max_L",
+            "2",
+            "--max_ell",
+            "2",
+            "--product",
+            "gaunt",
+            "--no-ema",
+            "--resume",
+            "--max_time",
+            "1.5",
+            "--default_dtype",
+            "float32",
+            "--scheduler",
+            "cosine",
+            "--clip_grad",
+            "0",
+        ]
+    )
     config = config_from_args(args)
     assert config.test_files == ["a.xyz", "b.xyz"]
     assert config.E0s == {29: -3.5, 79: -1.0}
@@ -42,8 +67,21 @@ def test_evaluate_writes_model_predictions(data_dir, tmp_path, capsys) -> None:
     train(config)
     output = tmp_path / "pred.xyz"
     args = add_evaluate_arguments(argparse.ArgumentParser()).parse_args(
-        ["--model", str(config.model_path), "--configs", str(data_dir / "test.xyz"), "--output", str(output),
-         "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--batch_size", "4"])  # fmt: skip
+        [
+            "--model",
+            str(config.model_path),
+            "--configs",
+            str(data_dir / "test.xyz"),
+            "--output",
+            str(output),
+            "--energy_key",
+            "REF_energy",
+            "--forces_key",
+            "REF_forces",
+            "--batch_size",
+            "4",
+        ]
+    )
     assert run_evaluate(args) == 0
     printed = capsys.readouterr().out
     assert "E RMSE" in printed and "predictions ->" in printed

@@ -6,6 +6,7 @@ replicas gives rank r the positions r, r+2, ... of the same per-epoch permutatio
 in order, so the union of the ranks' k-th batches of 2 is the single process's k-th batch of 4 (12
 training structures: no padding). Only summation order differs: agreement to ~1e-12, not bit-for-bit.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_config
+
 from gaunt.train import train
 from gaunt.train.report import read_log
 
@@ -32,15 +33,59 @@ def _free_port() -> int:
 def test_torchrun_two_processes_match_single_process(data_dir, tmp_path) -> None:
     config = tiny_config(data_dir, tmp_path / "ddp", max_num_epochs=EPOCHS, batch_size=2)
     argv = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-        "-m", "gaunt.train", "--distributed", "--no-progress", "--no-plot",
-        "--train_file", config.train_file, "--work_dir", config.work_dir, "--name", config.name,
-        "--valid_count", str(config.valid_count), "--E0s", "isolated", "--energy_key", "REF_energy",
-        "--forces_key", "REF_forces", "--r_max", "4", "--num_radial_basis", "4", "--num_channels", "4",
-        "--max_L", "1", "--max_ell", "1", "--correlation", "2", "--num_interactions", "1", "--batch_size", "2",
-        "--valid_batch_size", "8", "--max_num_epochs", str(EPOCHS), "--lr", "0.02", "--ema_decay", "0.5",
-        "--forces_weight", "10", "--seed", "7",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "gaunt.train",
+        "--distributed",
+        "--no-progress",
+        "--no-plot",
+        "--train_file",
+        config.train_file,
+        "--work_dir",
+        config.work_dir,
+        "--name",
+        config.name,
+        "--valid_count",
+        str(config.valid_count),
+        "--E0s",
+        "isolated",
+        "--energy_key",
+        "REF_energy",
+        "--forces_key",
+        "REF_forces",
+        "--r_max",
+        "4",
+        "--num_radial_basis",
+        "4",
+        "--num_channels",
+        "4",
+        "--max_L",
+        "1",
+        "--max_ell",
+        "1",
+        "--correlation",
+        "2",
+        "--num_interactions",
+        "1",
+        "--batch_size",
+        "2",
+        "--valid_batch_size",
+        "8",
+        "--max_num_epochs",
+        str(EPOCHS),
+        "--lr",
+        "0.02",
+        "--ema_decay",
+        "0.5",
+        "--forces_weight",
+        "10",
+        "--seed",
+        "7",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]

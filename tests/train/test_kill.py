@@ -1,6 +1,7 @@
 """A run killed by SIGKILL in the middle of an epoch (no cleanup, no exception handlers) resumes to the
 same result as an uninterrupted run. The in-process variant (an exception from the step hook) is the
 default test in test_trainer.py; this one pays for a subprocess, so it is marked slow."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_config
+
 from gaunt.train import CheckpointManager, train
 from gaunt.train.report import read_log
 

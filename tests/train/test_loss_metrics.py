@@ -1,4 +1,5 @@
 """gaunt.train.loss and .metrics against hand computation; metrics independent of the batching."""
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,10 @@ def _graph(num_atoms: list[int], energy: list[float], forces: torch.Tensor | Non
 def test_loss_matches_hand_computation() -> None:
     # two structures: 2 atoms and 1 atom; energy errors 0.4 and -0.3 eV -> per atom 0.2 and -0.3
     graph = _graph([2, 1], [1.0, 2.0], torch.tensor([[1.0, 0, 0], [0, 2.0, 0], [0, 0, -1.0]], dtype=torch.float64))
-    pred = {"energy": torch.tensor([1.4, 1.7], dtype=torch.float64),
-            "forces": torch.tensor([[1.5, 0, 0], [0, 2.0, 0], [0, 0, 0.0]], dtype=torch.float64)}  # fmt: skip
+    pred = {
+        "energy": torch.tensor([1.4, 1.7], dtype=torch.float64),
+        "forces": torch.tensor([[1.5, 0, 0], [0, 2.0, 0], [0, 0, 0.0]], dtype=torch.float64),
+    }
     terms = loss_terms(pred, graph, LossWeights(energy=2.0, forces=10.0))
     e_mse = (0.2**2 + 0.3**2) / 2  # 0.065
     f_mse = (0.5**2 + 1.0**2) / 9  # errors 0.5 and 1.0 over 9 components
@@ -61,8 +64,12 @@ def _random_set(seed: int, sizes: list[int]) -> tuple[list[AtomicGraph], list[di
     for n in sizes:
         forces = torch.randn(n, 3, generator=g, dtype=torch.float64)
         graphs.append(_graph([n], [float(torch.randn(1, generator=g))], forces))
-        preds.append({"energy": graphs[-1].energy + 0.1 * torch.randn(1, generator=g, dtype=torch.float64),
-                      "forces": forces + 0.05 * torch.randn(n, 3, generator=g, dtype=torch.float64)})  # fmt: skip
+        preds.append(
+            {
+                "energy": graphs[-1].energy + 0.1 * torch.randn(1, generator=g, dtype=torch.float64),
+                "forces": forces + 0.05 * torch.randn(n, 3, generator=g, dtype=torch.float64),
+            }
+        )
     return graphs, preds
 
 

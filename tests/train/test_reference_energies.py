@@ -3,6 +3,7 @@
 Force-weighted training fixes the energy only up to one constant per element; without the least-squares
 shifts (``gaunt.data.element_shifts`` before training, ``gaunt.train.reference.refit_shifts`` after it)
 a short run leaves a constant error per composition (``gaunt quickstart``: -39 and +31 meV/atom)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -12,11 +13,10 @@ import ase.io
 import numpy as np
 import pytest
 from ase.calculators.emt import EMT
-
 from conftest import OCTAHEDRON, tiny_config, write_clusters
+
 from gaunt.calculator import GauntCalculator
-from gaunt.train import train
-from gaunt.train import data_setup, finish, trainer
+from gaunt.train import data_setup, finish, train, trainer
 
 COMPOSITIONS = ("Cu6", "Cu4Au2", "Cu2Au4")
 
@@ -65,8 +65,9 @@ def per_composition_errors(model_path, structures: list[ase.Atoms]) -> tuple[dic
 def _train(tmp_path, name: str):
     structures = composition_data()
     ase.io.write(tmp_path / "mixed.xyz", structures, format="extxyz")
-    config = tiny_config(tmp_path, tmp_path / name, train_file=str(tmp_path / "mixed.xyz"), name=name,
-                         max_num_epochs=6, valid_count=3)  # fmt: skip
+    config = tiny_config(
+        tmp_path, tmp_path / name, train_file=str(tmp_path / "mixed.xyz"), name=name, max_num_epochs=6, valid_count=3
+    )
     train(config)
     return per_composition_errors(config.model_path, structures)
 
@@ -99,8 +100,10 @@ def test_an_element_without_e0_is_an_error_naming_it_and_its_file(data_dir, tmp_
     valid = write_clusters(tmp_path / "valid_ag.xyz", 3, seed=4, isolated=False)
     valid.write_text(valid.read_text().replace("Au ", "Ag "))
     assert "\nAg " in valid.read_text()  # the file does hold silver (test the tester)
-    for e0s, message in (("average", "E0s='average' fits E0 on the training set, which has no Ag"),
-                         ("isolated", r"gives no energy for elements Z=\[47\]")):  # fmt: skip
+    for e0s, message in (
+        ("average", "E0s='average' fits E0 on the training set, which has no Ag"),
+        ("isolated", r"gives no energy for elements Z=\[47\]"),
+    ):
         with pytest.raises(ValueError, match=message) as err:
             data_setup.prepare_data(tiny_config(data_dir, tmp_path, valid_file=str(valid), E0s=e0s))
         assert "Ag (Z=47)" in str(err.value) and f"appears in validation file {valid} configuration" in str(err.value)

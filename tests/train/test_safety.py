@@ -1,6 +1,7 @@
 """Nothing lost: an earlier run is never overwritten by accident, a bad last.pt / best.pt does not cost the run,
 SIGINT keeps the current step (in-process and in a real ``gaunt train`` subprocess), and ``--resume`` notices
 changed data."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from gaunt.models import load_model
 from gaunt.train import CheckpointManager, train
 from gaunt.train import checkpoint as checkpoint_module
@@ -54,8 +55,11 @@ def _assert_same_weights(path_a: Path, path_b: Path) -> None:
 def test_second_run_refuses_then_overwrite_replaces(data_dir, tmp_path) -> None:
     train(tiny_config(data_dir, tmp_path, max_num_epochs=1))
     before = _hashes(tmp_path)
-    with pytest.raises(ValueError, match=r"already holds a run named 'tiny' \(1 epoch logged.*tiny\.model.*"
-                                         r"--resume or replace it with --overwrite"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"already holds a run named 'tiny' \(1 epoch logged.*tiny\.model.*"
+        r"--resume or replace it with --overwrite",
+    ):
         train(tiny_config(data_dir, tmp_path, max_num_epochs=2))
     assert _hashes(tmp_path) == before  # nothing of the earlier run was touched
     # --overwrite with unreadable data fails before the earlier run is removed
@@ -152,11 +156,43 @@ def test_sigint_while_writing_a_checkpoint_finishes_the_write(data_dir, tmp_path
 def test_sigint_to_gaunt_train_subprocess(data_dir, tmp_path) -> None:
     """A real ``gaunt train`` process gets SIGINT mid-epoch: one line on stderr, exit 130, a resumable checkpoint."""
     work = tmp_path / "run"
-    argv = ["train", "--train_file", str(data_dir / "train.xyz"), "--work_dir", str(work), "--name", "tiny",
-            "--valid_count", "4", "--E0s", "isolated", "--energy_key", "REF_energy", "--forces_key", "REF_forces",
-            "--r_max", "4", "--num_radial_basis", "4", "--num_channels", "4", "--max_L", "1", "--max_ell", "1",
-            "--correlation", "2", "--num_interactions", "1", "--batch_size", "4", "--max_num_epochs", "3",
-            "--no-progress", "--no-plot"]  # fmt: skip
+    argv = [
+        "train",
+        "--train_file",
+        str(data_dir / "train.xyz"),
+        "--work_dir",
+        str(work),
+        "--name",
+        "tiny",
+        "--valid_count",
+        "4",
+        "--E0s",
+        "isolated",
+        "--energy_key",
+        "REF_energy",
+        "--forces_key",
+        "REF_forces",
+        "--r_max",
+        "4",
+        "--num_radial_basis",
+        "4",
+        "--num_channels",
+        "4",
+        "--max_L",
+        "1",
+        "--max_ell",
+        "1",
+        "--correlation",
+        "2",
+        "--num_interactions",
+        "1",
+        "--batch_size",
+        "4",
+        "--max_num_epochs",
+        "3",
+        "--no-progress",
+        "--no-plot",
+    ]
     script = textwrap.dedent(f"""
         import os, signal
         import torch
@@ -176,8 +212,10 @@ def test_sigint_to_gaunt_train_subprocess(data_dir, tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 130, proc.stderr[-3000:]
-    expected = (f"gaunt train: interrupted: stopped at epoch 2, step 1; checkpoint "
-                f"{work / 'checkpoints' / 'tiny' / 'last.pt'} written; continue with --resume")  # fmt: skip
+    expected = (
+        f"gaunt train: interrupted: stopped at epoch 2, step 1; checkpoint "
+        f"{work / 'checkpoints' / 'tiny' / 'last.pt'} written; continue with --resume"
+    )
     assert lines == [expected], lines
     state = CheckpointManager(work / "checkpoints" / "tiny").load()
     assert (state["epoch"], state["step_in_epoch"]) == (1, 1)

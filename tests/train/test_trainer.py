@@ -1,5 +1,6 @@
 """gaunt.train.train end to end on tiny data: outputs, exact resume after a failure mid-epoch or between
 epochs, bad input caught before training, max_time, the cosine scheduler."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ from pathlib import Path
 import ase.io
 import pytest
 import torch
-
 from conftest import make_clusters, tiny_config, write_clusters
+
 from gaunt.data import make_loader
 from gaunt.models import load_model
 from gaunt.train import CheckpointManager, LossWeights, evaluate, train
@@ -119,16 +120,26 @@ def test_bad_input_is_caught_before_training(data_dir, tmp_path) -> None:
         train(tiny_config(data_dir, work, E0s="isolatd"))
     assert not work.exists()  # nothing was written: every check ran before training
     # energy-only training accepts the file without forces (test the tester: the file itself is fine)
-    no_forces = prepare_data(tiny_config(data_dir, work, train_file=str(data_dir / "no_forces.xyz"),
-                                         forces_weight=0.0, E0s="average"))  # fmt: skip
+    no_forces = prepare_data(
+        tiny_config(data_dir, work, train_file=str(data_dir / "no_forces.xyz"), forces_weight=0.0, E0s="average")
+    )
     assert len(no_forces.train) + len(no_forces.valid) == 6
 
 
 def test_max_time_cosine_and_no_ema(data_dir, tmp_path) -> None:
     results = train(tiny_config(data_dir, tmp_path, max_time=1e-9, max_num_epochs=50))
     assert results["epochs"] == 1 and results["stopped_by"] == "max_time"
-    results = train(tiny_config(data_dir, tmp_path / "cos", scheduler="cosine", ema=False, final_model="last",
-                                max_num_epochs=2, test_files=[str(data_dir / "test.xyz")]))  # fmt: skip
+    results = train(
+        tiny_config(
+            data_dir,
+            tmp_path / "cos",
+            scheduler="cosine",
+            ema=False,
+            final_model="last",
+            max_num_epochs=2,
+            test_files=[str(data_dir / "test.xyz")],
+        )
+    )
     lrs = [r["lr"] for r in results["history"]]
     assert lrs[0] == 0.02 and 0 < lrs[1] < lrs[0]
     assert set(results["metrics"]) == {"train", "valid", "test"}
@@ -146,7 +157,7 @@ def test_e0s_sources(data_dir, tmp_path) -> None:
     expected = {29: float(iso[0].info["REF_energy"]), 79: float(iso[1].info["REF_energy"])}
     iso_file = tmp_path / "iso.xyz"
     ase.io.write(iso_file, iso, format="extxyz")
-    for e0s in ("isolated", str(iso_file), "{29: %r, 79: %r}" % (expected[29], expected[79])):
+    for e0s in ("isolated", str(iso_file), f"{{29: {expected[29]!r}, 79: {expected[79]!r}}}"):
         data = prepare_data(tiny_config(data_dir, tmp_path, E0s=e0s))
         assert data.atomic_energies == pytest.approx(expected, rel=1e-12), e0s
         assert len(data.train) == 12 and len(data.valid) == 4  # the IsolatedAtom entries are not training data

@@ -1,6 +1,7 @@
 """Training paths the other tests leave out, each a seconds-long run on tiny EMT data: stress in the loss and
 in training (periodic cells), ``valid_file``, float32, the ``cg`` and ``gaunt`` products, the ZBL option, and a
 run killed by SIGKILL mid-epoch that resumes to the uninterrupted result (the long version is ``-m slow``)."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,8 @@ import pytest
 import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
-
 from conftest import tiny_config, write_clusters
+
 from gaunt.data import make_loader
 from gaunt.data.graph import AtomicGraph
 from gaunt.models import GauntPotential, load_model
@@ -62,18 +63,26 @@ def untrained_loss(config) -> float:
         seed_everything(config.seed)
         model = GauntPotential(build_model_config(config, data)).to(config.dtype)
     weights = LossWeights(config.energy_weight, config.forces_weight, config.stress_weight)
-    return evaluate(model, make_loader(data.valid, 8), weights, dtype=config.dtype,
-                    compute_stress=config.stress_weight > 0)["loss"]  # fmt: skip
+    return evaluate(
+        model, make_loader(data.valid, 8), weights, dtype=config.dtype, compute_stress=config.stress_weight > 0
+    )["loss"]
 
 
 def test_stress_term_of_the_loss_by_hand() -> None:
     """loss_terms["stress"] = mean over structures and the 9 components of the squared stress error."""
     stress = torch.tensor([[[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0]]], dtype=torch.float64)
-    graph = AtomicGraph(positions=torch.zeros(2, 3, dtype=torch.float64), atomic_numbers=torch.ones(2, dtype=torch.long),
-                        edge_index=torch.zeros(2, 0, dtype=torch.long), cell_shifts=torch.zeros(0, 3, dtype=torch.float64),
-                        cell=torch.eye(3, dtype=torch.float64)[None], pbc=torch.ones(1, 3, dtype=torch.bool),
-                        batch=torch.zeros(2, dtype=torch.long), num_atoms=torch.tensor([2]),
-                        energy=torch.zeros(1, dtype=torch.float64), stress=stress)  # fmt: skip
+    graph = AtomicGraph(
+        positions=torch.zeros(2, 3, dtype=torch.float64),
+        atomic_numbers=torch.ones(2, dtype=torch.long),
+        edge_index=torch.zeros(2, 0, dtype=torch.long),
+        cell_shifts=torch.zeros(0, 3, dtype=torch.float64),
+        cell=torch.eye(3, dtype=torch.float64)[None],
+        pbc=torch.ones(1, 3, dtype=torch.bool),
+        batch=torch.zeros(2, dtype=torch.long),
+        num_atoms=torch.tensor([2]),
+        energy=torch.zeros(1, dtype=torch.float64),
+        stress=stress,
+    )
     pred = {"energy": torch.zeros(1, dtype=torch.float64), "stress": stress + 0.3 * torch.eye(3, dtype=torch.float64)}
     terms = loss_terms(pred, graph, LossWeights(energy=1.0, forces=0.0, stress=5.0))
     assert float(terms["stress"]) == pytest.approx(3 * 0.3**2 / 9)
@@ -91,19 +100,29 @@ def test_training_with_stress(tmp_path) -> None:
     """A stress weight puts the stress term into the training and validation loss (the reported loss is
     w_E MSE_E + w_F MSE_F + w_S MSE_S) and fits the stress better than the same run without it."""
     ase.io.write(tmp_path / "bulk.xyz", periodic_cells(16, seed=0), format="extxyz")
-    common = dict(train_file=str(tmp_path / "bulk.xyz"), stress_key="REF_stress", max_num_epochs=8, lr=0.01,
-                  E0s=free_atom_energies())  # fmt: skip
+    common = dict(
+        train_file=str(tmp_path / "bulk.xyz"),
+        stress_key="REF_stress",
+        max_num_epochs=8,
+        lr=0.01,
+        E0s=free_atom_energies(),
+    )
     with_stress = tiny_config(tmp_path, tmp_path / "with", stress_weight=1000.0, **common)
     results = train(with_stress)
     valid = results["metrics"]["valid"]
     assert valid["s_rmse"] is not None and valid["s_rmse"] > 0
-    pooled = (with_stress.energy_weight * valid["e_rmse"] ** 2 + with_stress.forces_weight * valid["f_rmse"] ** 2
-              + with_stress.stress_weight * valid["s_rmse"] ** 2) / 1e6  # fmt: skip
+    pooled = (
+        with_stress.energy_weight * valid["e_rmse"] ** 2
+        + with_stress.forces_weight * valid["f_rmse"] ** 2
+        + with_stress.stress_weight * valid["s_rmse"] ** 2
+    ) / 1e6
     assert valid["loss"] == pytest.approx(pooled, rel=1e-9)
     without = tiny_config(tmp_path, tmp_path / "without", stress_weight=0.0, **common)
     train(without)
-    fitted, unfitted = _stress_rmse(with_stress, load_model(with_stress.model_path)), _stress_rmse(
-        without, load_model(without.model_path))  # fmt: skip
+    fitted, unfitted = (
+        _stress_rmse(with_stress, load_model(with_stress.model_path)),
+        _stress_rmse(without, load_model(without.model_path)),
+    )
     assert fitted < 0.5 * unfitted, (fitted, unfitted)  # measured: 31 against 103 meV/A^3
 
 
@@ -172,4 +191,3 @@ def test_sigkill_mid_epoch_then_resume_short(data_dir, tmp_path) -> None:
     for a, b in zip(reference["history"], resumed["history"]):
         assert (a["train_loss"], a["valid_loss"]) == (b["train_loss"], b["valid_loss"])
     assert reference["metrics"] == resumed["metrics"]
-

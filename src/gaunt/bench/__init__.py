@@ -36,6 +36,7 @@ parallel op waits for a descheduled thread and the times mean little.
 Writes ``DIR/results.json`` (schema ``gaunt-bench/1``: config, machine, one record per point, fits),
 ``DIR/summary.md`` (tables, exponents, targets) and ``DIR/time_vs_L_*.png``; prints rich tables.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,12 +49,37 @@ from .engine import DIRECTIONS, DTYPES
 from .points_products import ProductConfig
 from .products import PEERS, SHAPES, benched_products
 
-QUICK = dict(Ls=(1, 2, 4, 6), channels=(16,), batches=(1000,), dtypes=("float32",), directions=("fwd+bwd",),
-             point_budget_s=10.0, build_budget_s=20.0, min_time_s=0.2, total_budget_s=110.0)  # fmt: skip
-HEADLINE = dict(shapes=("feature",), Ls=tuple(range(1, 17)), channels=(64,), batches=(10000,), dtypes=("float32",),
-                directions=("fwd+bwd",))  # fmt: skip
-LAYERS_QUICK = dict(Ls=(2, 4), conv_channels=16, nodes=200, edges=3200, many_body_channels=16, atoms=200,
-                    point_budget_s=10.0, build_budget_s=30.0, min_time_s=0.2, total_budget_s=110.0)  # fmt: skip
+QUICK = dict(
+    Ls=(1, 2, 4, 6),
+    channels=(16,),
+    batches=(1000,),
+    dtypes=("float32",),
+    directions=("fwd+bwd",),
+    point_budget_s=10.0,
+    build_budget_s=20.0,
+    min_time_s=0.2,
+    total_budget_s=110.0,
+)
+HEADLINE = dict(
+    shapes=("feature",),
+    Ls=tuple(range(1, 17)),
+    channels=(64,),
+    batches=(10000,),
+    dtypes=("float32",),
+    directions=("fwd+bwd",),
+)
+LAYERS_QUICK = dict(
+    Ls=(2, 4),
+    conv_channels=16,
+    nodes=200,
+    edges=3200,
+    many_body_channels=16,
+    atoms=200,
+    point_budget_s=10.0,
+    build_budget_s=30.0,
+    min_time_s=0.2,
+    total_budget_s=110.0,
+)
 
 
 def parse_L(spec: str) -> tuple[int, ...]:
@@ -86,9 +112,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 def run_values(args: argparse.Namespace) -> dict:
     """The config values of the shared options (``add_run_arguments``) that were given."""
     memory = None if args.memory_budget is None else int(args.memory_budget * GiB)
-    return dict(device=args.device, point_budget_s=args.point_budget, build_budget_s=args.build_budget,
-                total_budget_s=args.total_budget, min_time_s=args.min_time, min_repeats=args.min_repeats,
-                seed=args.seed, memory_budget_bytes=memory)  # fmt: skip
+    return dict(
+        device=args.device,
+        point_budget_s=args.point_budget,
+        build_budget_s=args.build_budget,
+        total_budget_s=args.total_budget,
+        min_time_s=args.min_time,
+        min_repeats=args.min_repeats,
+        seed=args.seed,
+        memory_budget_bytes=memory,
+    )
 
 
 def _values(preset: dict, explicit: dict) -> dict:
@@ -99,12 +132,15 @@ def _values(preset: dict, explicit: dict) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gaunt bench", description="Time every product against e3nn computing the same function.")
+    p = argparse.ArgumentParser(
+        prog="gaunt bench", description="Time every product against e3nn computing the same function."
+    )
     preset = p.add_mutually_exclusive_group()
     preset.add_argument("--quick", action="store_true", help="short run (total budget 110 s); part of the main job")
     preset.add_argument("--headline", action="store_true", help="feature, 64 ch, batch 1e4, float32, fwd+bwd, L 1..16")
-    preset.add_argument("--layers", action="store_true",
-                        help="benchmark the layers instead (own options: gaunt bench --layers --help)")  # fmt: skip
+    preset.add_argument(
+        "--layers", action="store_true", help="benchmark the layers instead (own options: gaunt bench --layers --help)"
+    )
     p.add_argument("--shapes", nargs="+", choices=SHAPES)
     p.add_argument("--L", type=parse_L, help="degrees: '1-16' or '1,2,4,6'")
     p.add_argument("--channels", nargs="+", type=int)
@@ -124,17 +160,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ProductConfig:
-    explicit = dict(shapes=args.shapes, Ls=args.L, channels=args.channels, batches=args.batch, dtypes=args.dtype,
-                    directions=args.direction, products=args.products, peers=args.peers, untimed=args.untimed,
-                    **run_values(args))  # fmt: skip
+    explicit = dict(
+        shapes=args.shapes,
+        Ls=args.L,
+        channels=args.channels,
+        batches=args.batch,
+        dtypes=args.dtype,
+        directions=args.direction,
+        products=args.products,
+        peers=args.peers,
+        untimed=args.untimed,
+        **run_values(args),
+    )
     return ProductConfig(**_values(QUICK if args.quick else HEADLINE if args.headline else {}, explicit))
 
 
 def build_layers_parser() -> argparse.ArgumentParser:
     from .layers import CONVOLUTION_IMPLEMENTATIONS, LAYERS, MANY_BODY_IMPLEMENTATIONS
 
-    p = argparse.ArgumentParser(prog="gaunt bench --layers", description="Time the convolution and many-body layers "
-                                "with every product against their CG versions (and e3nn) computing the same function.")  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="gaunt bench --layers",
+        description="Time the convolution and many-body layers "
+        "with every product against their CG versions (and e3nn) computing the same function.",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes, L = 2, 4 (total budget 110 s)")
     p.add_argument("--layer", nargs="+", choices=LAYERS, dest="layers")
     p.add_argument("--L", type=parse_L, help="degrees: '2,4,6' or '1-6'")
@@ -164,16 +212,29 @@ def layers_main(argv: list[str]) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    explicit = dict(layers=args.layers, Ls=args.L, conv_channels=args.conv_channels, nodes=args.nodes, edges=args.edges,
-                    many_body_channels=args.many_body_channels, atoms=args.atoms, correlation=args.correlation,
-                    conv_products=args.conv_products, many_body_products=args.many_body_products, dtype=args.dtype,
-                    direction=args.direction, **run_values(args))  # fmt: skip
+    explicit = dict(
+        layers=args.layers,
+        Ls=args.L,
+        conv_channels=args.conv_channels,
+        nodes=args.nodes,
+        edges=args.edges,
+        many_body_channels=args.many_body_channels,
+        atoms=args.atoms,
+        correlation=args.correlation,
+        conv_products=args.conv_products,
+        many_body_products=args.many_body_products,
+        dtype=args.dtype,
+        direction=args.direction,
+        **run_values(args),
+    )
     config = LayerConfig(**_values(LAYERS_QUICK if args.quick else {}, explicit))
     if not _device_ok(config.device, "gaunt bench --layers"):
         return 2
     command = "gaunt bench --layers " + " ".join(argv)
-    print(f"{command}: layers {list(config.layers)}, L={list(config.Ls)}, {config.dtype} {config.direction}, "
-          f"device={config.device}, {torch.get_num_threads()} thread(s)")  # fmt: skip
+    print(
+        f"{command}: layers {list(config.layers)}, L={list(config.Ls)}, {config.dtype} {config.direction}, "
+        f"device={config.device}, {torch.get_num_threads()} thread(s)"
+    )
     results = _sweep(LayerPoints(config), args.out, command)
     paths = write_outputs(results, args.out, plots=not args.no_plots)
     print_summary(results)
@@ -202,9 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         results = merge_results([load(path) for path in args.report])
     else:
-        print(f"gaunt bench: {len(config.shapes)} shape(s), L={list(config.Ls)}, channels={list(config.channels)}, "
-              f"batch={list(config.batches)}, {list(config.dtypes)}, {list(config.directions)}, device={config.device}, "
-              f"{torch.get_num_threads()} thread(s)")  # fmt: skip
+        print(
+            f"gaunt bench: {len(config.shapes)} shape(s), L={list(config.Ls)}, channels={list(config.channels)}, "
+            f"batch={list(config.batches)}, {list(config.dtypes)}, {list(config.directions)}, device={config.device}, "
+            f"{torch.get_num_threads()} thread(s)"
+        )
         results = _sweep(ProductPoints(config), args.out, "gaunt bench " + " ".join(argv))
     write_json(results, args.out)
     with open(os.path.join(args.out, "summary.md"), "w") as f:
@@ -244,5 +307,14 @@ def _sweep(points, out: str, command: str) -> dict:
     return results
 
 
-__all__ = ["main", "layers_main", "build_parser", "build_layers_parser", "config_from_args", "parse_L", "QUICK",
-           "HEADLINE", "LAYERS_QUICK"]  # fmt: skip
+__all__ = [
+    "main",
+    "layers_main",
+    "build_parser",
+    "build_layers_parser",
+    "config_from_args",
+    "parse_L",
+    "QUICK",
+    "HEADLINE",
+    "LAYERS_QUICK",
+]

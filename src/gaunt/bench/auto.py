@@ -10,6 +10,7 @@ that is also logged (logger ``gaunt.bench.auto``, level INFO). Results are cache
 (irreps, device, dtype, batch, direction, candidates). Nothing is chosen silently: a candidate that
 cannot be built is named in the reason, and if none can be built, or they disagree, it raises.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,16 +19,16 @@ from dataclasses import dataclass
 
 import torch
 
+from ..products import PRODUCTS, GauntProduct
 from ..so3 import Irreps
 from .engine import relative_error
-from ..products import PRODUCTS, GauntProduct
 from .products import by_bench_name, variant_options
 from .timing import time_call
 
 logger = logging.getLogger("gaunt.bench.auto")
 #: the registered executions of the Gaunt function (GauntProduct and its grid subclass), by bench name
 CANDIDATES = tuple(s.bench_name for s in PRODUCTS.values() if issubclass(s.cls, GauntProduct))
-_CACHE: dict[tuple, "Choice"] = {}
+_CACHE: dict[tuple, Choice] = {}
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,17 @@ class Choice:
         return self.cls(*self.key[:3], **{**self.options, **kwargs})
 
 
-def choose_product(irreps_in1, irreps_in2, irreps_out, device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32, batch: int = 256, backward: bool = True,
-                   candidates: Sequence[str] = CANDIDATES, use_cache: bool = True) -> Choice:  # fmt: skip
+def choose_product(
+    irreps_in1,
+    irreps_in2,
+    irreps_out,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    batch: int = 256,
+    backward: bool = True,
+    candidates: Sequence[str] = CANDIDATES,
+    use_cache: bool = True,
+) -> Choice:
     """The fastest exact candidate for these irreps on ``device`` in ``dtype`` (see the module docstring)."""
 
     device = torch.device(device)
@@ -91,9 +100,11 @@ def choose_product(irreps_in1, irreps_in2, irreps_out, device: torch.device | st
     best = min(times, key=times.get)
     direction = "forward+backward" if backward else "forward"
     others = ", ".join(f"{n} {t * 1e3:.3g} ms" for n, t in times.items() if n != best)
-    reason = (f"{best}: fastest exact implementation for {irreps[0]} x {irreps[1]} -> {irreps[2]} on {device}, "
-              f"{str(dtype).replace('torch.', '')}: {times[best] * 1e3:.3g} ms per {direction} call of {batch} samples"
-              f"{' vs ' + others if others else ''} (median of >= 3 calls, measured now)")  # fmt: skip
+    reason = (
+        f"{best}: fastest exact implementation for {irreps[0]} x {irreps[1]} -> {irreps[2]} on {device}, "
+        f"{str(dtype).replace('torch.', '')}: {times[best] * 1e3:.3g} ms per {direction} call of {batch} samples"
+        f"{' vs ' + others if others else ''} (median of >= 3 calls, measured now)"
+    )
     if failed:
         reason += "; not applicable: " + "; ".join(f"{n} ({e})" for n, e in failed.items())
     choice = Choice(best, type(built[best]), reason, times, key, variant_options(best))
@@ -119,7 +130,9 @@ def _check_agreement(built: dict) -> None:
             raise ValueError(f"choose_product: {name} and {name0} do not describe the same function")
         err = relative_error(p(x1, x2, w0), ref)
         if err > 1e-9:
-            raise RuntimeError(f"choose_product: {name} differs from {name0} by {err:.1e} (relative); refusing to choose")
+            raise RuntimeError(
+                f"choose_product: {name} differs from {name0} by {err:.1e} (relative); refusing to choose"
+            )
 
 
 def clear_cache() -> None:

@@ -13,6 +13,7 @@ is still checked against e3nn before any time is reported (a mistake here shows 
 * OpenEquivariance: ``TPProblem`` with the descriptor's e3nn instructions and the coupling ratios
   folded into the weights (as ``e3nn_interop.to_e3nn``).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -78,9 +79,15 @@ def _build_openequivariance(d, dtype, device):  # pragma: no cover - needs CUDA 
 
     instructions, scale = e3nn_instructions(d)
     problem = oeq.TPProblem(
-        str(d.irreps_in1), str(d.irreps_in2), str(d.irreps_out), instructions,
-        shared_weights=True, internal_weights=False, irrep_dtype=dtype, weight_dtype=dtype,
-    )  # fmt: skip
+        str(d.irreps_in1),
+        str(d.irreps_in2),
+        str(d.irreps_out),
+        instructions,
+        shared_weights=True,
+        internal_weights=False,
+        irrep_dtype=dtype,
+        weight_dtype=dtype,
+    )
     module = oeq.TensorProduct(problem)
     return module, scale, lambda m, x1, x2, w: m(x1, x2, w)
 

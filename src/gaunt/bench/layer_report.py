@@ -6,6 +6,7 @@ convolution), or why the point has no time (``over budget``, ``DISAGREES``, ...)
 markdown go through ``report.print_tables`` / ``report.markdown_tables``, the plots through
 ``plots.plot_results`` (one figure per layer), the JSON through ``results.write_json``.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,7 +57,11 @@ def layer_tables(results: dict) -> list[Table]:
             by_column[label(r)].append(r)
         for column, rs in by_column.items():
             reasons = {r.get("reason") for r in rs}
-            if all(r["status"] == "skipped" for r in rs) and len(reasons) == 1 and not str(next(iter(reasons))).startswith("over budget"):
+            if (
+                all(r["status"] == "skipped" for r in rs)
+                and len(reasons) == 1
+                and not str(next(iter(reasons))).startswith("over budget")
+            ):
                 notes.append(f"{column}: skipped, {next(iter(reasons))}")
             else:
                 columns.append(column)
@@ -65,11 +70,16 @@ def layer_tables(results: dict) -> list[Table]:
             cells[r["L"]][label(r)] = layer_cell(r)
         rows = [[str(L)] + [cells[L].get(c, "") for c in columns] for L in sorted(cells)]
         first = records[0]
-        size = (f"{first['batch']} nodes, {first['edges']} edges" if layer == "convolution"
-                else f"{first['batch']} atoms, correlation {first['correlation']}")  # fmt: skip
+        size = (
+            f"{first['batch']} nodes, {first['edges']} edges"
+            if layer == "convolution"
+            else f"{first['batch']} atoms, correlation {first['correlation']}"
+        )
         ratios = " / ".join(f"vs {_label(layer, b)}" for b in baselines(layer))
-        title = (f"{layer}: {first['channels']} channels, {size}, {first['dtype']}, {first['direction']} "
-                 f"(time per call; x = speedup {ratios})")  # fmt: skip
+        title = (
+            f"{layer}: {first['channels']} channels, {size}, {first['dtype']}, {first['direction']} "
+            f"(time per call; x = speedup {ratios})"
+        )
         out.append((title, ["L"] + columns, rows, notes))
     return out
 
@@ -84,38 +94,67 @@ def evaluate_layer_targets(results: dict) -> list[dict]:
             continue
         for base in BASELINES[layer]:
             value = r.get("speedup", {}).get(base)
-            out.append({"implementation": r["implementation"], "baseline": base, "L": L,
-                        "correlation": r.get("correlation"),
-                        "target": f">= {threshold:g}x faster than {_label(layer, base)} at L={L}",
-                        "value": value, "met": None if value is None else value >= threshold})  # fmt: skip
+            out.append(
+                {
+                    "implementation": r["implementation"],
+                    "baseline": base,
+                    "L": L,
+                    "correlation": r.get("correlation"),
+                    "target": f">= {threshold:g}x faster than {_label(layer, base)} at L={L}",
+                    "value": value,
+                    "met": None if value is None else value >= threshold,
+                }
+            )
     return out
 
 
 def _machine_line(results: dict) -> str:
     m, end = results.get("machine", {}), results.get("machine_end", {})
     load = lambda v: "?" if not v else f"{v[0]:.1f}"  # noqa: E731
-    return (f"{m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores, torch {m.get('torch', '?')} "
-            f"({m.get('torch_threads', '?')} thread(s)), e3nn {m.get('e3nn')}, device {m.get('device', '?')}, "
-            f"load average (1 min) {load(m.get('load_average_1_5_15'))} at start, "
-            f"{load(end.get('load_average_1_5_15'))} at end")  # fmt: skip
+    return (
+        f"{m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores, torch {m.get('torch', '?')} "
+        f"({m.get('torch_threads', '?')} thread(s)), e3nn {m.get('e3nn')}, device {m.get('device', '?')}, "
+        f"load average (1 min) {load(m.get('load_average_1_5_15'))} at start, "
+        f"{load(end.get('load_average_1_5_15'))} at end"
+    )
 
 
 def _target_rows(results: dict) -> list[list[str]]:
-    return [[t["implementation"], t["target"], "-" if t["value"] is None else f"{t['value']:.3g}",
-             {True: "met", False: "NOT met", None: "not measured"}[t["met"]]] for t in evaluate_layer_targets(results)]  # fmt: skip
+    return [
+        [
+            t["implementation"],
+            t["target"],
+            "-" if t["value"] is None else f"{t['value']:.3g}",
+            {True: "met", False: "NOT met", None: "not measured"}[t["met"]],
+        ]
+        for t in evaluate_layer_targets(results)
+    ]
 
 
 def markdown_summary(results: dict) -> str:
     """``summary.md``: command, date, machine, the tables, the fitted exponents, the target."""
-    parts = [f"`{results.get('command', 'gaunt bench --layers')}` ({time.strftime('%Y-%m-%d')}, "
-             f"{results['elapsed_s']:.0f} s)", "", f"Machine: {_machine_line(results)}", ""]  # fmt: skip
+    parts = [
+        f"`{results.get('command', 'gaunt bench --layers')}` ({time.strftime('%Y-%m-%d')}, "
+        f"{results['elapsed_s']:.0f} s)",
+        "",
+        f"Machine: {_machine_line(results)}",
+        "",
+    ]
     parts += markdown_tables(layer_tables(results))
-    parts += ["**Fitted cost exponents** (t ~ L^k, least squares on log t vs log L)", "",
-              markdown_table(FIT_HEADER, fit_rows(results)), ""]  # fmt: skip
+    parts += [
+        "**Fitted cost exponents** (t ~ L^k, least squares on log t vs log L)",
+        "",
+        markdown_table(FIT_HEADER, fit_rows(results)),
+        "",
+    ]
     rows = _target_rows(results)
     if rows:
-        parts += [f"**Target** (many-body, correlation {results['config'].get('correlation')}, L = {TARGET['L']})", "",
-                  markdown_table(["implementation", "target", "value", "status"], rows), ""]  # fmt: skip
+        parts += [
+            f"**Target** (many-body, correlation {results['config'].get('correlation')}, L = {TARGET['L']})",
+            "",
+            markdown_table(["implementation", "target", "value", "status"], rows),
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -123,7 +162,9 @@ def print_summary(results: dict) -> None:
     tables = layer_tables(results) + [(FIT_TITLE, FIT_HEADER, fit_rows(results), [])]
     rows = _target_rows(results)
     if rows:
-        tables.append((f"Target (many-body, L = {TARGET['L']})", ["implementation", "target", "value", "status"], rows, []))
+        tables.append(
+            (f"Target (many-body, L = {TARGET['L']})", ["implementation", "target", "value", "status"], rows, [])
+        )
     print_tables(tables)
 
 
@@ -141,8 +182,12 @@ def write_outputs(results: dict, out: str, plots: bool = True) -> list[str]:
 
         for layer in dict.fromkeys(r["layer"] for r in results["records"]):
             records = [r for r in results["records"] if r["layer"] == layer]
-            sub = dict(results, records=records, fits=[f for f in results.get("fits", []) if f["shape"] == layer],
-                       config={"channels": [records[0]["channels"]], "batches": [records[0]["batch"]]})  # fmt: skip
+            sub = dict(
+                results,
+                records=records,
+                fits=[f for f in results.get("fits", []) if f["shape"] == layer],
+                config={"channels": [records[0]["channels"]], "batches": [records[0]["batch"]]},
+            )
             paths += plot_results(sub, out)
     return paths
 

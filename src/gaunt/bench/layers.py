@@ -28,6 +28,7 @@ are a dict of tensors (``make_inputs``); ``split_inputs`` cuts them into chunks 
 outputs sum to (convolution) or concatenate to (many-body) the full output: the same work in pieces,
 as gradient accumulation does, used when one call would exceed the memory budget.
 """
+
 from __future__ import annotations
 
 import copy
@@ -87,7 +88,9 @@ class E3nnConvolution(torch.nn.Module):
         self.irreps_edge = o3.Irreps.spherical_harmonics(layer.lmax_edge)
         self.avg_num_neighbors, self.out_dim = layer.avg_num_neighbors, layer.irreps_out.dim
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor, radial: torch.Tensor
+    ) -> torch.Tensor:
         from e3nn import o3
 
         weight = self.scale.to(x.dtype) * self.source.path_weights(self.radial_mlp(radial))
@@ -101,8 +104,9 @@ def _conv_forward(module: torch.nn.Module, ins: dict) -> torch.Tensor:
     return module(ins["x"], ins["edge_index"], ins["vectors"], ins["radial"])
 
 
-def convolution_runners(L: int, mul: int, names=CONVOLUTION_IMPLEMENTATIONS, seed: int = 0,
-                        e3nn_reference: bool = True) -> list[LayerRunner]:  # fmt: skip
+def convolution_runners(
+    L: int, mul: int, names=CONVOLUTION_IMPLEMENTATIONS, seed: int = 0, e3nn_reference: bool = True
+) -> list[LayerRunner]:
     """Float64 convolutions at degree L (node, edge and output degree L, ``mul`` channels) for ``names``;
     the products of one function share the radial MLP's weights. ``e3nn_reference``: also an e3nn
     version of the Gaunt function (role "reference": the agreement check of "gaunt"/"grid"/"gaunt_z").
@@ -116,13 +120,16 @@ def convolution_runners(L: int, mul: int, names=CONVOLUTION_IMPLEMENTATIONS, see
     for name in [n for n in names if n != "e3nn"]:
         start = time.perf_counter()
         torch.manual_seed(seed)
-        layer = EquivariantConvolution(irreps, L, irreps, RADIAL, product=name, hidden=HIDDEN,
-                                       avg_num_neighbors=AVG_NEIGHBORS).double()  # fmt: skip
+        layer = EquivariantConvolution(
+            irreps, L, irreps, RADIAL, product=name, hidden=HIDDEN, avg_num_neighbors=AVG_NEIGHBORS
+        ).double()
         function = PRODUCTS[name].function  # the registry says which products compute the same function
         if function in first:
             layer.load_state_dict(first[function].state_dict())
         first.setdefault(function, layer)
-        runners.append(LayerRunner(name, function, layer, _conv_forward, grad_keys, build_s=time.perf_counter() - start))
+        runners.append(
+            LayerRunner(name, function, layer, _conv_forward, grad_keys, build_s=time.perf_counter() - start)
+        )
     wanted = [("cg", "peer")] if "e3nn" in names else []
     if e3nn_reference and "gaunt" in first:
         wanted.append(("gaunt", "reference"))
@@ -131,11 +138,15 @@ def convolution_runners(L: int, mul: int, names=CONVOLUTION_IMPLEMENTATIONS, see
         source = first.get(function)
         if source is None:  # e3nn alone: build the CG layer it mirrors
             torch.manual_seed(seed)
-            source = EquivariantConvolution(irreps, L, irreps, RADIAL, product="cg", hidden=HIDDEN,
-                                            avg_num_neighbors=AVG_NEIGHBORS).double()  # fmt: skip
+            source = EquivariantConvolution(
+                irreps, L, irreps, RADIAL, product="cg", hidden=HIDDEN, avg_num_neighbors=AVG_NEIGHBORS
+            ).double()
         peer = E3nnConvolution(source).double()
-        runners.append(LayerRunner("e3nn", function, peer, _conv_forward, grad_keys, role=role,
-                                   build_s=time.perf_counter() - start))  # fmt: skip
+        runners.append(
+            LayerRunner(
+                "e3nn", function, peer, _conv_forward, grad_keys, role=role, build_s=time.perf_counter() - start
+            )
+        )
     return runners
 
 
@@ -148,9 +159,12 @@ def convolution_inputs(L: int, mul: int, nodes: int, edges: int, dtype: torch.dt
     receiver = (sender + torch.randint(1, max(nodes, 2), (edges,), generator=g)) % max(nodes, 2)
     positions = torch.rand(nodes, 3, generator=g, dtype=torch.float64) * nodes ** (1 / 3)
     vectors = positions[sender] - positions[receiver]
-    return {"x": torch.randn(nodes, mul * (L + 1) ** 2, generator=g, dtype=torch.float64).to(dtype),
-            "edge_index": torch.stack([sender, receiver]), "vectors": vectors.to(dtype),
-            "radial": torch.randn(edges, RADIAL, generator=g, dtype=torch.float64).to(dtype)}  # fmt: skip
+    return {
+        "x": torch.randn(nodes, mul * (L + 1) ** 2, generator=g, dtype=torch.float64).to(dtype),
+        "edge_index": torch.stack([sender, receiver]),
+        "vectors": vectors.to(dtype),
+        "radial": torch.randn(edges, RADIAL, generator=g, dtype=torch.float64).to(dtype),
+    }
 
 
 # ----------------------------------------------------------------------------- many-body
@@ -158,7 +172,9 @@ def _many_body_forward(module: torch.nn.Module, ins: dict) -> torch.Tensor:
     return module(ins["A"], ins["species"])
 
 
-def many_body_runners(L: int, mul: int, correlation: int, names=MANY_BODY_IMPLEMENTATIONS, seed: int = 0) -> list[LayerRunner]:
+def many_body_runners(
+    L: int, mul: int, correlation: int, names=MANY_BODY_IMPLEMENTATIONS, seed: int = 0
+) -> list[LayerRunner]:
     """Float64 many-body layers at degree L (input and output ``mul x (0..L)``), ``NUM_ELEMENTS`` elements;
     "grid", "gaunt" and "cg (gaunt paths)" compute one function (random weights, copied)."""
     import time
@@ -171,7 +187,9 @@ def many_body_runners(L: int, mul: int, correlation: int, names=MANY_BODY_IMPLEM
         start = time.perf_counter()
         grid = ManyBodyProduct(irreps, irreps, correlation, product="grid", num_elements=NUM_ELEMENTS).double()
         with torch.no_grad():  # w1 starts at 1: perturb, so that the check sees weights per degree and element
-            grid.body.weights.weight.add_(0.3 * torch.randn(grid.body.weights.weight.shape, generator=g, dtype=torch.float64))
+            grid.body.weights.weight.add_(
+                0.3 * torch.randn(grid.body.weights.weight.shape, generator=g, dtype=torch.float64)
+            )
         built = {"grid": (grid, time.perf_counter() - start)}
         if "gaunt" in names:
             start = time.perf_counter()
@@ -188,15 +206,19 @@ def many_body_runners(L: int, mul: int, correlation: int, names=MANY_BODY_IMPLEM
         start = time.perf_counter()
         torch.manual_seed(seed)
         cg = ManyBodyProduct(irreps, irreps, correlation, product="cg", num_elements=NUM_ELEMENTS).double()
-        runners.insert(0, LayerRunner("cg", "all paths", cg, _many_body_forward, ("A",), build_s=time.perf_counter() - start))
+        runners.insert(
+            0, LayerRunner("cg", "all paths", cg, _many_body_forward, ("A",), build_s=time.perf_counter() - start)
+        )
     return runners
 
 
 def many_body_inputs(L: int, mul: int, atoms: int, dtype: torch.dtype, seed: int) -> dict:
     """``A [atoms, mul (L+1)^2]`` (N(0,1)) and ``species [atoms]`` (uniform in 0..NUM_ELEMENTS-1)."""
     g = torch.Generator().manual_seed(seed)
-    return {"A": torch.randn(atoms, mul * (L + 1) ** 2, generator=g, dtype=torch.float64).to(dtype),
-            "species": torch.randint(0, NUM_ELEMENTS, (atoms,), generator=g)}  # fmt: skip
+    return {
+        "A": torch.randn(atoms, mul * (L + 1) ** 2, generator=g, dtype=torch.float64).to(dtype),
+        "species": torch.randint(0, NUM_ELEMENTS, (atoms,), generator=g),
+    }
 
 
 # ----------------------------------------------------------------------------- chunks
@@ -208,11 +230,31 @@ def split_inputs(layer: str, ins: dict, cotangent: torch.Tensor, chunks: int) ->
     n = ins[key].shape[0]
     bounds = [(i * n // chunks, (i + 1) * n // chunks) for i in range(chunks)]
     if layer == "convolution":
-        return [({"x": ins["x"], "edge_index": ins["edge_index"][:, a:b], "vectors": ins["vectors"][a:b],
-                  "radial": ins["radial"][a:b]}, cotangent) for a, b in bounds]  # fmt: skip
+        return [
+            (
+                {
+                    "x": ins["x"],
+                    "edge_index": ins["edge_index"][:, a:b],
+                    "vectors": ins["vectors"][a:b],
+                    "radial": ins["radial"][a:b],
+                },
+                cotangent,
+            )
+            for a, b in bounds
+        ]
     return [({"A": ins["A"][a:b], "species": ins["species"][a:b]}, cotangent[a:b]) for a, b in bounds]
 
 
-__all__ = ["LAYERS", "BASELINES", "CONVOLUTION_IMPLEMENTATIONS", "MANY_BODY_IMPLEMENTATIONS", "LayerRunner",
-           "E3nnConvolution", "convolution_runners", "convolution_inputs", "many_body_runners", "many_body_inputs",
-           "split_inputs"]  # fmt: skip
+__all__ = [
+    "LAYERS",
+    "BASELINES",
+    "CONVOLUTION_IMPLEMENTATIONS",
+    "MANY_BODY_IMPLEMENTATIONS",
+    "LayerRunner",
+    "E3nnConvolution",
+    "convolution_runners",
+    "convolution_inputs",
+    "many_body_runners",
+    "many_body_inputs",
+    "split_inputs",
+]

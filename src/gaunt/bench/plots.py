@@ -4,6 +4,7 @@ One figure per (shape, dtype, direction) at one (channels, batch), a line per im
 function, where a shape has several), its fitted exponent k (t ~ L^k over the fit range) in the
 legend. matplotlib is imported here only (lazily, Agg backend): the benchmark runs without it.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,12 +31,17 @@ def plot_results(results: dict, out_dir: str, channels: int | None = None, batch
     import matplotlib.pyplot as plt
 
     channels, batch = pick_headline(results, channels, batch)
-    fits = {(f["shape"], f["dtype"], f["direction"], f["function"], f["implementation"]): f
-            for f in results.get("fits", []) if f["channels"] == channels and f["batch"] == batch}  # fmt: skip
+    fits = {
+        (f["shape"], f["dtype"], f["direction"], f["function"], f["implementation"]): f
+        for f in results.get("fits", [])
+        if f["channels"] == channels and f["batch"] == batch
+    }
     figures: dict[tuple, dict[tuple, list]] = defaultdict(lambda: defaultdict(list))
     for r in results["records"]:
         if r["channels"] == channels and r["batch"] == batch and r.get("time_s"):
-            figures[(r["shape"], r["dtype"], r["direction"])][(r["function"], r["implementation"])].append((r["L"], r["time_s"]))
+            figures[(r["shape"], r["dtype"], r["direction"])][(r["function"], r["implementation"])].append(
+                (r["L"], r["time_s"])
+            )
     machine = results.get("machine", {})
     paths = []
     os.makedirs(out_dir, exist_ok=True)
@@ -60,10 +66,12 @@ def plot_results(results: dict, out_dir: str, channels: int | None = None, batch
         ax.set_xticks(Ls)
         ax.set_xticklabels([str(L) for L in Ls])
         ax.minorticks_off()
-        ax.set_title(f"{shape}: {channels} channels, batch {batch}, {dtype}, {direction}\n"
-                     f"{machine.get('cpu_model', '')} / {machine.get('device', '')}, "
+        ax.set_title(
+            f"{shape}: {channels} channels, batch {batch}, {dtype}, {direction}\n"
+            f"{machine.get('cpu_model', '')} / {machine.get('device', '')}, "
             f"torch threads: {machine.get('torch_threads', '?')}",
-                     fontsize=9)  # fmt: skip
+            fontsize=9,
+        )
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()

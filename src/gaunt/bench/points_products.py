@@ -30,8 +30,8 @@ from .engine import DIRECTIONS, DTYPES, Entry, Estimate, Point, agreement, speed
 from .gpu_peers import availability
 from .products import (
     PEERS,
-    benched_products,
     Runner,
+    benched_products,
     build_e3nn,
     build_product,
     canonical,

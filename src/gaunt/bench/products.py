@@ -18,6 +18,7 @@ where importable and on CUDA, cuEquivariance and OpenEquivariance (otherwise ski
 Descriptors are put in a canonical path order first (the weights permuted alike), so products with
 the same function share one peer.
 """
+
 from __future__ import annotations
 
 import copy
@@ -94,10 +95,15 @@ def canonical(descriptor: ProductDescriptor) -> tuple[ProductDescriptor, torch.T
     """``(d, perm)``: the descriptor with paths sorted by (i_in1, i_in2, i_out, coupling) and the index
     ``perm`` with ``w_canonical = w[..., perm]`` for flat per-path weights."""
     slices = descriptor.weight_slices()
-    order = sorted(range(len(descriptor.paths)), key=lambda k: (lambda p: (p.i_in1, p.i_in2, p.i_out, p.coupling))(descriptor.paths[k]))
+    order = sorted(
+        range(len(descriptor.paths)),
+        key=lambda k: (lambda p: (p.i_in1, p.i_in2, p.i_out, p.coupling))(descriptor.paths[k]),
+    )
     perm = [i for k in order if slices[k] is not None for i in range(slices[k].start, slices[k].stop)]
     paths = tuple(descriptor.paths[k] for k in order)
-    return ProductDescriptor(descriptor.irreps_in1, descriptor.irreps_in2, descriptor.irreps_out, paths), torch.tensor(perm, dtype=torch.long)
+    return ProductDescriptor(descriptor.irreps_in1, descriptor.irreps_in2, descriptor.irreps_out, paths), torch.tensor(
+        perm, dtype=torch.long
+    )
 
 
 def _pairs_size(d: ProductDescriptor) -> tuple[int, int]:
@@ -215,8 +221,15 @@ def build_e3nn(d: ProductDescriptor) -> tuple[torch.nn.Module, torch.Tensor]:
     return to_e3nn(d, shared_weights=True, dtype=torch.float64)
 
 
-def peer_runner(peer: str, product: torch.nn.Module, d: ProductDescriptor, perm: torch.Tensor,
-                dtype: torch.dtype, device, built: object = None) -> Runner:  # fmt: skip
+def peer_runner(
+    peer: str,
+    product: torch.nn.Module,
+    d: ProductDescriptor,
+    perm: torch.Tensor,
+    dtype: torch.dtype,
+    device,
+    built: object = None,
+) -> Runner:
     """A peer computing ``product``'s function, ``d, perm = canonical(product.descriptor())``; ``built``
     is a prebuilt float64 e3nn ``(tp, scale)``. Raises ``RuntimeError`` with the reason where the peer
     cannot run here (not installed, needs CUDA). ``runner.weights(w64)`` takes the weights of any
@@ -234,8 +247,16 @@ def peer_runner(peer: str, product: torch.nn.Module, d: ProductDescriptor, perm:
         from ..products import CGProduct
 
         instructions, scale = e3nn_instructions(d)
-        module = CGProduct(d.irreps_in1, d.irreps_in2, d.irreps_out, instructions, irrep_normalization="none",
-                           path_normalization="none", internal_weights=False, shared_weights=True)  # fmt: skip
+        module = CGProduct(
+            d.irreps_in1,
+            d.irreps_in2,
+            d.irreps_out,
+            instructions,
+            irrep_normalization="none",
+            path_normalization="none",
+            internal_weights=False,
+            shared_weights=True,
+        )
         module = module.to(device=device, dtype=dtype)
         second = _peer_second_input(product, use_e3nn=False)
         forward = lambda ins, w: module(ins["x1"], second(ins), w)  # noqa: E731
@@ -254,8 +275,9 @@ def peer_runner(peer: str, product: torch.nn.Module, d: ProductDescriptor, perm:
 
 
 # ----------------------------------------------------------------------------- inputs
-def make_inputs(product: torch.nn.Module, shape: str, batch: int, dtype: torch.dtype, device,
-                generator: torch.Generator) -> dict[str, torch.Tensor]:  # fmt: skip
+def make_inputs(
+    product: torch.nn.Module, shape: str, batch: int, dtype: torch.dtype, device, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
     """Random inputs in ``dtype``: ``{"x1", "x2"}`` (feature: Gaussian) or, in the edge shape, ``{"x1", "x2",
     "vectors"}`` with x2 the edge harmonics of the random directions (component normalisation, as the edge
     products' ``edge_harmonics``: a product of the same function that takes the vectors agrees), made on CPU."""
@@ -270,5 +292,20 @@ def make_inputs(product: torch.nn.Module, shape: str, batch: int, dtype: torch.d
     return {k: v.to(device=device, dtype=dtype) for k, v in ins.items()}
 
 
-__all__ = ["SHAPES", "benched_products", "by_bench_name", "variant_options", "PEERS", "takes_vectors", "io_width", "sh_irreps", "build_product", "canonical", "Runner", "product_runner",
-           "peer_runner", "build_e3nn", "make_inputs"]  # fmt: skip
+__all__ = [
+    "SHAPES",
+    "benched_products",
+    "by_bench_name",
+    "variant_options",
+    "PEERS",
+    "takes_vectors",
+    "io_width",
+    "sh_irreps",
+    "build_product",
+    "canonical",
+    "Runner",
+    "product_runner",
+    "peer_runner",
+    "build_e3nn",
+    "make_inputs",
+]

@@ -5,6 +5,7 @@ One table per (shape, channels, batch, dtype, direction): a row per L, a column 
 reason a point has no time. Then the fitted cost exponents and the project's targets for the Gaunt
 product (speedup vs e3nn >= 20 at L = 6 and >= 100 at L = 10, never slower at L >= 2, exponent <= 3.5).
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,9 +19,16 @@ def _config(r: dict) -> tuple:
     return (r["shape"], r["channels"], r["batch"], r["dtype"], r["direction"])
 
 
-SHORT = {"GauntProduct": "Gaunt", "GauntProduct[fft]": "Gaunt(fft)", "GridGauntProduct": "Grid", "VectorGauntProduct": "Vector",
-         "SO2Product": "SO2",
-         "CGProduct": "CG", "cuequivariance": "cuEq", "openequivariance": "OEq"}  # fmt: skip
+SHORT = {
+    "GauntProduct": "Gaunt",
+    "GauntProduct[fft]": "Gaunt(fft)",
+    "GridGauntProduct": "Grid",
+    "VectorGauntProduct": "Vector",
+    "SO2Product": "SO2",
+    "CGProduct": "CG",
+    "cuequivariance": "cuEq",
+    "openequivariance": "OEq",
+}
 
 
 def _column(r: dict, several: bool) -> str:
@@ -64,7 +72,11 @@ def tables(results: dict) -> list[tuple[str, list[str], list[list[str]], list[st
         columns, notes = [], []
         for column, rs in by_column.items():
             reasons = {r.get("reason") for r in rs}
-            if all(r["status"] == "skipped" for r in rs) and len(reasons) == 1 and not str(next(iter(reasons))).startswith("budget"):
+            if (
+                all(r["status"] == "skipped" for r in rs)
+                and len(reasons) == 1
+                and not str(next(iter(reasons))).startswith("budget")
+            ):
                 notes.append(f"{column}: skipped, {next(iter(reasons))}")
             else:
                 columns.append(column)
@@ -79,18 +91,30 @@ def tables(results: dict) -> list[tuple[str, list[str], list[list[str]], list[st
 
 def fit_rows(results: dict) -> list[list[str]]:
     """Rows ``[configuration, implementation, exponent, L range, points]`` of the cost fits."""
-    return [[f"{f['shape']} {f['channels']}ch B={f['batch']} {f['dtype']} {f['direction']}",
-             f"{f['implementation']} [{f['function']}]", f"{f['exponent']:.2f}", f"{f['L'][0]:g}..{f['L'][1]:g}",
-             str(f["points"])] for f in results.get("fits", [])]  # fmt: skip
+    return [
+        [
+            f"{f['shape']} {f['channels']}ch B={f['batch']} {f['dtype']} {f['direction']}",
+            f"{f['implementation']} [{f['function']}]",
+            f"{f['exponent']:.2f}",
+            f"{f['L'][0]:g}..{f['L'][1]:g}",
+            str(f["points"]),
+        ]
+        for f in results.get("fits", [])
+    ]
 
 
-def evaluate_targets(results: dict, shape="feature", channels=64, batch=10000, dtype="float32",
-                     direction="fwd+bwd") -> list[dict]:  # fmt: skip
+def evaluate_targets(
+    results: dict, shape="feature", channels=64, batch=10000, dtype="float32", direction="fwd+bwd"
+) -> list[dict]:
     """The targets for each Gaunt implementation at one configuration: value, threshold, met (None:
     not measured, e.g. e3nn skipped for budget)."""
     records = [r for r in results["records"] if _config(r) == (shape, channels, batch, dtype, direction)]
-    fits = {f["implementation"]: f for f in results.get("fits", [])
-            if (f["shape"], f["channels"], f["batch"], f["dtype"], f["direction"]) == (shape, channels, batch, dtype, direction)}  # fmt: skip
+    fits = {
+        f["implementation"]: f
+        for f in results.get("fits", [])
+        if (f["shape"], f["channels"], f["batch"], f["dtype"], f["direction"])
+        == (shape, channels, batch, dtype, direction)
+    }
     out = []
     for name in GAUNT_IMPLEMENTATIONS:
         mine = {r["L"]: r for r in records if r["implementation"] == name and r["function"] == "gaunt"}
@@ -99,18 +123,36 @@ def evaluate_targets(results: dict, shape="feature", channels=64, batch=10000, d
         speed = {L: r.get("speedup_vs_e3nn") for L, r in mine.items()}
         for L, key in ((6, "speedup_L6"), (10, "speedup_L10")):
             value = speed.get(L)
-            out.append({"implementation": name, "target": f"speedup vs e3nn at L={L} >= {TARGETS[key]:g}",
-                        "value": value, "met": None if value is None else value >= TARGETS[key]})  # fmt: skip
+            out.append(
+                {
+                    "implementation": name,
+                    "target": f"speedup vs e3nn at L={L} >= {TARGETS[key]:g}",
+                    "value": value,
+                    "met": None if value is None else value >= TARGETS[key],
+                }
+            )
         measured = {L: s for L, s in speed.items() if L >= 2 and s is not None}
         worst = min(measured.values()) if measured else None
         where = f" (measured L={min(measured)}..{max(measured)})" if measured else ""
-        out.append({"implementation": name, "target": f"never slower than e3nn at L >= 2{where}", "value": worst,
-                    "met": None if worst is None else worst >= 1.0})  # fmt: skip
+        out.append(
+            {
+                "implementation": name,
+                "target": f"never slower than e3nn at L >= 2{where}",
+                "value": worst,
+                "met": None if worst is None else worst >= 1.0,
+            }
+        )
         fit = fits.get(name)
         value = fit["exponent"] if fit else None
         span = f" (fitted over L={fit['L'][0]:g}..{fit['L'][1]:g})" if fit else ""
-        out.append({"implementation": name, "target": f"cost exponent <= 3.5 over L = 4..16{span}", "value": value,
-                    "met": None if value is None else value <= TARGETS["exponent"]})  # fmt: skip
+        out.append(
+            {
+                "implementation": name,
+                "target": f"cost exponent <= 3.5 over L = 4..16{span}",
+                "value": value,
+                "met": None if value is None else value <= TARGETS["exponent"],
+            }
+        )
     return out
 
 
@@ -129,8 +171,9 @@ def print_tables(table_list: list[tuple[str, list[str], list[list[str]], list[st
     console = Console() if sys.stdout.isatty() else Console(width=200)  # logs and pipes: no wrapping at 80
     for title, header, rows, notes in table_list:
         # escape: "name [function]" labels would otherwise be read as rich markup tags and vanish
-        table = Table(title=escape(title), title_justify="left", caption=escape("\n".join(notes)) or None,
-                      caption_justify="left")  # fmt: skip
+        table = Table(
+            title=escape(title), title_justify="left", caption=escape("\n".join(notes)) or None, caption_justify="left"
+        )
         for i, h in enumerate(header):
             table.add_column(escape(h), justify="right" if i == 0 else "left", overflow="fold")
         for row in rows:
@@ -157,23 +200,50 @@ def markdown_tables(table_list: list[tuple[str, list[str], list[list[str]], list
     """Markdown lines of ``[(title, header, rows, notes)]``: a bold title, the table, the notes as a list."""
     parts = []
     for title, header, rows, notes in table_list:
-        parts += [f"**{title}**", "", markdown_table(header, rows), ""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+        parts += (
+            [f"**{title}**", "", markdown_table(header, rows), ""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+        )
     return parts
 
 
 def markdown_report(results: dict) -> str:
     """All tables, fits and (where the headline configuration was run) targets, as markdown."""
     parts = markdown_tables(tables(results))
-    parts += ["**Fitted cost exponents** (t ~ L^k, least squares on log t vs log L)", "",
-              markdown_table(FIT_HEADER, fit_rows(results)), ""]  # fmt: skip
+    parts += [
+        "**Fitted cost exponents** (t ~ L^k, least squares on log t vs log L)",
+        "",
+        markdown_table(FIT_HEADER, fit_rows(results)),
+        "",
+    ]
     targets = evaluate_targets(results)
     if targets:
-        rows = [[t["implementation"], t["target"], "-" if t["value"] is None else f"{t['value']:.3g}",
-                 {True: "met", False: "NOT met", None: "not measured"}[t["met"]]] for t in targets]  # fmt: skip
-        parts += ["**Targets** (feature, 64 channels, batch 10000, float32, fwd+bwd)", "",
-                  markdown_table(["implementation", "target", "value", "status"], rows), ""]  # fmt: skip
+        rows = [
+            [
+                t["implementation"],
+                t["target"],
+                "-" if t["value"] is None else f"{t['value']:.3g}",
+                {True: "met", False: "NOT met", None: "not measured"}[t["met"]],
+            ]
+            for t in targets
+        ]
+        parts += [
+            "**Targets** (feature, 64 channels, batch 10000, float32, fwd+bwd)",
+            "",
+            markdown_table(["implementation", "target", "value", "status"], rows),
+            "",
+        ]
     return "\n".join(parts)
 
 
-__all__ = ["tables", "cell", "fit_rows", "evaluate_targets", "print_report", "print_tables", "markdown_report",
-           "markdown_tables", "markdown_table", "format_seconds"]  # fmt: skip
+__all__ = [
+    "tables",
+    "cell",
+    "fit_rows",
+    "evaluate_targets",
+    "print_report",
+    "print_tables",
+    "markdown_report",
+    "markdown_tables",
+    "markdown_table",
+    "format_seconds",
+]

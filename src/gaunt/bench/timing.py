@@ -20,6 +20,7 @@ Peak memory of one call:
 
 Cost exponent: least squares of ``log t`` on ``log L`` over the points with ``lmin <= L <= lmax``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,7 +38,7 @@ import torch
 MEMORY_METHOD = {
     "cuda": "torch.cuda.max_memory_allocated during the first timed call, minus the memory allocated before it",
     "cpu": "rise of the peak resident set during the first timed call (malloc_trim(0), then VmHWM reset via "
-           "/proc/self/clear_refs; VmHWM after minus VmRSS before)",
+    "/proc/self/clear_refs; VmHWM after minus VmRSS before)",
 }
 
 
@@ -81,7 +82,7 @@ class PeakMemory:
         self.bytes: int | None = None
         self._start: int | None = None
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
@@ -182,8 +183,13 @@ def fit_exponent(Ls: Sequence[float], times: Sequence[float], lmin: float = 4, l
     k = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
     b = my - k * mx
     rms = math.sqrt(sum((y - b - k * x) ** 2 for x, y in zip(xs, ys)) / len(xs))
-    return {"exponent": k, "prefactor": math.exp(b), "points": len(pts),
-            "L": [min(L for L, _ in pts), max(L for L, _ in pts)], "rms_log_residual": rms}  # fmt: skip
+    return {
+        "exponent": k,
+        "prefactor": math.exp(b),
+        "points": len(pts),
+        "L": [min(L for L, _ in pts), max(L for L, _ in pts)],
+        "rms_log_residual": rms,
+    }
 
 
 def predict_time(history: dict[int, float], L: int, default_exponent: float = 3.0) -> float | None:
@@ -245,5 +251,14 @@ def machine_info(device: torch.device | str = "cpu") -> dict:
     return info
 
 
-__all__ = ["Timing", "PeakMemory", "time_call", "synchronize", "fit_exponent", "predict_time", "machine_info",
-           "cpu_model", "MEMORY_METHOD"]  # fmt: skip
+__all__ = [
+    "Timing",
+    "PeakMemory",
+    "time_call",
+    "synchronize",
+    "fit_exponent",
+    "predict_time",
+    "machine_info",
+    "cpu_model",
+    "MEMORY_METHOD",
+]

@@ -12,11 +12,20 @@ Typical use::
     for batch in make_loader(dataset, batch_size=8, shuffle=True, seed=0):  # collated AtomicGraph
         ...
 """
-from .graph import AtomicGraph, collate
-from .io import ENERGY_LABEL, FORCES_LABEL, SOURCE_LABEL, STRESS_LABEL, attach_labels, read_atoms, read_structures
-from .io import voigt_to_matrix
-from .neighbors import MIN_DISTANCE, atoms_to_graph, neighbor_list
+
 from .dataset import AtomicDataset, make_loader
+from .graph import AtomicGraph, collate
+from .io import (
+    ENERGY_LABEL,
+    FORCES_LABEL,
+    SOURCE_LABEL,
+    STRESS_LABEL,
+    attach_labels,
+    read_atoms,
+    read_structures,
+    voigt_to_matrix,
+)
+from .neighbors import MIN_DISTANCE, atoms_to_graph, neighbor_list
 from .split import random_split
 from .statistics import (
     atomic_energies_from_isolated,
@@ -30,13 +39,29 @@ from .statistics import (
 from .synthetic import EMT_ELEMENTS, emt_dataset
 
 __all__ = [
-    "AtomicGraph", "collate",
-    "read_structures", "read_atoms", "attach_labels", "voigt_to_matrix", "ENERGY_LABEL", "FORCES_LABEL", "STRESS_LABEL",
+    "AtomicGraph",
+    "collate",
+    "read_structures",
+    "read_atoms",
+    "attach_labels",
+    "voigt_to_matrix",
+    "ENERGY_LABEL",
+    "FORCES_LABEL",
+    "STRESS_LABEL",
     "SOURCE_LABEL",
-    "atoms_to_graph", "neighbor_list", "MIN_DISTANCE",
-    "AtomicDataset", "make_loader",
+    "atoms_to_graph",
+    "neighbor_list",
+    "MIN_DISTANCE",
+    "AtomicDataset",
+    "make_loader",
     "random_split",
-    "atomic_energies_from_isolated", "atomic_energies_least_squares", "element_shifts", "statistics",
-    "composition", "fit_per_element", "shortest_distances",
-    "emt_dataset", "EMT_ELEMENTS",
-]  # fmt: skip
+    "atomic_energies_from_isolated",
+    "atomic_energies_least_squares",
+    "element_shifts",
+    "statistics",
+    "composition",
+    "fit_per_element",
+    "shortest_distances",
+    "emt_dataset",
+    "EMT_ELEMENTS",
+]

@@ -1,4 +1,5 @@
 """``AtomicDataset`` (precomputed radius graphs) and a ``DataLoader`` that yields collated batches."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence

@@ -11,6 +11,7 @@ Conventions (those of ASE and MACE):
 * Units: Angstrom, eV, eV/A, stress in eV/A^3 with ASE's sign convention (``stress = (1/V) dE/d(strain)``,
   positive under tension).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -97,9 +98,11 @@ def _check_nonzero_edges(graph: AtomicGraph, vectors: torch.Tensor) -> None:
         k = int(torch.nonzero(zero)[0, 0])
         j, i = int(graph.edge_index[0, k]), int(graph.edge_index[1, k])
         shift = [float(v) for v in graph.cell_shifts[k]]
-        raise ValueError(f"AtomicGraph: edge {k} (sender atom {j} -> receiver atom {i}, cell shift {shift}) has zero "
-                         f"length ({int(zero.sum())} such edges): two atoms at the same position or a self-edge; "
-                         "the edge direction is undefined")  # fmt: skip
+        raise ValueError(
+            f"AtomicGraph: edge {k} (sender atom {j} -> receiver atom {i}, cell shift {shift}) has zero "
+            f"length ({int(zero.sum())} such edges): two atoms at the same position or a self-edge; "
+            "the edge direction is undefined"
+        )
 
 
 def collate(graphs: Sequence[AtomicGraph]) -> AtomicGraph:

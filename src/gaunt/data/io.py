@@ -5,6 +5,7 @@ Reference labels are copied into ``atoms.info["gaunt_energy"]`` (eV), ``atoms.ar
 the calculator ASE attaches while reading is removed, so a label can never be mistaken for a model
 prediction (``atoms.get_potential_energy()`` fails instead of silently returning the reference).
 """
+
 from __future__ import annotations
 
 import math
@@ -113,8 +114,9 @@ def read_atoms(path: str | os.PathLike, index: str | int | slice = ":") -> list[
         read = ase.io.read(path, index=index)
     except (IndexError, StopIteration):
         count = _count_configurations(path)
-        raise ValueError(f"{path}: index {index} is out of range: the file holds {count} configurations "
-                         f"(0..{count - 1})") from None  # fmt: skip
+        raise ValueError(
+            f"{path}: index {index} is out of range: the file holds {count} configurations (0..{count - 1})"
+        ) from None
     except Exception as err:  # ASE raises many types (XYZError, UnicodeDecodeError, UnknownFileTypeError ...)
         raise ValueError(f"{path}: {_describe_read_error(path, err)}") from None
     structures: list[ase.Atoms] = [read] if isinstance(read, ase.Atoms) else list(read)
@@ -141,10 +143,11 @@ def _describe_read_error(path: Path, err: Exception) -> str:
     if isinstance(err, UnicodeDecodeError):
         return "binary contents, not a text file (extended XYZ expected)"
     if isinstance(err, UnknownFileTypeError):
-        return (f"ASE cannot read this file format ({err}); give extended XYZ (.xyz / .extxyz) or another "
-                "format ASE reads")  # fmt: skip
+        return (
+            f"ASE cannot read this file format ({err}); give extended XYZ (.xyz / .extxyz) or another format ASE reads"
+        )
     message = " ".join(str(err).split()) or type(err).__name__
-    return (f"configuration {_count_configurations(path)} (counting from 0) is malformed or truncated: {message}")
+    return f"configuration {_count_configurations(path)} (counting from 0) is malformed or truncated: {message}"
 
 
 def _attach_labels(
@@ -207,4 +210,3 @@ def attach_labels(
     if stress is not None:
         atoms.info[STRESS_LABEL] = voigt_to_matrix(stress)
     return atoms
-

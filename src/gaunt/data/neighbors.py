@@ -5,6 +5,7 @@ supported; vesin handles mixed ``pbc`` itself and returns every periodic image w
 when the cutoff exceeds half the cell (an atom can then neighbour several images of the same atom,
 or its own images).
 """
+
 from __future__ import annotations
 
 import math

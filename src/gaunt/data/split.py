@@ -1,4 +1,5 @@
 """Reproducible train/validation splits of ``n`` structures."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ interaction energy by least squares over the compositions of the training set (w
 mostly on forces would take long to learn: its absence is a constant error per composition), and
 ``statistics`` gives ``scale`` and the neighbour-sum normalisation.
 """
+
 from __future__ import annotations
 
 import warnings

@@ -1,5 +1,6 @@
 """A small labelled dataset generated on the fly (no download): metal structures from Langevin MD with
 ASE's effective-medium theory (EMT) potential, labelled with EMT energies, forces (and stress)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

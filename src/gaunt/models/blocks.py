@@ -14,6 +14,7 @@ MACE (Batatia et al. 2022, eqs. 8-11) is the model; what differs: the many-body 
 MACE's symmetric contraction, and the convolution weights of the Gaunt products are factorised per
 degree (``gaunt.nn.convolution``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,26 +53,53 @@ class InteractionBlock(torch.nn.Module):
     O(mul nu^2 L^3) with Gaunt products (O(mul nu^4 L^6) with CG), plus O(mul^2 L^2) linear maps.
     """
 
-    def __init__(self, irreps_node: Irreps, irreps_out: Irreps, *, mul: int, max_ell: int, num_radial: int,
-                 radial_hidden: tuple[int, ...], correlation: int, num_elements: int, product: str,
-                 convolution_product: str | None, avg_num_neighbors: float, skip: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        irreps_node: Irreps,
+        irreps_out: Irreps,
+        *,
+        mul: int,
+        max_ell: int,
+        num_radial: int,
+        radial_hidden: tuple[int, ...],
+        correlation: int,
+        num_elements: int,
+        product: str,
+        convolution_product: str | None,
+        avg_num_neighbors: float,
+        skip: bool,
+    ) -> None:
         super().__init__()
         self.irreps_node, self.irreps_out = Irreps(irreps_node), Irreps(irreps_out)
         self.irreps_A = sphere_irreps(mul, max_ell)
         self.linear_up = Linear(self.irreps_node, self.irreps_node)
         self.conv = EquivariantConvolution(
-            self.irreps_node, max_ell, self.irreps_A, radial=num_radial, product=convolution_product or product,
-            hidden=radial_hidden, avg_num_neighbors=avg_num_neighbors, check_inputs=False,
+            self.irreps_node,
+            max_ell,
+            self.irreps_A,
+            radial=num_radial,
+            product=convolution_product or product,
+            hidden=radial_hidden,
+            avg_num_neighbors=avg_num_neighbors,
+            check_inputs=False,
             radial_bias=False,  # no bias: zero weights at the cutoff, so the energy is smooth there
-            radial_weights="all" if (convolution_product or product) in ("cg", "so2") else "edge")  # fmt: skip
+            radial_weights="all" if (convolution_product or product) in ("cg", "so2") else "edge",
+        )
         self.linear_A = Linear(self.irreps_A, self.irreps_A)
-        self.many_body = ManyBodyProduct(self.irreps_A, self.irreps_out, correlation, product=product,
-                                         num_elements=num_elements)  # fmt: skip
+        self.many_body = ManyBodyProduct(
+            self.irreps_A, self.irreps_out, correlation, product=product, num_elements=num_elements
+        )
         self.linear_out = Linear(self.irreps_out, self.irreps_out)
         self.skip = ElementLinear(self.irreps_node, self.irreps_out, num_elements) if skip else None
 
-    def forward(self, h: torch.Tensor, onehot: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
-                edge_radial: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        h: torch.Tensor,
+        onehot: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_vectors: torch.Tensor,
+        edge_radial: torch.Tensor,
+    ) -> torch.Tensor:
         A = self.conv(self.linear_up(h), edge_index, edge_vectors, edge_radial)
         B = self.many_body(self.linear_A(A), onehot)
         out = self.linear_out(B)

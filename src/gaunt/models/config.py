@@ -4,6 +4,7 @@ Names follow mace-torch from the command line to the model: ``max_L`` (degree of
 ``max_ell``, ``num_radial_basis``, ``num_channels``, ``correlation``, ``r_max``, ``pair_repulsion``.
 Files written before the rename (``hidden_lmax``, ``num_bessel``) load through :func:`config_from_dict`.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -60,7 +61,9 @@ class PotentialConfig:
     def __post_init__(self) -> None:
         zs = [int(z) for z in self.atomic_numbers]
         if not zs or len(set(zs)) != len(zs) or min(zs) < 1 or max(zs) > 118:
-            raise ValueError(f"PotentialConfig: atomic_numbers must be distinct elements 1..118, got {self.atomic_numbers}")
+            raise ValueError(
+                f"PotentialConfig: atomic_numbers must be distinct elements 1..118, got {self.atomic_numbers}"
+            )
         self.atomic_numbers = sorted(zs)
         self.atomic_energies = _per_element("atomic_energies", self.atomic_energies, zs, allow_empty=True)
         shift = self.shift
@@ -68,7 +71,9 @@ class PotentialConfig:
         if self.product not in PRODUCTS:
             raise ValueError(f"PotentialConfig: product must be one of {PRODUCTS}, got {self.product!r}")
         if not 0 < self.r_max < float("inf") or not self.avg_num_neighbors > 0 or not self.scale > 0:
-            raise ValueError(f"PotentialConfig: r_max (got {self.r_max}), avg_num_neighbors and scale must be finite and > 0")
+            raise ValueError(
+                f"PotentialConfig: r_max (got {self.r_max}), avg_num_neighbors and scale must be finite and > 0"
+            )
         for name in ("num_radial_basis", "num_channels", "correlation", "num_interactions"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"PotentialConfig: {name} must be >= 1, got {getattr(self, name)}")
@@ -98,8 +103,9 @@ def _pair_distances(values: dict, zs: list[int]) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"PotentialConfig: pair_repulsion_distances keys are 'Z1-Z2', got {key!r}") from None
         if a not in zs or b not in zs or not float(r) > 0:
-            raise ValueError(f"PotentialConfig: pair_repulsion_distances[{key!r}] = {r}: need elements of "
-                             f"{zs} and a distance > 0")  # fmt: skip
+            raise ValueError(
+                f"PotentialConfig: pair_repulsion_distances[{key!r}] = {r}: need elements of {zs} and a distance > 0"
+            )
         out[f"{a}-{b}"] = float(r)
     return dict(sorted(out.items()))
 

@@ -5,6 +5,7 @@ The file is a plain dict ``{"format": "gaunt-potential/1", "config": {...}, "dty
 atomic: the file is written next to the target, flushed to disk, then renamed over it, so a crash
 leaves either the old file or the new one, never a torn one.
 """
+
 from __future__ import annotations
 
 import os
@@ -92,8 +93,10 @@ def _diagnose(path: Path, err: Exception) -> str:
     if not zipfile.is_zipfile(path):
         return f"is truncated or damaged: an incomplete zip archive of {size} bytes (an interrupted copy?)"
     if isinstance(err, pickle.UnpicklingError):
-        return ("holds pickled Python objects that safe loading (weights_only=True) refuses: it was not written "
-                "by gaunt, or holds code; gaunt loads only its own files")  # fmt: skip
+        return (
+            "holds pickled Python objects that safe loading (weights_only=True) refuses: it was not written "
+            "by gaunt, or holds code; gaunt loads only its own files"
+        )
     return f"is damaged: {' '.join(str(err).split())[:200]}"
 
 
@@ -137,5 +140,14 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device | None 
     return (model.to(map_location) if map_location is not None else model).eval()
 
 
-__all__ = ["save_model", "load_model", "model_state", "model_from_state", "atomic_torch_save", "load_torch_file",
-           "check_format", "FORMAT", "TRAIN_CHECKPOINT_FORMAT"]  # fmt: skip
+__all__ = [
+    "save_model",
+    "load_model",
+    "model_state",
+    "model_from_state",
+    "atomic_torch_save",
+    "load_torch_file",
+    "check_format",
+    "FORMAT",
+    "TRAIN_CHECKPOINT_FORMAT",
+]

@@ -16,6 +16,7 @@ in a molecule) would otherwise be left with no wall between their covalent radii
 approach the network was fitted on (3BPA H-H: 0.62 A against 1.56 A), yet the repulsion is zero at every
 training distance of such a pair. Each directed edge carries half of its pair's energy.
 """
+
 from __future__ import annotations
 
 import ase
@@ -78,8 +79,14 @@ def dimer_energies(model: torch.nn.Module, z1: int, z2: int, distances) -> list[
     from ..data import atoms_to_graph, collate
 
     dtype, device = model.embedding.weight.dtype, model.embedding.weight.device
-    graphs = [atoms_to_graph(ase.Atoms(numbers=[z1, z2], positions=[[0.0, 0.0, 0.0], [float(r), 0.0, 0.0]]),
-                             model.config.r_max, dtype=dtype) for r in distances]  # fmt: skip
+    graphs = [
+        atoms_to_graph(
+            ase.Atoms(numbers=[z1, z2], positions=[[0.0, 0.0, 0.0], [float(r), 0.0, 0.0]]),
+            model.config.r_max,
+            dtype=dtype,
+        )
+        for r in distances
+    ]
     energy = model(collate(graphs).to(device), compute_forces=False)["energy"]
     return energy.detach().cpu().double().tolist()
 

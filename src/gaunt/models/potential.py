@@ -28,6 +28,7 @@ the read-out, and the shift is switched on by the smooth
 coordination w_i (1 - w_i < 7e-4 once sum_j u >= 2, i.e. in any condensed or molecular environment).
 ``isolated_atom_e0=False`` is the form of models saved before (E0 + shift + scale * readout).
 """
+
 from __future__ import annotations
 
 import torch
@@ -57,15 +58,17 @@ class GauntPotential(torch.nn.Module):
         z_to_index = torch.full((119,), -1, dtype=torch.long)
         z_to_index[torch.tensor(zs)] = torch.arange(len(zs))
         self.register_buffer("z_to_index", z_to_index, persistent=False)
-        self.register_buffer("atomic_energies",
-                             torch.tensor([config.atomic_energies.get(z, 0.0) for z in zs], dtype=torch.float64))  # fmt: skip
+        self.register_buffer(
+            "atomic_energies", torch.tensor([config.atomic_energies.get(z, 0.0) for z in zs], dtype=torch.float64)
+        )
         shifts = torch.tensor([config.shift[z] for z in zs], dtype=torch.float64)
         if config.isolated_atom_e0:  # learned, from the least-squares fit: the network's read-out has no constant
             self.shifts = torch.nn.Parameter(shifts)
         else:
             self.register_buffer("shifts", shifts, persistent=False)
-        self.pair_repulsion = (ZBLRepulsion(zs, config.pair_repulsion_distances, config.polynomial_p)
-                               if config.pair_repulsion else None)  # fmt: skip
+        self.pair_repulsion = (
+            ZBLRepulsion(zs, config.pair_repulsion_distances, config.polynomial_p) if config.pair_repulsion else None
+        )
         self.embedding = torch.nn.Linear(len(zs), mul, bias=False)
         torch.nn.init.normal_(self.embedding.weight)  # h0 = W[:, z] ~ N(0, 1), e3nn's normalisation
         self.bessel = BesselBasis(config.r_max, config.num_radial_basis)
@@ -76,11 +79,22 @@ class GauntPotential(torch.nn.Module):
         for t in range(config.num_interactions):
             last = t == config.num_interactions - 1
             irreps_out = sphere_irreps(mul, 0 if last else config.max_L)
-            blocks.append(InteractionBlock(
-                irreps, irreps_out, mul=mul, max_ell=config.max_ell, num_radial=config.num_radial_basis,
-                radial_hidden=tuple(config.radial_hidden), correlation=config.correlation, num_elements=len(zs),
-                product=config.product, convolution_product=config.convolution_product,
-                avg_num_neighbors=config.avg_num_neighbors, skip=t > 0))  # fmt: skip
+            blocks.append(
+                InteractionBlock(
+                    irreps,
+                    irreps_out,
+                    mul=mul,
+                    max_ell=config.max_ell,
+                    num_radial=config.num_radial_basis,
+                    radial_hidden=tuple(config.radial_hidden),
+                    correlation=config.correlation,
+                    num_elements=len(zs),
+                    product=config.product,
+                    convolution_product=config.convolution_product,
+                    avg_num_neighbors=config.avg_num_neighbors,
+                    skip=t > 0,
+                )
+            )
             readouts.append(ScalarMLPReadout(mul) if last else LinearReadout(irreps_out))
             irreps = irreps_out
         self.blocks, self.readouts = torch.nn.ModuleList(blocks), torch.nn.ModuleList(readouts)
@@ -98,8 +112,10 @@ class GauntPotential(torch.nn.Module):
             raise ValueError("GauntPotential: empty graph (no atoms)")
         dtype = self.embedding.weight.dtype
         if graph.positions.dtype != dtype or graph.positions.device != self.embedding.weight.device:
-            raise TypeError(f"GauntPotential: graph is {graph.positions.dtype} on {graph.positions.device} but the model "
-                            f"is {dtype} on {self.embedding.weight.device}: use graph.to(device, dtype)")  # fmt: skip
+            raise TypeError(
+                f"GauntPotential: graph is {graph.positions.dtype} on {graph.positions.device} but the model "
+                f"is {dtype} on {self.embedding.weight.device}: use graph.to(device, dtype)"
+            )
         if not bool(torch.isfinite(graph.positions).all()):
             raise ValueError("GauntPotential: positions contain NaN or inf")
         z = graph.atomic_numbers
@@ -107,12 +123,18 @@ class GauntPotential(torch.nn.Module):
         bad = (index < 0) | (z < 0) | (z > 118)
         if bool(bad.any()):
             unknown = sorted({int(v) for v in z[bad]})
-            raise ValueError(f"GauntPotential: unknown atomic numbers {unknown}; "
-                             f"the model knows {self.config.atomic_numbers}")  # fmt: skip
+            raise ValueError(
+                f"GauntPotential: unknown atomic numbers {unknown}; the model knows {self.config.atomic_numbers}"
+            )
         return index
 
-    def forward(self, graph: AtomicGraph, compute_forces: bool = True, compute_stress: bool = False,
-                create_graph: bool | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    def forward(
+        self,
+        graph: AtomicGraph,
+        compute_forces: bool = True,
+        compute_stress: bool = False,
+        create_graph: bool | None = None,
+    ) -> dict[str, torch.Tensor]:
         index = self._check(graph)
         create_graph = self.training if create_graph is None else create_graph
         positions, cell = graph.positions, graph.cell
@@ -145,8 +167,9 @@ class GauntPotential(torch.nn.Module):
                 out["stress"] = grads[-1] / volume[:, None, None]
         return out
 
-    def _node_energy(self, graph: AtomicGraph, index: torch.Tensor, positions: torch.Tensor,
-                     cell: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def _node_energy(
+        self, graph: AtomicGraph, index: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor
+    ) -> torch.Tensor:
         """``E_i`` of the module docstring ``[N]``."""
         onehot = torch.nn.functional.one_hot(index, len(self.config.atomic_numbers)).to(positions.dtype)
         vectors = graph.edge_vectors(positions, cell)
@@ -160,7 +183,7 @@ class GauntPotential(torch.nn.Module):
             free = torch.eye(onehot.shape[1], dtype=onehot.dtype, device=onehot.device)
             features = torch.cat([onehot, free])
             both = self._interaction(self.embedding(features), features, graph.edge_index, vectors, radial)
-            interaction = both[: graph.num_nodes] - both[graph.num_nodes:][index]
+            interaction = both[: graph.num_nodes] - both[graph.num_nodes :][index]
             coordination = positions.new_zeros(graph.num_nodes).index_add(0, graph.edge_index[1], envelope)
             shift = shift * torch.tanh(SHIFT_SHARPNESS * coordination)
         else:
@@ -170,8 +193,14 @@ class GauntPotential(torch.nn.Module):
             energy = energy + self.pair_repulsion(index, graph.edge_index, lengths)
         return energy
 
-    def _interaction(self, h: torch.Tensor, onehot: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor,
-                     radial: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def _interaction(
+        self,
+        h: torch.Tensor,
+        onehot: torch.Tensor,
+        edge_index: torch.Tensor,
+        vectors: torch.Tensor,
+        radial: torch.Tensor,
+    ) -> torch.Tensor:
         """``sum_t readout_t(h^(t))`` per atom ``[N]``."""
         interaction = h.new_zeros(h.shape[0])
         for block, readout in zip(self.blocks, self.readouts):
@@ -181,9 +210,11 @@ class GauntPotential(torch.nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"elements={c.atomic_numbers}, r_max={c.r_max}, channels={c.num_channels}, max_ell={c.max_ell}, "
-                f"max_L={c.max_L}, correlation={c.correlation}, interactions={c.num_interactions}, "
-                f"pair_repulsion={c.pair_repulsion}, products={self.products}")  # fmt: skip
+        return (
+            f"elements={c.atomic_numbers}, r_max={c.r_max}, channels={c.num_channels}, max_ell={c.max_ell}, "
+            f"max_L={c.max_L}, correlation={c.correlation}, interactions={c.num_interactions}, "
+            f"pair_repulsion={c.pair_repulsion}, products={self.products}"
+        )
 
 
 __all__ = ["GauntPotential", "PotentialConfig", "PRODUCTS", "config_dict", "config_from_dict"]

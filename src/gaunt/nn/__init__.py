@@ -9,22 +9,34 @@ The Gaunt paper's three applications, each with a ``product=`` switch (``make_pr
 :class:`EdgeAlignedGauntProduct`, and the grid-summed executor :class:`GridConvolution`) and
 :class:`ManyBodyProduct` (MACE-style correlation order nu).
 """
-from .activation import Gate, NormActivation, NormalizedActivation
-from .linear import Linear
-from .norm import EquivariantLayerNorm
-from .radial import BesselBasis, PolynomialCutoff, RadialMLP
-from .s2_activation import S2Activation
+
 from ..products import EdgeAlignedGauntProduct, make_product
+from .activation import Gate, NormActivation, NormalizedActivation
 from .convolution import EquivariantConvolution
 from .grid_convolution import GridConvolution
 from .interaction import FeatureInteraction
+from .linear import Linear
 from .many_body import CGManyBody, GauntManyBody, ManyBodyProduct
+from .norm import EquivariantLayerNorm
+from .radial import BesselBasis, PolynomialCutoff, RadialMLP
+from .s2_activation import S2Activation
 
 __all__ = [
     "Linear",
-    "Gate", "NormActivation", "NormalizedActivation", "S2Activation",
+    "Gate",
+    "NormActivation",
+    "NormalizedActivation",
+    "S2Activation",
     "EquivariantLayerNorm",
-    "BesselBasis", "PolynomialCutoff", "RadialMLP",
-    "make_product", "FeatureInteraction", "EquivariantConvolution", "EdgeAlignedGauntProduct", "GridConvolution",
-    "ManyBodyProduct", "CGManyBody", "GauntManyBody",
-]  # fmt: skip
+    "BesselBasis",
+    "PolynomialCutoff",
+    "RadialMLP",
+    "make_product",
+    "FeatureInteraction",
+    "EquivariantConvolution",
+    "EdgeAlignedGauntProduct",
+    "GridConvolution",
+    "ManyBodyProduct",
+    "CGManyBody",
+    "GauntManyBody",
+]

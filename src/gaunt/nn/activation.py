@@ -11,10 +11,11 @@ Why these are equivariant: a scalar ``0e`` is invariant, so any function of it i
 a definite parity. Multiplying an irrep by an invariant (a ``0e`` gate or a function of its norm)
 commutes with ``D(R)``; a ``0o`` gate flips the parity of what it gates.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ import torch
 from ..so3 import Irreps
 from .linear import check_features
 
-Activation = Optional[Callable[[torch.Tensor], torch.Tensor]]
+Activation = Callable[[torch.Tensor], torch.Tensor] | None
 
 
 def _as_float64(f: Callable, x: np.ndarray) -> np.ndarray:
@@ -84,7 +85,9 @@ class _ScalarActivations(torch.nn.Module):
         super().__init__()
         acts = list(acts)
         if len(acts) != len(irreps):
-            raise ValueError(f"{owner}: {label} {irreps} has {len(irreps)} blocks but {len(acts)} activations were given")
+            raise ValueError(
+                f"{owner}: {label} {irreps} has {len(irreps)} blocks but {len(acts)} activations were given"
+            )
         self.acts = torch.nn.ModuleList()
         out, self._segments = [], []
         start = 0

@@ -22,6 +22,7 @@ instead of a synthesis and a projection per edge (O(E mul (L1^2 + L3^2) P)). P ~
 The result is the same function as ``EquivariantConvolution(product="grid", radial_weights="edge")``
 computed edge by edge (tested to 1e-12).
 """
+
 from __future__ import annotations
 
 import math
@@ -58,34 +59,49 @@ class GridConvolution(torch.nn.Module):
         self.node = parse_spherical_irreps(irreps_node, "irreps_node", owner)
         self.out = parse_spherical_irreps(irreps_out, "irreps_out", owner)
         if not (self.node.complete and self.out.complete) or self.node.mul != self.out.mul:
-            raise ValueError(f"{owner}: needs complete mul x (0..L) irreps of one mul, got {self.node.irreps} -> {self.out.irreps}")
+            raise ValueError(
+                f"{owner}: needs complete mul x (0..L) irreps of one mul, got {self.node.irreps} -> {self.out.irreps}"
+            )
         L1, L2, L3 = self.node.lmax, lmax_edge, self.out.lmax
         self.lmax_edge = L2
         grid = spherical_grid(L1 + L2 + L3)
         points, weights = grid.points, grid.weights
-        self.register_buffer("_y1", spherical_harmonics(L1, points, "integral").T.contiguous(), persistent=False)  # [(L1+1)^2, P]
+        self.register_buffer(
+            "_y1", spherical_harmonics(L1, points, "integral").T.contiguous(), persistent=False
+        )  # [(L1+1)^2, P]
         self.register_buffer("_y2", spherical_harmonics(L2, points, "integral"), persistent=False)  # [P, (L2+1)^2]
-        self.register_buffer("_y3w", (spherical_harmonics(L3, points, "integral") * weights[:, None]).contiguous(),
-                             persistent=False)  # [P, (L3+1)^2]  # fmt: skip
+        self.register_buffer(
+            "_y3w", (spherical_harmonics(L3, points, "integral") * weights[:, None]).contiguous(), persistent=False
+        )  # [P, (L3+1)^2]
         self.register_buffer("_in_index", _dense_order(self.node), persistent=False)
         out_index = _dense_order(self.out)  # output position -> (u, l3 m3): invert the gather
         inverse = torch.empty(self.out.dim, dtype=torch.long)
         inverse[out_index.reshape(-1)] = torch.arange(out_index.numel())
         self.register_buffer("_out_index", inverse, persistent=False)
-        self.register_buffer("_deg1", torch.repeat_interleave(torch.arange(L1 + 1), 2 * torch.arange(L1 + 1) + 1),
-                             persistent=False)  # fmt: skip
-        self.register_buffer("_deg3", torch.repeat_interleave(torch.arange(L3 + 1), 2 * torch.arange(L3 + 1) + 1),
-                             persistent=False)  # fmt: skip
+        self.register_buffer(
+            "_deg1", torch.repeat_interleave(torch.arange(L1 + 1), 2 * torch.arange(L1 + 1) + 1), persistent=False
+        )
+        self.register_buffer(
+            "_deg3", torch.repeat_interleave(torch.arange(L3 + 1), 2 * torch.arange(L3 + 1) + 1), persistent=False
+        )
         self.num_points = points.shape[0]
 
     def edge_kernel(self, edge_sh: torch.Tensor) -> torch.Tensor:
         """``K[e, l2, p] = sum_m Yc[l2 m](r_e) Y[l2 m](s_p)`` ``[E, L2+1, P]``."""
         y2 = self._y2.to(edge_sh.dtype)
-        return torch.stack([edge_sh[:, l * l : (l + 1) ** 2] @ y2[:, l * l : (l + 1) ** 2].T
-                            for l in range(self.lmax_edge + 1)], dim=1)  # noqa: E741  # fmt: skip
+        return torch.stack(
+            [edge_sh[:, l * l : (l + 1) ** 2] @ y2[:, l * l : (l + 1) ** 2].T for l in range(self.lmax_edge + 1)], dim=1
+        )  # noqa: E741
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, w1: torch.Tensor,
-                w2: torch.Tensor, w3: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_sh: torch.Tensor,
+        w1: torch.Tensor,
+        w2: torch.Tensor,
+        w3: torch.Tensor,
+    ) -> torch.Tensor:
         N, mul, dtype = x.shape[0], self.node.mul, x.dtype
         if self.node.lmax == 0 and self.out.lmax <= self.lmax_edge:
             return self._scalar_nodes(x, edge_index, edge_sh, w1, w2, w3)
@@ -99,9 +115,15 @@ class GridConvolution(torch.nn.Module):
         Z = (S @ self._y3w.to(dtype)) * w3[:, self._deg3]  # [N, mul, (L3+1)^2]
         return Z.reshape(N, -1)[:, self._out_index]
 
-
-    def _scalar_nodes(self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, w1: torch.Tensor,
-                      w2: torch.Tensor, w3: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def _scalar_nodes(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_sh: torch.Tensor,
+        w1: torch.Tensor,
+        w2: torch.Tensor,
+        w3: torch.Tensor,
+    ) -> torch.Tensor:
         """Scalar node features (L1 = 0, e.g. a potential's first block): f_j = w1 x_j Y00 is constant on the
         sphere, so projecting f_j g_ij onto Y[l3 m3] just reads g_ij's own coefficient (orthonormality):
 

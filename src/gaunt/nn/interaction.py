@@ -18,12 +18,13 @@ sphere-function irreps it has exactly the Gaunt paths (l1 + l2 + l3 even), with 
 
 Cost per channel at L_in = L_out = L: O(L^3) for the Gaunt products, O(L^6) for "cg".
 """
+
 from __future__ import annotations
 
 import torch
 
-from ..so3 import Irreps
 from ..products import make_product
+from ..so3 import Irreps
 
 _EDGE_PRODUCTS = ("so2", "gaunt_z")
 
@@ -46,8 +47,10 @@ class FeatureInteraction(torch.nn.Module):
     def __init__(self, irreps_in, irreps_out, product: str = "gaunt", irreps_in2=None, **product_kw) -> None:
         super().__init__()
         if isinstance(product, str) and product.lower() in _EDGE_PRODUCTS:
-            raise ValueError(f"FeatureInteraction: product {product!r} multiplies by edge vectors; "
-                             "use nn.convolution.EquivariantConvolution for it")  # fmt: skip
+            raise ValueError(
+                f"FeatureInteraction: product {product!r} multiplies by edge vectors; "
+                "use nn.convolution.EquivariantConvolution for it"
+            )
         self.irreps_in, self.irreps_out = Irreps(irreps_in), Irreps(irreps_out)
         self.self_interaction = irreps_in2 is None
         self.irreps_in2 = self.irreps_in if irreps_in2 is None else Irreps(irreps_in2)
@@ -59,7 +62,9 @@ class FeatureInteraction(torch.nn.Module):
         name = "FeatureInteraction"
         if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != self.irreps_in.dim:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{name}: x has shape {shape}; irreps_in = {self.irreps_in} needs [..., {self.irreps_in.dim}]")
+            raise ValueError(
+                f"{name}: x has shape {shape}; irreps_in = {self.irreps_in} needs [..., {self.irreps_in.dim}]"
+            )
         if self.self_interaction:
             if y is not None:
                 raise ValueError(f"{name}: built as a self-interaction (irreps_in2=None); do not pass y")
@@ -68,7 +73,9 @@ class FeatureInteraction(torch.nn.Module):
             raise ValueError(f"{name}: built with irreps_in2 = {self.irreps_in2}; pass the second feature y")
         elif not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[-1] != self.irreps_in2.dim:
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ValueError(f"{name}: y has shape {shape}; irreps_in2 = {self.irreps_in2} needs [..., {self.irreps_in2.dim}]")
+            raise ValueError(
+                f"{name}: y has shape {shape}; irreps_in2 = {self.irreps_in2} needs [..., {self.irreps_in2.dim}]"
+            )
         return self.product(x, y)
 
     def descriptor(self):

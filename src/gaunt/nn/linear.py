@@ -22,10 +22,11 @@ flops, no loop over channels or over block pairs.
 This module also holds :func:`check_features` and :class:`IrrepTypeGroups`, shared by the other
 layers of ``gaunt.nn``.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -221,7 +222,9 @@ class Linear(torch.nn.Module):
                 raise ValueError(f"Linear: the weights are external; pass {label} of size [..., {numel}]")
             return (self.weight if label == "weight" else self.bias).to(x.dtype)
         if self.internal_weights:
-            raise ValueError(f"Linear: the weights are internal; do not pass {label} (or build with internal_weights=False)")
+            raise ValueError(
+                f"Linear: the weights are internal; do not pass {label} (or build with internal_weights=False)"
+            )
         if t.dim() == 0 or t.shape[-1] != numel:
             raise ValueError(f"Linear: {label} has shape {tuple(t.shape)}, expected [..., {numel}]")
         if self.shared_weights and t.dim() != 1:
@@ -230,7 +233,9 @@ class Linear(torch.nn.Module):
             raise ValueError(f"Linear: {label} is on {t.device} but x is on {x.device}")
         return t.to(x.dtype)
 
-    def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``x [..., irreps_in.dim]`` -> ``[..., irreps_out.dim]`` (batch broadcast with per-sample weights)."""
         check_features("Linear", x, self.irreps_in)
         weight = self._check("weight", weight, self.weight_numel, x)

@@ -38,6 +38,7 @@ It equals ``GauntManyBody.cg_reference()``: the CG chain with ``paths="gaunt"`` 
 ``theta = ratio(l_a, l_b, l_c) w1[l_b] (w1[l_a] at k = 2) / c_p``, ``W_1 = w3_1 w1``, ``W_k = w3_k``,
 where ``ratio`` = Gaunt / Clebsch-Gordan coefficient (``so3.gaunt_coefficients``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -77,7 +78,9 @@ class _ElementWeights(torch.nn.Module):
                 raise ValueError(f"{owner}: one-hot species has shape {tuple(species.shape)}, expected {(*batch, n)}")
             return species.to(dtype) @ self.weight.to(dtype)
         if species.shape != batch:
-            raise ValueError(f"{owner}: species has shape {tuple(species.shape)}, expected the batch shape {tuple(batch)}")
+            raise ValueError(
+                f"{owner}: species has shape {tuple(species.shape)}, expected the batch shape {tuple(batch)}"
+            )
         if not torch.compiler.is_compiling() and species.numel() and bool(((species < 0) | (species >= n)).any()):
             raise IndexError(f"{owner}: species out of range: values must lie in [0, {n - 1}]")
         return self.weight.to(dtype)[species]
@@ -95,7 +98,9 @@ def _check_features(owner: str, x: torch.Tensor, irreps: Irreps) -> None:
 def _common_mul(irreps: Irreps, label: str, owner: str) -> int:
     muls = {mul for mul, _ in irreps}
     if len(muls) != 1 or 0 in muls:
-        raise ValueError(f"{owner}: {label} = {irreps} must have one non-zero multiplicity (channels), got {sorted(muls)}")
+        raise ValueError(
+            f"{owner}: {label} = {irreps} must have one non-zero multiplicity (channels), got {sorted(muls)}"
+        )
     return muls.pop()
 
 
@@ -110,8 +115,15 @@ class CGManyBody(torch.nn.Module):
     then the read-outs ``W_k [mul, n_k]`` for k = 1..k_last.
     """
 
-    def __init__(self, irreps_in, irreps_out, correlation: int, num_elements: int | None = None,
-                 paths: str = "all", lmax_hidden: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        irreps_in,
+        irreps_out,
+        correlation: int,
+        num_elements: int | None = None,
+        paths: str = "all",
+        lmax_hidden: int | None = None,
+    ) -> None:
         super().__init__()
         owner = "CGManyBody"
         self.irreps_in, self.irreps_out = Irreps(irreps_in), Irreps(irreps_out)
@@ -140,14 +152,27 @@ class CGManyBody(torch.nn.Module):
             if out_irreps & set(chain[-1]):
                 break
         for k in range(len(chain) - 2, 0, -1):  # prune dead ends: keep what is read out or feeds T_{k+1}
-            chain[k] = [c for c in chain[k] if c in out_irreps or any(set(c * b) & set(chain[k + 1]) for b in in_irreps)]
+            chain[k] = [
+                c for c in chain[k] if c in out_irreps or any(set(c * b) & set(chain[k + 1]) for b in in_irreps)
+            ]
         self.chain = [self.irreps_in] + [Irreps([(mul, ir) for ir in irs]) for irs in chain[1:]]
         self.steps = torch.nn.ModuleList(
-            CGProduct(prev, self.irreps_in, nxt, instructions=[
-                (a, b, c, "uuu", True) for a, (_, ira) in enumerate(prev) for b, (_, irb) in enumerate(self.irreps_in)
-                for c, (_, irc) in enumerate(nxt) if irc in ira * irb and (not sign or (ira.l + irb.l + irc.l) % 2 == 0)],
-                internal_weights=False, shared_weights=num_elements is None)
-            for prev, nxt in zip(self.chain, self.chain[1:]))  # fmt: skip
+            CGProduct(
+                prev,
+                self.irreps_in,
+                nxt,
+                instructions=[
+                    (a, b, c, "uuu", True)
+                    for a, (_, ira) in enumerate(prev)
+                    for b, (_, irb) in enumerate(self.irreps_in)
+                    for c, (_, irc) in enumerate(nxt)
+                    if irc in ira * irb and (not sign or (ira.l + irb.l + irc.l) % 2 == 0)
+                ],
+                internal_weights=False,
+                shared_weights=num_elements is None,
+            )
+            for prev, nxt in zip(self.chain, self.chain[1:])
+        )
         # read-outs: output position -> position in T_k (or the zero slot T_k.dim) and weight u * n_k + j
         self._read_sizes, reached = [], set()
         for k, irreps_k in enumerate(self.chain):
@@ -165,8 +190,10 @@ class CGManyBody(torch.nn.Module):
             self._read_sizes.append(mul * len(blocks))
         missing = [str(b) for j, b in enumerate(self.irreps_out) if j not in reached]
         if missing:
-            raise ValueError(f"{owner}: output blocks {missing} are not reached by any power A^k, k <= {correlation}, "
-                             f"of {self.irreps_in} ({paths} paths)")  # fmt: skip
+            raise ValueError(
+                f"{owner}: output blocks {missing} are not reached by any power A^k, k <= {correlation}, "
+                f"of {self.irreps_in} ({paths} paths)"
+            )
         self._sizes = [s.weight_numel for s in self.steps] + self._read_sizes
         self.weights = _ElementWeights(sum(self._sizes), num_elements, owner)
         with torch.no_grad():
@@ -206,8 +233,9 @@ class GauntManyBody(torch.nn.Module):
     ``w1 [mul, L+1]`` then ``w3 [|K|, mul, L_out+1]`` (w1 starts at 1, w3 Gaussian / sqrt|K|).
     """
 
-    def __init__(self, irreps_in, irreps_out, correlation: int, num_elements: int | None = None,
-                 method: str = "grid") -> None:  # fmt: skip
+    def __init__(
+        self, irreps_in, irreps_out, correlation: int, num_elements: int | None = None, method: str = "grid"
+    ) -> None:
         super().__init__()
         owner = "GauntManyBody"
         if not isinstance(correlation, int) or correlation < 1:
@@ -220,8 +248,10 @@ class GauntManyBody(torch.nn.Module):
             raise ValueError(f"{owner}: irreps_out = {lout.irreps} must have the multiplicity of irreps_in ({lin.mul})")
         self.powers = [k for k in range(1, correlation + 1) if lin.sign**k == lout.sign]
         if not self.powers:
-            raise ValueError(f"{owner}: irreps_out = {lout.irreps} has sign {lout.sign:+d} but every power f^k, k <= "
-                             f"{correlation}, of irreps_in = {lin.irreps} has sign {lin.sign:+d}")  # fmt: skip
+            raise ValueError(
+                f"{owner}: irreps_out = {lout.irreps} has sign {lout.sign:+d} but every power f^k, k <= "
+                f"{correlation}, of irreps_in = {lin.irreps} has sign {lin.sign:+d}"
+            )
         degrees, reached = set(lin.degrees), set()  # degrees of f^k, to check that every output degree is reached
         for k in range(1, max(self.powers) + 1):
             if k > 1:
@@ -230,7 +260,9 @@ class GauntManyBody(torch.nn.Module):
                 reached |= degrees
         missing = [l for l in lout.degrees if l not in reached]  # noqa: E741
         if missing:
-            raise ValueError(f"{owner}: output degrees {missing} of {lout.irreps} are not reached by the powers {self.powers}")
+            raise ValueError(
+                f"{owner}: output degrees {missing} of {lout.irreps} are not reached by the powers {self.powers}"
+            )
         self.irreps_in, self.irreps_out, self.layouts = lin.irreps, lout.irreps, (lin, lout)
         self.correlation, self.method, self.mul, self.num_elements = correlation, method, lin.mul, num_elements
         L, L3 = lin.lmax, lout.lmax
@@ -318,8 +350,9 @@ class ManyBodyProduct(torch.nn.Module):
     iff ``num_elements`` is set.
     """
 
-    def __init__(self, irreps_in, irreps_out, correlation: int, product: str = "cg",
-                 num_elements: int | None = None, **kw) -> None:  # fmt: skip
+    def __init__(
+        self, irreps_in, irreps_out, correlation: int, product: str = "cg", num_elements: int | None = None, **kw
+    ) -> None:
         super().__init__()
         name = product.lower() if isinstance(product, str) else product
         if name not in ("cg", "gaunt", "grid", "auto"):
@@ -332,13 +365,19 @@ class ManyBodyProduct(torch.nn.Module):
             except ValueError:
                 sphere = False
             name, reason = choose_product(irreps_in, irreps_in, irreps_out, sphere=sphere)
-            logger.info("ManyBodyProduct(product='auto'): chose %r for %s -> %s (%s)",
-                        name, Irreps(irreps_in), Irreps(irreps_out), reason)
+            logger.info(
+                "ManyBodyProduct(product='auto'): chose %r for %s -> %s (%s)",
+                name,
+                Irreps(irreps_in),
+                Irreps(irreps_out),
+                reason,
+            )
         if name == "cg":
             self.body = CGManyBody(irreps_in, irreps_out, correlation, num_elements, **kw)
         else:
-            self.body = GauntManyBody(irreps_in, irreps_out, correlation, num_elements,
-                                      method="grid" if name == "grid" else "fourier", **kw)  # fmt: skip
+            self.body = GauntManyBody(
+                irreps_in, irreps_out, correlation, num_elements, method="grid" if name == "grid" else "fourier", **kw
+            )
         self.chosen = name
         self.irreps_in, self.irreps_out, self.correlation = self.body.irreps_in, self.body.irreps_out, correlation
 

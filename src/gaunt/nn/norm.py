@@ -23,6 +23,7 @@ learnable when ``affine=True``; ``weight`` follows the channel order of ``irreps
 
 Shapes ``[..., irreps.dim] -> [..., irreps.dim]``; cost O(irreps.dim) per sample.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -28,10 +28,11 @@ invariant; the MLP turns the basis into per-edge weights for a tensor product.
   Without it (torch's default uniform init) each layer shrinks the weights ~3x, and a Gaunt product,
   whose per-edge weight is a product of three MLP outputs, starts ~10^4 times too small.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

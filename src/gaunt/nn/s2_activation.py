@@ -44,9 +44,10 @@ Shapes ``[..., irreps_in.dim] -> [..., irreps_out.dim]``. Cost per sample and ch
 matmuls, ``G ((lmax_in+1)^2 + (lmax_out+1)^2)`` multiply-adds plus G activations, O(L^4) at the
 default resolution. phi is applied as given (no second-moment normalisation).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

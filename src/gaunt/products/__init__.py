@@ -28,6 +28,7 @@ Reading order (what, then how):
 * Products: ``cg``, ``gaunt_fourier``, ``gaunt_grid``, ``vector`` (+ ``odd_gaunt``), ``so2``,
   ``edge_aligned``, ``cp``. Tools: ``e3nn_interop``, ``expressivity``, ``summary``.
 """
+
 from .base import TensorProduct
 from .cg import CGProduct
 from .cp import CPProduct
@@ -45,9 +46,31 @@ from .summary import demo_table
 from .vector import VectorGauntProduct
 
 __all__ = [
-    "TensorProduct", "CGProduct", "GauntProduct", "GridGauntProduct", "VectorGauntProduct", "SO2Product",
-    "EdgeAlignedGauntProduct", "CPProduct", "Path", "ProductDescriptor", "dense_product", "COUPLINGS",
-    "register_coupling", "demo_table", "PRODUCTS", "ProductSpec", "make_product", "choose_product", "EXECUTORS",
-    "resolve_executor", "SphereProgram", "derivative", "PowerProgram", "power_program", "TorchPowers",
-    "check_spherical_product", "parse_spherical_irreps",
+    "TensorProduct",
+    "CGProduct",
+    "GauntProduct",
+    "GridGauntProduct",
+    "VectorGauntProduct",
+    "SO2Product",
+    "EdgeAlignedGauntProduct",
+    "CPProduct",
+    "Path",
+    "ProductDescriptor",
+    "dense_product",
+    "COUPLINGS",
+    "register_coupling",
+    "demo_table",
+    "PRODUCTS",
+    "ProductSpec",
+    "make_product",
+    "choose_product",
+    "EXECUTORS",
+    "resolve_executor",
+    "SphereProgram",
+    "derivative",
+    "PowerProgram",
+    "power_program",
+    "TorchPowers",
+    "check_spherical_product",
+    "parse_spherical_irreps",
 ]

@@ -14,6 +14,7 @@ Products whose second input is edge vectors (``SO2Product``, ``EdgeAlignedGauntP
 ``takes_edge_vectors = True`` and give ``edge_harmonics(edge_vectors)``: the second input of their
 descriptor (see ``registry``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -110,7 +111,9 @@ class TensorProduct(torch.nn.Module):
             if weight.shape[-1:] != (self.weight_numel,):
                 raise ValueError(f"{name}: weight has shape {tuple(weight.shape)}, expected [..., {self.weight_numel}]")
             if self.shared_weights and weight.dim() != 1:
-                raise ValueError(f"{name}: shared weights must have shape [{self.weight_numel}], got {tuple(weight.shape)}")
+                raise ValueError(
+                    f"{name}: shared weights must have shape [{self.weight_numel}], got {tuple(weight.shape)}"
+                )
             if not self.shared_weights:
                 try:
                     torch.broadcast_shapes(weight.shape[:-1], batch)

@@ -22,6 +22,7 @@ Execution (``path_executor.PathExecutor``, usable for any descriptor): the scale
 precomputed once; paths sharing an input pair are contracted together in one matmul, then each path
 contracts its multiplicities with its weights in one einsum. No loop over channels.
 """
+
 from __future__ import annotations
 
 import math
@@ -124,16 +125,29 @@ class CGProduct(TensorProduct):
             irreps_in1, irreps_in2, irreps_out, tuple(Path(*ins[:5], coefficient=1.0) for ins in instructions)
         )
         coefficients = _normalisation(
-            raw, [ins[5] for ins in instructions], irrep_normalization, path_normalization,
-            _variances(in1_var, irreps_in1, "in1_var"), _variances(in2_var, irreps_in2, "in2_var"),
+            raw,
+            [ins[5] for ins in instructions],
+            irrep_normalization,
+            path_normalization,
+            _variances(in1_var, irreps_in1, "in1_var"),
+            _variances(in2_var, irreps_in2, "in2_var"),
             _variances(out_var, irreps_out, "out_var"),
-        )  # fmt: skip
+        )
         self._descriptor = ProductDescriptor(
-            irreps_in1, irreps_in2, irreps_out,
+            irreps_in1,
+            irreps_in2,
+            irreps_out,
             tuple(Path(*ins[:5], coefficient=c, coupling="cg") for ins, c in zip(instructions, coefficients)),
-        )  # fmt: skip
-        super().__init__(irreps_in1, irreps_in2, irreps_out, self._descriptor.weight_numel,
-                         internal_weights, shared_weights, check_finite)  # fmt: skip
+        )
+        super().__init__(
+            irreps_in1,
+            irreps_in2,
+            irreps_out,
+            self._descriptor.weight_numel,
+            internal_weights,
+            shared_weights,
+            check_finite,
+        )
         self.instructions = instructions
         self.irrep_normalization = irrep_normalization
         self.path_normalization = path_normalization
@@ -142,12 +156,12 @@ class CGProduct(TensorProduct):
 
     # ----------------------------------------------------------------- constructors
     @classmethod
-    def fully_connected(cls, irreps_in1, irreps_in2, irreps_out, **kwargs) -> "CGProduct":
+    def fully_connected(cls, irreps_in1, irreps_in2, irreps_out, **kwargs) -> CGProduct:
         """Every allowed ``in1[i] x in2[j] -> out[k]`` as a weighted ``uvw`` path (e3nn FullyConnectedTensorProduct)."""
         return cls(irreps_in1, irreps_in2, irreps_out, instructions=None, **kwargs)
 
     @classmethod
-    def channelwise(cls, irreps_in1, irreps_in2, irreps_out_filter=None, **kwargs) -> "CGProduct":
+    def channelwise(cls, irreps_in1, irreps_in2, irreps_out_filter=None, **kwargs) -> CGProduct:
         """Channel-wise ("convolution") product: one weighted ``uvu`` path per (in1 block, in2 irrep,
         ir_out in ir1 x ir2), each with its own output block ``mul1 x ir_out``; output irreps sorted
         (stably, not merged), as e3nn's points convolution. ``irreps_out_filter`` keeps only the
@@ -174,8 +188,10 @@ class CGProduct(TensorProduct):
         """Per-path views ``[..., *path_weight_shape]`` of a flat weight (the internal one by default)."""
         weight = self.weight if weight is None else weight
         d = self._descriptor
-        return [None if sl is None else weight[..., sl].reshape(*weight.shape[:-1], *d.path_weight_shape(p))
-                for p, sl in zip(d.paths, d.weight_slices())]  # fmt: skip
+        return [
+            None if sl is None else weight[..., sl].reshape(*weight.shape[:-1], *d.path_weight_shape(p))
+            for p, sl in zip(d.paths, d.weight_slices())
+        ]
 
     def _forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
         return self.runner(x1, x2, weight)

@@ -21,6 +21,7 @@ Decomposition (float64 NumPy, computed once per coupling and cached, determinist
   residual (power iteration from a seeded random start), then alternating least squares. Every step
   can only lower the error, so the error is non-increasing in the rank.
 """
+
 from __future__ import annotations
 
 import math
@@ -158,10 +159,16 @@ def exact_rank(tensor: torch.Tensor, key: tuple | None = None) -> int:
 
 # einsum on projected inputs a [z, u, r], b [z, v, r] (and weights) -> h [z, mul_out, r]
 _EQUATIONS = {
-    ("uvw", True): "zur,zvr,{z}uvw->zwr", ("uvu", True): "zur,zvr,{z}uv->zur", ("uvu", False): "zur,zvr->zur",
-    ("uvv", True): "zur,zvr,{z}uv->zvr", ("uvv", False): "zur,zvr->zvr", ("uuw", True): "zur,zur,{z}uw->zwr",
-    ("uuw", False): "zur,zur->zr", ("uuu", True): "zur,zur,{z}u->zur", ("uuu", False): "zur,zur->zur",
-}  # fmt: skip
+    ("uvw", True): "zur,zvr,{z}uvw->zwr",
+    ("uvu", True): "zur,zvr,{z}uv->zur",
+    ("uvu", False): "zur,zvr->zur",
+    ("uvv", True): "zur,zvr,{z}uv->zvr",
+    ("uvv", False): "zur,zvr->zvr",
+    ("uuw", True): "zur,zur,{z}uw->zwr",
+    ("uuw", False): "zur,zur->zr",
+    ("uuu", True): "zur,zur,{z}u->zur",
+    ("uuu", False): "zur,zur->zur",
+}
 
 
 class CPProduct(TensorProduct):
@@ -201,18 +208,34 @@ class CPProduct(TensorProduct):
         if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
             raise ValueError(f"CPProduct: rank must be a positive integer, got {rank!r}")
         reference = CGProduct(
-            irreps_in1, irreps_in2, irreps_out, instructions, irrep_normalization, path_normalization,
-            internal_weights=False, shared_weights=True, in1_var=in1_var, in2_var=in2_var, out_var=out_var,
-        )  # fmt: skip
+            irreps_in1,
+            irreps_in2,
+            irreps_out,
+            instructions,
+            irrep_normalization,
+            path_normalization,
+            internal_weights=False,
+            shared_weights=True,
+            in1_var=in1_var,
+            in2_var=in2_var,
+            out_var=out_var,
+        )
         self._descriptor = reference.descriptor()
-        super().__init__(reference.irreps_in1, reference.irreps_in2, reference.irreps_out,
-                         self._descriptor.weight_numel, internal_weights, shared_weights, check_finite)  # fmt: skip
+        super().__init__(
+            reference.irreps_in1,
+            reference.irreps_in2,
+            reference.irreps_out,
+            self._descriptor.weight_numel,
+            internal_weights,
+            shared_weights,
+            check_finite,
+        )
         self.rank = rank
         self.instructions = reference.instructions
         self._build_factors(seed, als_iterations)
 
     @classmethod
-    def channelwise(cls, irreps_in1, irreps_in2, rank: int, irreps_out_filter=None, **kwargs) -> "CPProduct":
+    def channelwise(cls, irreps_in1, irreps_in2, rank: int, irreps_out_filter=None, **kwargs) -> CPProduct:
         """CP version of ``CGProduct.channelwise`` (same output irreps and uvu instructions)."""
         cg = CGProduct.channelwise(irreps_in1, irreps_in2, irreps_out_filter, internal_weights=False)
         return cls(cg.irreps_in1, cg.irreps_in2, cg.irreps_out, rank, instructions=cg.instructions, **kwargs)
@@ -256,8 +279,18 @@ class CPProduct(TensorProduct):
                     group[key] = (sum(f.shape[1] for _, f in group.values()), factor)
             per_output.setdefault(path.i_out, []).append(path.coefficient * g)
             w = None if wslice is None else (wslice.start, wslice.stop, d.path_weight_shape(path))
-            paths.append((path.i_in1, columns1[path.i_in1][key][0], path.i_in2, columns2[path.i_in2][key][0],
-                          path.i_out, a.shape[1], _EQUATIONS[path.mode, w is not None], w))  # fmt: skip
+            paths.append(
+                (
+                    path.i_in1,
+                    columns1[path.i_in1][key][0],
+                    path.i_in2,
+                    columns2[path.i_in2][key][0],
+                    path.i_out,
+                    a.shape[1],
+                    _EQUATIONS[path.mode, w is not None],
+                    w,
+                )
+            )
         self._in1 = [(i, *add(torch.cat([f for _, f in group.values()], dim=1))) for i, group in columns1.items()]
         self._in2 = [(i, *add(torch.cat([f for _, f in group.values()], dim=1))) for i, group in columns2.items()]
         self._out = [(i, *add(torch.cat(gs, dim=1))) for i, gs in per_output.items()]
@@ -288,10 +321,14 @@ class CPProduct(TensorProduct):
 
         # projections on the rank directions: (A^T x1)[z, u, r], (B^T x2)[z, v, r]
         s1, s2 = self.irreps_in1.slices(), self.irreps_in2.slices()
-        p1 = {i: x1[:, s1[i]].reshape(z, self.irreps_in1[i].mul, shape[0]) @ segment(o, shape)
-              for i, o, shape in self._in1}  # fmt: skip
-        p2 = {i: x2[:, s2[i]].reshape(z, self.irreps_in2[i].mul, shape[0]) @ segment(o, shape)
-              for i, o, shape in self._in2}  # fmt: skip
+        p1 = {
+            i: x1[:, s1[i]].reshape(z, self.irreps_in1[i].mul, shape[0]) @ segment(o, shape)
+            for i, o, shape in self._in1
+        }
+        p2 = {
+            i: x2[:, s2[i]].reshape(z, self.irreps_in2[i].mul, shape[0]) @ segment(o, shape)
+            for i, o, shape in self._in2
+        }
         # per path: h[z, mul_out, r] = (A^T x1)_r (B^T x2)_r with the multiplicity mode and weights
         hs: dict[int, list[torch.Tensor]] = {}
         zw = "z" if per_sample else ""
@@ -325,8 +362,10 @@ class CPProduct(TensorProduct):
         else:
             shape = (self.weight_numel,) if self.shared_weights else (n_samples, self.weight_numel)
             weight = torch.randn(*shape, generator=g, dtype=torch.float64).to(device)
-        d1, d2, d3 = (irreps_wigner_d(irreps, rotation).to(device)
-                      for irreps in (self.irreps_in1, self.irreps_in2, self.irreps_out))  # fmt: skip
+        d1, d2, d3 = (
+            irreps_wigner_d(irreps, rotation).to(device)
+            for irreps in (self.irreps_in1, self.irreps_in2, self.irreps_out)
+        )
         x1, x2 = x1.to(device), x2.to(device)
         out = self(x1, x2, weight)
         rotated = self((d1 @ x1[..., None])[..., 0], (d2 @ x2[..., None])[..., 0], weight)
@@ -338,15 +377,22 @@ class CPProduct(TensorProduct):
 
 
 def cp_rank_sweep(
-    irreps_in1, irreps_in2, irreps_out, ranks: Iterable[int], instructions: Iterable[tuple] | None = None,
-    n_samples: int = 16, seed: int = 0, **kwargs,
-) -> list[tuple[int, float, float]]:  # fmt: skip
+    irreps_in1,
+    irreps_in2,
+    irreps_out,
+    ranks: Iterable[int],
+    instructions: Iterable[tuple] | None = None,
+    n_samples: int = 16,
+    seed: int = 0,
+    **kwargs,
+) -> list[tuple[int, float, float]]:
     """Rows ``(rank, decomposition_error, equivariance_error)`` of ``CPProduct`` for each rank."""
     instructions = None if instructions is None else list(instructions)
     rows = []
     for rank in ranks:
-        product = CPProduct(irreps_in1, irreps_in2, irreps_out, rank, instructions, internal_weights=False,
-                            seed=seed, **kwargs)  # fmt: skip
+        product = CPProduct(
+            irreps_in1, irreps_in2, irreps_out, rank, instructions, internal_weights=False, seed=seed, **kwargs
+        )
         rows.append((rank, product.decomposition_error, product.equivariance_error(n_samples, seed)))
     return rows
 

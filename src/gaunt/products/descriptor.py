@@ -19,6 +19,7 @@ path's W flattened in the order of :meth:`ProductDescriptor.path_weight_shape`.
 Coupling kinds live in the registry ``COUPLINGS`` (name -> ``f(l1, l2, l3, dtype, device)``);
 other modules add their own with :func:`register_coupling`.
 """
+
 from __future__ import annotations
 
 import math
@@ -101,8 +102,11 @@ class ProductDescriptor:
 
     def _validate(self, path: Path) -> None:
         where = f"path {path}"
-        for index, irreps, label in ((path.i_in1, self.irreps_in1, "i_in1"), (path.i_in2, self.irreps_in2, "i_in2"),
-                                     (path.i_out, self.irreps_out, "i_out")):  # fmt: skip
+        for index, irreps, label in (
+            (path.i_in1, self.irreps_in1, "i_in1"),
+            (path.i_in2, self.irreps_in2, "i_in2"),
+            (path.i_out, self.irreps_out, "i_out"),
+        ):
             if not 0 <= index < len(irreps):
                 raise ValueError(f"{where}: {label}={index} is out of range for irreps {irreps}")
         if path.mode not in MODES:
@@ -134,8 +138,13 @@ class ProductDescriptor:
         if not path.has_weight:
             return ()
         (mul1, _), (mul2, _), (mul3, _) = self.irreps(path)
-        return {"uvw": (mul1, mul2, mul3), "uvu": (mul1, mul2), "uvv": (mul1, mul2),
-                "uuw": (mul1, mul3), "uuu": (mul1,)}[path.mode]  # fmt: skip
+        return {
+            "uvw": (mul1, mul2, mul3),
+            "uvu": (mul1, mul2),
+            "uvv": (mul1, mul2),
+            "uuw": (mul1, mul3),
+            "uuu": (mul1,),
+        }[path.mode]
 
     def path_weight_numel(self, path: Path) -> int:
         """Number of weights of one path (0 if unweighted)."""
@@ -174,11 +183,14 @@ def dense_product(
     """
     d = descriptor
     if x1.shape[-1] != d.irreps_in1.dim or x2.shape[-1] != d.irreps_in2.dim:
-        raise ValueError(f"dense_product: inputs {tuple(x1.shape)}, {tuple(x2.shape)} do not fit "
-                         f"{d.irreps_in1} x {d.irreps_in2}")  # fmt: skip
+        raise ValueError(
+            f"dense_product: inputs {tuple(x1.shape)}, {tuple(x2.shape)} do not fit {d.irreps_in1} x {d.irreps_in2}"
+        )
     n = d.weight_numel
     if n > 0 and (weight is None or weight.shape[-1] != n):
-        raise ValueError(f"dense_product: needs weight [..., {n}], got {None if weight is None else tuple(weight.shape)}")
+        raise ValueError(
+            f"dense_product: needs weight [..., {n}], got {None if weight is None else tuple(weight.shape)}"
+        )
     shapes = [x1.shape[:-1], x2.shape[:-1]] + ([weight.shape[:-1]] if n > 0 else [])
     batch = torch.broadcast_shapes(*shapes)
     z = math.prod(batch)

@@ -11,6 +11,7 @@ by ``sqrt(path_weight)``, so that takes ``f**2`` and needs ``f >= 0``).
 Used by the tests (an independent oracle) and by ``gaunt bench`` (the peer computing the same
 function). e3nn is imported lazily: it is a test/benchmark dependency, not a runtime one.
 """
+
 from __future__ import annotations
 
 import torch

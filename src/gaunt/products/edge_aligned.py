@@ -67,21 +67,26 @@ def edge_aligned_program(layouts, method: str) -> EdgeAlignedProgram:
         else:  # "quadrature": Gauss-Legendre in cos(theta), exact for degree L1 + L2 + L3
             x, w = np.polynomial.legendre.leggauss((L1 + L2 + L3) // 2 + 1)
             theta = np.arccos(x)
-        T = theta_factors(max(L1, L2, L3), theta)[max(L1, L2, L3):]  # [k >= 0, N, l]
+        T = theta_factors(max(L1, L2, L3), theta)[max(L1, L2, L3) :]  # [k >= 0, N, l]
         if method == "quadrature":
             P_k = ck * w[None, None, :] * T[: L3 + 1, :, : L3 + 1].transpose(0, 2, 1)  # [k, l3, N]
         m_row = np.concatenate([np.arange(K), -np.arange(K)])  # order of each row (row K: m = -0, unused)
         l = np.arange(L1 + 1)  # noqa: E741
-        table = np.where((l[None] >= np.abs(m_row)[:, None]) & ((m_row != 0) | (np.arange(2 * K) < K))[:, None],
-                         l * l + l + m_row[:, None], -1)  # fmt: skip
+        table = np.where(
+            (l[None] >= np.abs(m_row)[:, None]) & ((m_row != 0) | (np.arange(2 * K) < K))[:, None],
+            l * l + l + m_row[:, None],
+            -1,
+        )
         synthesis = T[np.abs(m_row)][:, :, : L1 + 1]  # [2K, N, L1+1]
         edge = T[0][:, : L2 + 1] * c  # f2(theta_j) = sum_l2 w2 c Theta[l2 0](theta_j)
         projection = P_k[np.abs(m_row)]  # [2K, L3+1, N]
         rows = [(k if m >= 0 else K + k, l) for l in range(L3 + 1) for m in range(-l, l + 1) for k in [abs(m)]]
         width = L3 + 1  # z' [2K, L3+1]
     zero_slot = projection.shape[0] * width  # read-out of dense (l3, m3) from z' (+ a zero slot for |m3| >= K)
-    read = [r * width + col if abs(m) < K else zero_slot
-            for (r, col), m in zip(rows, [m for l in range(L3 + 1) for m in range(-l, l + 1)])]  # fmt: skip
+    read = [
+        r * width + col if abs(m) < K else zero_slot
+        for (r, col), m in zip(rows, [m for l in range(L3 + 1) for m in range(-l, l + 1)])
+    ]
     index = np.moveaxis(in1.gather_index(table), 0, -1)  # [2K, L1+1, mul] into x' (zero slot: absent)
     windex = np.arange(mul) * (L1 + 1) + np.broadcast_to(np.arange(L1 + 1), table.shape)[..., None]
     return EdgeAlignedProgram(method, index, windex, synthesis, edge, projection, np.array(read, dtype=np.int64))
@@ -144,9 +149,17 @@ class EdgeAlignedGauntProduct(TensorProduct):
 
     takes_edge_vectors = True
 
-    def __init__(self, irreps_in1, lmax_edge: int, irreps_out, internal_weights: bool | None = None,
-                 shared_weights: bool | None = None, weight_init: str = "ones", method: str = "dft",
-                 check_finite: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        irreps_in1,
+        lmax_edge: int,
+        irreps_out,
+        internal_weights: bool | None = None,
+        shared_weights: bool | None = None,
+        weight_init: str = "ones",
+        method: str = "dft",
+        check_finite: bool = False,
+    ) -> None:
         owner = "EdgeAlignedGauntProduct"
         if not isinstance(lmax_edge, int) or isinstance(lmax_edge, bool) or lmax_edge < 0:
             raise ValueError(f"{owner}: lmax_edge must be a non-negative integer, got {lmax_edge!r}")
@@ -210,8 +223,13 @@ class EdgeAlignedGauntProduct(TensorProduct):
         wigner = self.edge_wigner(edge / torch.linalg.vector_norm(edge, dim=-1, keepdim=True))
 
         # 1. into the edge frame: x'[u] = D_l(R_e) x[u] per block
-        x_rot = torch.cat([(x1[:, sl].unflatten(-1, (mul, ir.dim)) @ wigner[ir.l].transpose(-1, -2)).flatten(-2)
-                           for (mul, ir), sl in zip(self.irreps_in1, self.irreps_in1.slices())], dim=-1)  # fmt: skip
+        x_rot = torch.cat(
+            [
+                (x1[:, sl].unflatten(-1, (mul, ir.dim)) @ wigner[ir.l].transpose(-1, -2)).flatten(-2)
+                for (mul, ir), sl in zip(self.irreps_in1, self.irreps_in1.slices())
+            ],
+            dim=-1,
+        )
         # 2. weighted coefficients w1[l] x'[l, m] by row (order k, sign) -> synthesis A [2K, n_u or N, Z], Z = (mul, n)
         # (gathers read rows of contiguous [dim, n] copies: ~5x faster than strided columns)
         x_rows = torch.nn.functional.pad(_ContiguousGrad.apply(x_rot), (0, 1)).T.contiguous()  # [dim + zero slot, n]
@@ -223,22 +241,26 @@ class EdgeAlignedGauntProduct(TensorProduct):
         if self.method == "direct":
             H = _convolve_columns(A, F2)  # [2K, 2U+1, Z]: Re H, then Im H
             K = H.shape[0] // 2
-            z = torch.bmm(self._projection.to(H.dtype), H.unflatten(0, (2, K)).transpose(0, 1).reshape(K, -1, H.shape[-1]))
+            z = torch.bmm(
+                self._projection.to(H.dtype), H.unflatten(0, (2, K)).transpose(0, 1).reshape(K, -1, H.shape[-1])
+            )
         else:
             z = torch.bmm(self._projection.to(A.dtype), A * F2)  # convolution theorem: pointwise on the samples
         z = torch.cat([z.reshape(-1, self.mul, n), z.new_zeros(1, self.mul, n)])  # [rows + zero slot, mul, n]
         z = z[self._read]  # dense z'[l3 m3] [(L3+1)^2, mul, n]
         # 5. weights w3, then back to the lab frame: out[u] = D_l3^T z'[u], per output block
         pieces = []
-        for (mul, ir) in self.irreps_out:
+        for mul, ir in self.irreps_out:
             l3 = ir.l
             block = z[l3 * l3 : (l3 + 1) ** 2].permute(2, 1, 0) * w3[:, :, l3, None]  # [n, mul, 2l+1]
             pieces.append((block.contiguous() @ wigner[l3]).flatten(-2))  # (bmm is slow on permuted strides)
         return torch.cat(pieces, dim=-1).reshape(*batch, out.dim)
 
     def extra_repr(self) -> str:
-        return (f"{self.irreps_in1} x Y(edge, lmax={self.lmax_edge}) -> {self.irreps_out}, "
-                f"weight_numel={self.weight_numel}, method={self.method!r}")  # fmt: skip
+        return (
+            f"{self.irreps_in1} x Y(edge, lmax={self.lmax_edge}) -> {self.irreps_out}, "
+            f"weight_numel={self.weight_numel}, method={self.method!r}"
+        )
 
 
 def _convolve_columns(A: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
@@ -250,7 +272,6 @@ def _convolve_columns(A: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
     n_f, Z = F.shape
     out = torch.nn.functional.conv1d(A.permute(0, 2, 1), F.T.flip(-1).unsqueeze(1), padding=n_f - 1, groups=Z)
     return out.permute(0, 2, 1)
-
 
 
 __all__ = ["EdgeAlignedGauntProduct", "EdgeAlignedProgram", "edge_aligned_program"]

@@ -81,12 +81,26 @@ def _fused_program(program: SphereProgram) -> torch.nn.Module:
 
 EXECUTORS: dict[str, Executor] = {
     "torch": Executor("torch", TorchProgram, lambda: None, "torch matmuls and gathers (reference)"),
-    "torch_programs": Executor("torch_programs", program_backward_runner, lambda: None,
-                               "torch ops, derivative programs for backward and double backward"),
-    "cpu_fused": Executor("cpu_fused", _fused_program, cpu_build.unavailable,
-                          "one fused C++ kernel per program, grid tiles in cache", ("cpu",)),
-    "triton": Executor("triton", _triton_runner, _triton_unavailable, "fused Triton kernels (custom op)",
-                       ("cuda", "cpu") if _TRITON_INTERPRET else ("cuda",)),
+    "torch_programs": Executor(
+        "torch_programs",
+        program_backward_runner,
+        lambda: None,
+        "torch ops, derivative programs for backward and double backward",
+    ),
+    "cpu_fused": Executor(
+        "cpu_fused",
+        _fused_program,
+        cpu_build.unavailable,
+        "one fused C++ kernel per program, grid tiles in cache",
+        ("cpu",),
+    ),
+    "triton": Executor(
+        "triton",
+        _triton_runner,
+        _triton_unavailable,
+        "fused Triton kernels (custom op)",
+        ("cuda", "cpu") if _TRITON_INTERPRET else ("cuda",),
+    ),
 }
 #: per device type, the order in which "auto" tries them (fastest first); names not in ``EXECUTORS`` are skipped
 PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("cpu_fused", "torch"), "cuda": ("triton", "torch")}

@@ -25,6 +25,7 @@ method (``SO2Product``) takes edge vectors as second input; its bilinear tensor 
 recovered by least squares over random directions (exact: the output is linear in Y). Approximately
 equivariant products (CP) are measured as they are: their span is not confined to equivariant maps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,18 +66,22 @@ def allowed_couplings(irreps_in1, irreps_in2, irreps_out) -> frozenset[Coupling]
     """All couplings permitted by the triangle rule and parity (``p1 p2 = p_out``)."""
     return frozenset(
         Coupling(ir1, ir2, ir3)
-        for _, ir1 in Irreps(irreps_in1) for _, ir2 in Irreps(irreps_in2) for _, ir3 in Irreps(irreps_out)
+        for _, ir1 in Irreps(irreps_in1)
+        for _, ir2 in Irreps(irreps_in2)
+        for _, ir3 in Irreps(irreps_out)
         if abs(ir1.l - ir2.l) <= ir3.l <= ir1.l + ir2.l and ir1.p * ir2.p == ir3.p
-    )  # fmt: skip
+    )
 
 
 def equivariant_dimension(irreps_in1, irreps_in2, irreps_out) -> int:
     """Dimension of the space of all O(3)-equivariant bilinear maps: ``sum mul1 mul2 mul_out`` over allowed triples."""
     return sum(
         m1 * m2 * m3
-        for m1, ir1 in Irreps(irreps_in1) for m2, ir2 in Irreps(irreps_in2) for m3, ir3 in Irreps(irreps_out)
+        for m1, ir1 in Irreps(irreps_in1)
+        for m2, ir2 in Irreps(irreps_in2)
+        for m3, ir3 in Irreps(irreps_out)
         if abs(ir1.l - ir2.l) <= ir3.l <= ir1.l + ir2.l and ir1.p * ir2.p == ir3.p
-    )  # fmt: skip
+    )
 
 
 # ----------------------------------------------------------------------------- probing a product
@@ -223,8 +228,16 @@ def measure(product: torch.nn.Module, name: str, lmax: int) -> ExpressivityRow:
     reached = reachable_paths(product)
     full = equivariant_dimension(sh_irreps(lmax), sh_irreps(lmax), full_output_irreps(lmax))
     missing = tuple(sorted(allowed - reached, key=lambda c: (c.ir_out.l, c.ir1.l, c.ir2.l, -c.ir_out.p)))
-    return ExpressivityRow(name, lmax, len(reached & allowed), len(allowed), bilinear_rank(product), full,
-                           weight_dimension(product), missing)  # fmt: skip
+    return ExpressivityRow(
+        name,
+        lmax,
+        len(reached & allowed),
+        len(allowed),
+        bilinear_rank(product),
+        full,
+        weight_dimension(product),
+        missing,
+    )
 
 
 def expressivity_table(
@@ -241,15 +254,25 @@ def expressivity_table(
 def format_table(rows: Sequence[ExpressivityRow]) -> str:
     """Plain-text table; interactability = reachable / total, expressivity = rank / full dimension."""
     head = ("product", "L", "paths reached", "interactability", "span rank", "expressivity", "weight dof")
-    body = [(r.product, str(r.L), f"{r.reachable} / {r.total}", f"{r.reachable / r.total:.0%}",
-             f"{r.rank} / {r.full_dimension}", f"{r.rank / r.full_dimension:.0%}", str(r.weight_dimension))
-            for r in rows]  # fmt: skip
+    body = [
+        (
+            r.product,
+            str(r.L),
+            f"{r.reachable} / {r.total}",
+            f"{r.reachable / r.total:.0%}",
+            f"{r.rank} / {r.full_dimension}",
+            f"{r.rank / r.full_dimension:.0%}",
+            str(r.weight_dimension),
+        )
+        for r in rows
+    ]
     widths = [max(len(x) for x in column) for column in zip(head, *body)]
     lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in (head, *body)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lowest = min((r.L for r in rows), default=0)  # list the missing couplings at the smallest L only
-    notes = [f"{r.product} at L={r.L} misses: {', '.join(map(str, r.missing))}"
-             for r in rows if r.missing and r.L == lowest]  # fmt: skip
+    notes = [
+        f"{r.product} at L={r.L} misses: {', '.join(map(str, r.missing))}" for r in rows if r.missing and r.L == lowest
+    ]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
@@ -269,10 +292,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 __all__ = [
-    "Coupling", "sh_irreps", "full_output_irreps", "allowed_couplings", "equivariant_dimension", "bilinear_tensor",
-    "reachable_paths", "bilinear_rank", "weight_dimension", "ExpressivityRow", "measure", "expressivity_table",
-    "format_table", "print_expressivity_table", "available_products", "build_product", "main",
-]  # fmt: skip
+    "Coupling",
+    "sh_irreps",
+    "full_output_irreps",
+    "allowed_couplings",
+    "equivariant_dimension",
+    "bilinear_tensor",
+    "reachable_paths",
+    "bilinear_rank",
+    "weight_dimension",
+    "ExpressivityRow",
+    "measure",
+    "expressivity_table",
+    "format_table",
+    "print_expressivity_table",
+    "available_products",
+    "build_product",
+    "main",
+]
 
 if __name__ == "__main__":
     main()

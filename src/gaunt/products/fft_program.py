@@ -59,10 +59,15 @@ class TorchFFT(torch.nn.Module):
     def __init__(self, program: FFTProgram) -> None:
         super().__init__()
         self.program = program
-        arrays = {"index1": program.index1, "index2": program.index2, "synthesis1": program.synthesis1,
-                  "synthesis2": program.synthesis2, "read": program.read,
-                  # complex stored as real [..., 2] so that module.to(dtype) treats it like the others
-                  "projection": torch.view_as_real(torch.as_tensor(program.projection)).numpy()}
+        arrays = {
+            "index1": program.index1,
+            "index2": program.index2,
+            "synthesis1": program.synthesis1,
+            "synthesis2": program.synthesis2,
+            "read": program.read,
+            # complex stored as real [..., 2] so that module.to(dtype) treats it like the others
+            "projection": torch.view_as_real(torch.as_tensor(program.projection)).numpy(),
+        }
         for name, value in arrays.items():
             self.register_buffer(f"_{name}", torch.tensor(value), persistent=False)
 

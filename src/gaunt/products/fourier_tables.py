@@ -11,6 +11,7 @@ tables go from coefficients to those columns (synthesis) and back (projection). 
 Folded DFT matrices: see ``gaunt_fourier``'s docstring; :func:`folded_synthesis`, :func:`azimuth_matrices` and
 :func:`folded_projection` are the separable tables of ``GauntProduct(transform="dft")`` on half the torus rings.
 """
+
 from __future__ import annotations
 
 import math
@@ -137,5 +138,14 @@ def folded_projection(lmax: int, umax: int, n_u: int) -> np.ndarray:
     return np.concatenate([folded[:0:-1], folded])  # rows m = -L..L read order |m|
 
 
-__all__ = ["half_spectrum_synthesis", "half_spectrum_coupling", "half_spectrum_projection", "synthesis_matrices",
-           "projection_matrices", "torus_rings", "folded_synthesis", "azimuth_matrices", "folded_projection"]
+__all__ = [
+    "half_spectrum_synthesis",
+    "half_spectrum_coupling",
+    "half_spectrum_projection",
+    "synthesis_matrices",
+    "projection_matrices",
+    "torus_rings",
+    "folded_synthesis",
+    "azimuth_matrices",
+    "folded_projection",
+]

@@ -54,8 +54,13 @@ from .base import TensorProduct
 from .executors import build_runner, resolve_executor
 from .fft_program import TorchFFT, fft_gaunt_program
 from .sphere_frame import FactorisedFrame, copy_channels_index, factorised_weight_index
-from .sphere_irreps import (check_spherical_product, factorised_path_weights, gaunt_descriptor, parse_spherical_irreps,
-                            require_paths)
+from .sphere_irreps import (
+    check_spherical_product,
+    factorised_path_weights,
+    gaunt_descriptor,
+    parse_spherical_irreps,
+    require_paths,
+)
 from .sphere_programs import grid_gaunt_program, torus_gaunt_program, torus_size
 
 TRANSFORMS = ("dft", "fft")
@@ -94,22 +99,41 @@ class GauntProduct(TensorProduct):
     #: the grid of the program ("torus": the 2D Fourier method; "quadrature": ``GridGauntProduct``)
     _grid = "torus"
 
-    def __init__(self, irreps_in1, irreps_in2, irreps_out, internal_weights: bool | None = None,
-                 shared_weights: bool | None = None, weight_init: str = "ones", check_finite: bool = False,
-                 transform: str = "dft", executor: str = "auto") -> None:
+    def __init__(
+        self,
+        irreps_in1,
+        irreps_in2,
+        irreps_out,
+        internal_weights: bool | None = None,
+        shared_weights: bool | None = None,
+        weight_init: str = "ones",
+        check_finite: bool = False,
+        transform: str = "dft",
+        executor: str = "auto",
+    ) -> None:
         owner = type(self).__name__
         if transform not in TRANSFORMS:
             raise ValueError(f"{owner}: transform must be one of {TRANSFORMS}, got {transform!r}")
         layouts = check_spherical_product(irreps_in1, irreps_in2, irreps_out, owner)
         require_paths(layouts, owner)
         in1, in2, out = layouts
-        super().__init__(in1.irreps, in2.irreps, out.irreps, in1.mul * (in1.lmax + in2.lmax + out.lmax + 3),
-                         internal_weights, shared_weights, check_finite)
+        super().__init__(
+            in1.irreps,
+            in2.irreps,
+            out.irreps,
+            in1.mul * (in1.lmax + in2.lmax + out.lmax + 3),
+            internal_weights,
+            shared_weights,
+            check_finite,
+        )
         self.init_weight(weight_init)
         self.layouts, self.mul, self.transform = layouts, in1.mul, transform
         # x2 with one channel (e.g. edge harmonics) is copied to every channel before w2[u, l] applies
-        channels = in2 if in2.mul == in1.mul else parse_spherical_irreps(
-            "+".join(f"{in1.mul}x{ir}" for _, ir in in2.irreps), "irreps_in2", owner)
+        channels = (
+            in2
+            if in2.mul == in1.mul
+            else parse_spherical_irreps("+".join(f"{in1.mul}x{ir}" for _, ir in in2.irreps), "irreps_in2", owner)
+        )
         self.n_u, self.n_v = torus_size(layouts)
         if transform == "fft" and self._grid == "torus":
             if executor != "auto" and resolve_executor(executor) != "torch":

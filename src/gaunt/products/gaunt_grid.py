@@ -32,11 +32,27 @@ class GridGauntProduct(GauntProduct):
 
     _grid = "quadrature"
 
-    def __init__(self, irreps_in1, irreps_in2, irreps_out, internal_weights: bool | None = None,
-                 shared_weights: bool | None = None, weight_init: str = "ones", check_finite: bool = False,
-                 executor: str = "auto") -> None:
-        super().__init__(irreps_in1, irreps_in2, irreps_out, internal_weights, shared_weights, weight_init,
-                         check_finite, executor=executor)
+    def __init__(
+        self,
+        irreps_in1,
+        irreps_in2,
+        irreps_out,
+        internal_weights: bool | None = None,
+        shared_weights: bool | None = None,
+        weight_init: str = "ones",
+        check_finite: bool = False,
+        executor: str = "auto",
+    ) -> None:
+        super().__init__(
+            irreps_in1,
+            irreps_in2,
+            irreps_out,
+            internal_weights,
+            shared_weights,
+            weight_init,
+            check_finite,
+            executor=executor,
+        )
 
 
 __all__ = ["GridGauntProduct"]

@@ -13,7 +13,7 @@ Registered as the coupling kind ``"odd_gaunt"`` of ``descriptor``.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -77,7 +77,7 @@ def _odd_gaunt_quadrature(l1: int, l2: int, l3: int) -> torch.Tensor:
     return torch.einsum("g,gab,gc->abc", grid.weights, h, y[:, b3])
 
 
-@lru_cache(maxsize=None)
+@cache
 def odd_gaunt_ratio(l1: int, l2: int, l3: int) -> float:
     """The number r with ``O[l1, l2, l3] = r * clebsch_gordan(l1, l2, l3)`` (0 unless odd and triangle).
 
@@ -88,7 +88,7 @@ def odd_gaunt_ratio(l1: int, l2: int, l3: int) -> float:
     return float((_odd_gaunt_quadrature(l1, l2, l3) * clebsch_gordan(l1, l2, l3)).sum())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _odd_gaunt_cached(l1: int, l2: int, l3: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return (odd_gaunt_ratio(l1, l2, l3) * clebsch_gordan(l1, l2, l3)).to(dtype=dtype, device=device)
 
@@ -113,7 +113,6 @@ def _odd_gaunt_coupling(l1: int, l2: int, l3: int, dtype: torch.dtype, device: t
 
 if COUPLINGS.get("odd_gaunt") is None:  # idempotent under module reloads
     register_coupling("odd_gaunt", _odd_gaunt_coupling)
-
 
 
 __all__ = ["odd_gaunt_coefficients", "odd_gaunt_ratio", "tangent_frame", "solid_harmonic_gradient"]

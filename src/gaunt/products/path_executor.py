@@ -116,13 +116,13 @@ class PathExecutor(torch.nn.Module):
 def _weight_equation(layout: str, mode: str, has_weight: bool, zw: str) -> str:
     """einsum contracting a group slice (``layout`` kzuv, zukv or kzu) with one path's weights,
     giving ``[k, z, mul_out]`` (k-major layouts) or ``[z, mul_out, k]`` ("zukv")."""
-    weight, free = {"uvw": ("uvw", "w"), "uvu": ("uv", "u"), "uvv": ("uv", "v"),
-                    "uuw": ("uw", "w"), "uuu": ("u", "u")}[mode]  # fmt: skip
+    weight, free = {"uvw": ("uvw", "w"), "uvu": ("uv", "u"), "uvv": ("uv", "v"), "uuw": ("uw", "w"), "uuu": ("u", "u")}[
+        mode
+    ]
     if not has_weight and mode == "uuw":
         free = ""  # unweighted uuw sums u into a single output channel
     out = f"kz{free}" if layout[0] == "k" else f"z{free}k"
     return f"{layout},{zw}{weight}->{out}" if has_weight else f"{layout}->{out}"
-
 
 
 __all__ = ["PathExecutor"]

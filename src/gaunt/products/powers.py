@@ -74,9 +74,15 @@ class TorchPowers(torch.nn.Module):
         super().__init__()
         self.program = program
         s, p = program.synthesis, program.projection
-        for name, value in (("index", np.where(s.index >= 0, s.index, 0)), ("zero", np.nonzero(s.index < 0)[0]),
-                            ("theta_in", s.theta), ("phi_in", s.phi), ("phi_out", p.phi), ("theta_out", p.theta),
-                            ("read", p.read)):
+        for name, value in (
+            ("index", np.where(s.index >= 0, s.index, 0)),
+            ("zero", np.nonzero(s.index < 0)[0]),
+            ("theta_in", s.theta),
+            ("phi_in", s.phi),
+            ("phi_out", p.phi),
+            ("theta_out", p.theta),
+            ("read", p.read),
+        ):
             self.register_buffer(f"_{name}", torch.tensor(value), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,9 @@ class Synthesis:
         object.__setattr__(self, "phi", _frozen(self.phi, np.float64))
         R, _, Lp = self.theta.shape
         if self.phi.shape[1] != R or self.index.size % (R * Lp):
-            raise ValueError(f"Synthesis: theta {self.theta.shape}, phi {self.phi.shape}, index {self.index.shape} disagree")
+            raise ValueError(
+                f"Synthesis: theta {self.theta.shape}, phi {self.phi.shape}, index {self.index.shape} disagree"
+            )
 
     @property
     def rows(self) -> tuple[int, int]:
@@ -180,8 +182,11 @@ def derivative(program: SphereProgram, wrt: int) -> SphereProgram:
     dim1, dim2, dim_out = program.dims
     keep = 1 - wrt  # the input that stays an input
     kept = [i for i, s in enumerate(program.syntheses) if s.source == keep]
-    diff = [i for i, s in enumerate(program.syntheses) if s.source == wrt and any(
-        (t.a if wrt == 0 else t.b) == i for t in program.terms)]
+    diff = [
+        i
+        for i, s in enumerate(program.syntheses)
+        if s.source == wrt and any((t.a if wrt == 0 else t.b) == i for t in program.terms)
+    ]
     adjoint_syntheses = [adjoint_of_projection(p, program.mul, wrt) for p in program.projections]
     syntheses = adjoint_syntheses + [program.syntheses[i] for i in kept]
     new_index = {i: len(adjoint_syntheses) + k for k, i in enumerate(kept)}
@@ -196,5 +201,12 @@ def derivative(program: SphereProgram, wrt: int) -> SphereProgram:
     return SphereProgram(program.mul, dims, syntheses, projections, terms, f"d{program.name}/dx{wrt + 1}")
 
 
-__all__ = ["Synthesis", "Projection", "Term", "SphereProgram", "derivative", "adjoint_of_projection",
-           "adjoint_of_synthesis"]
+__all__ = [
+    "Synthesis",
+    "Projection",
+    "Term",
+    "SphereProgram",
+    "derivative",
+    "adjoint_of_projection",
+    "adjoint_of_synthesis",
+]

@@ -68,26 +68,81 @@ class ProductSpec:
                 return SO2Product(irreps_in1, irreps_out, lmax, **kw)
             return self.cls(irreps_in1, lmax, irreps_out, **kw)
         if self.cls is CGProduct and "instructions" not in kw:
-            kw["instructions"] = _cg_instructions(irreps_in1, irreps_in2, irreps_out, kw.pop("connection", "channelwise"))
+            kw["instructions"] = _cg_instructions(
+                irreps_in1, irreps_in2, irreps_out, kw.pop("connection", "channelwise")
+            )
         return self.cls(irreps_in1, irreps_in2, irreps_out, **kw)
 
 
-PRODUCTS: dict[str, ProductSpec] = {spec.name: spec for spec in (
-    ProductSpec("cg", CGProduct, "Clebsch-Gordan, e3nn semantics", "any", False, "per_path", "cg",
-                bench_name="CGProduct"),
-    ProductSpec("gaunt", GauntProduct, "Gaunt in the 2D Fourier basis (folded DFT)", "sphere", False, "factorised",
-                "gaunt", bench_name="GauntProduct"),
-    ProductSpec("gaunt_fft", GauntProduct, "Gaunt in the 2D Fourier basis (torch.fft)", "sphere", False, "factorised",
-                "gaunt", {"transform": "fft"}, bench_name="GauntProduct[fft]"),
-    ProductSpec("grid", GridGauntProduct, "Gaunt by exact quadrature", "sphere", False, "factorised", "gaunt",
-                bench_name="GridGauntProduct"),
-    ProductSpec("vector", VectorGauntProduct, "Gaunt + odd (curl) paths, parity complete", "sphere", False,
-                "factorised", "vector", bench_name="VectorGauntProduct"),
-    ProductSpec("so2", SO2Product, "eSCN: CG paths in the edge frame", "any", True, "per_path", "cg",
-                bench_name="SO2Product"),
-    ProductSpec("gaunt_z", EdgeAlignedGauntProduct, "Gaunt in the edge frame (1D convolution)", "sphere", True,
-                "factorised", "gaunt", bench_name="EdgeAlignedGauntProduct"),
-)}
+PRODUCTS: dict[str, ProductSpec] = {
+    spec.name: spec
+    for spec in (
+        ProductSpec(
+            "cg", CGProduct, "Clebsch-Gordan, e3nn semantics", "any", False, "per_path", "cg", bench_name="CGProduct"
+        ),
+        ProductSpec(
+            "gaunt",
+            GauntProduct,
+            "Gaunt in the 2D Fourier basis (folded DFT)",
+            "sphere",
+            False,
+            "factorised",
+            "gaunt",
+            bench_name="GauntProduct",
+        ),
+        ProductSpec(
+            "gaunt_fft",
+            GauntProduct,
+            "Gaunt in the 2D Fourier basis (torch.fft)",
+            "sphere",
+            False,
+            "factorised",
+            "gaunt",
+            {"transform": "fft"},
+            bench_name="GauntProduct[fft]",
+        ),
+        ProductSpec(
+            "grid",
+            GridGauntProduct,
+            "Gaunt by exact quadrature",
+            "sphere",
+            False,
+            "factorised",
+            "gaunt",
+            bench_name="GridGauntProduct",
+        ),
+        ProductSpec(
+            "vector",
+            VectorGauntProduct,
+            "Gaunt + odd (curl) paths, parity complete",
+            "sphere",
+            False,
+            "factorised",
+            "vector",
+            bench_name="VectorGauntProduct",
+        ),
+        ProductSpec(
+            "so2",
+            SO2Product,
+            "eSCN: CG paths in the edge frame",
+            "any",
+            True,
+            "per_path",
+            "cg",
+            bench_name="SO2Product",
+        ),
+        ProductSpec(
+            "gaunt_z",
+            EdgeAlignedGauntProduct,
+            "Gaunt in the edge frame (1D convolution)",
+            "sphere",
+            True,
+            "factorised",
+            "gaunt",
+            bench_name="EdgeAlignedGauntProduct",
+        ),
+    )
+}
 
 
 def is_sphere_function_product(irreps_in1, irreps_in2, irreps_out) -> bool:
@@ -99,8 +154,9 @@ def is_sphere_function_product(irreps_in1, irreps_in2, irreps_out) -> bool:
     return True
 
 
-def choose_product(irreps_in1, irreps_in2, irreps_out, candidates=("grid", "cg"), sphere: bool | None = None
-                   ) -> tuple[str, str]:
+def choose_product(
+    irreps_in1, irreps_in2, irreps_out, candidates=("grid", "cg"), sphere: bool | None = None
+) -> tuple[str, str]:
     """The "auto" rule: ``(name, reason)``, the first of ``candidates`` whose irreps rule holds (``sphere``:
     whether the irreps are sphere functions, by default :func:`is_sphere_function_product`)."""
     if sphere is None:
@@ -109,8 +165,9 @@ def choose_product(irreps_in1, irreps_in2, irreps_out, candidates=("grid", "cg")
         if PRODUCTS[name].accepts == "any" or sphere:
             reason = "sphere-function irreps: O(L^3) Gaunt" if PRODUCTS[name].accepts == "sphere" else "any irreps"
             return name, reason
-    raise ValueError(f"no product among {candidates} accepts {Irreps(irreps_in1)} x {Irreps(irreps_in2)} -> "
-                     f"{Irreps(irreps_out)}")
+    raise ValueError(
+        f"no product among {candidates} accepts {Irreps(irreps_in1)} x {Irreps(irreps_in2)} -> {Irreps(irreps_out)}"
+    )
 
 
 def make_product(name: str, irreps_in1, irreps_in2, irreps_out, **kw) -> TensorProduct:
@@ -131,8 +188,14 @@ def make_product(name: str, irreps_in1, irreps_in2, irreps_out, **kw) -> TensorP
     name = chosen = name.lower()
     if name == "auto":
         chosen, reason = choose_product(irreps_in1, irreps_in2, irreps_out)
-        logger.info("make_product('auto'): chose %r for %s x %s -> %s (%s)",
-                    chosen, Irreps(irreps_in1), Irreps(irreps_in2), Irreps(irreps_out), reason)
+        logger.info(
+            "make_product('auto'): chose %r for %s x %s -> %s (%s)",
+            chosen,
+            Irreps(irreps_in1),
+            Irreps(irreps_in2),
+            Irreps(irreps_out),
+            reason,
+        )
     try:
         product = PRODUCTS[chosen].build(irreps_in1, irreps_in2, irreps_out, **kw)
     except ValueError as error:
@@ -164,9 +227,11 @@ def _cg_instructions(irreps_in1, irreps_in2, irreps_out, connection: str) -> lis
     reached = {ins[2] for ins in instructions}
     missing = [str(mul_ir) for k, mul_ir in enumerate(Irreps(irreps_out)) if k not in reached]
     if missing:
-        raise ValueError(f"no channel-wise path reaches output blocks {missing} from {Irreps(irreps_in1)} x "
-                         f"{Irreps(irreps_in2)} (selection rules, or multiplicities: channel-wise paths need "
-                         "mul_out = mul1 and mul2 in (mul1, 1)); pass connection='full' or instructions")
+        raise ValueError(
+            f"no channel-wise path reaches output blocks {missing} from {Irreps(irreps_in1)} x "
+            f"{Irreps(irreps_in2)} (selection rules, or multiplicities: channel-wise paths need "
+            "mul_out = mul1 and mul2 in (mul1, 1)); pass connection='full' or instructions"
+        )
     return instructions
 
 
@@ -174,8 +239,10 @@ def _edge_lmax(irreps_in2, name: str) -> int:
     irreps_in2 = Irreps(irreps_in2)
     lmax = irreps_in2.lmax if len(irreps_in2) else -1
     if lmax < 0 or irreps_in2 != Irreps.spherical_harmonics(lmax):
-        raise ValueError(f"{name!r}: irreps_in2 = {irreps_in2} must be the edge harmonics 1x0e+1x1o+1x2e+... "
-                         "(Irreps.spherical_harmonics(lmax)); the product is called with edge vectors")
+        raise ValueError(
+            f"{name!r}: irreps_in2 = {irreps_in2} must be the edge harmonics 1x0e+1x1o+1x2e+... "
+            "(Irreps.spherical_harmonics(lmax)); the product is called with edge vectors"
+        )
     return lmax
 
 
@@ -191,6 +258,12 @@ def spec_of(product: TensorProduct) -> ProductSpec:
     raise LookupError(f"{type(product).__name__} is not a registered product")
 
 
-
-__all__ = ["ProductSpec", "PRODUCTS", "make_product", "choose_product", "channelwise_instructions",
-           "is_sphere_function_product", "spec_of"]
+__all__ = [
+    "ProductSpec",
+    "PRODUCTS",
+    "make_product",
+    "choose_product",
+    "channelwise_instructions",
+    "is_sphere_function_product",
+    "spec_of",
+]

@@ -7,6 +7,7 @@ plain indexing, autograd would scatter-add the gradient back (``index_put_`` wit
 share of a grid product's step in a profile); the adjoint of an injective gather is itself a gather, which these
 functions use. Both are linear, and their backward calls the same functions, so double backward works.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -31,6 +31,7 @@ rotations O(L^3) and the SO(2) map O(L^3) -- instead of O(L^6) for a dense CG co
 Zero-length edges have no direction: with ``check_finite=True`` they raise ``ValueError``; without
 it (no device sync) their outputs are NaN.
 """
+
 from __future__ import annotations
 
 import math
@@ -170,11 +171,24 @@ class SO2Product(TensorProduct):
             raise ValueError(f"SO2Product: no path from {irreps_in1} x {irreps_edge} to {irreps_out} (empty irreps?)")
         # The exact function: e3nn's channel-wise CG product with the edge harmonics as second input.
         self._descriptor = CGProduct(
-            irreps_in1, irreps_edge, irreps_out, instructions, irrep_normalization=irrep_normalization,
-            path_normalization=path_normalization, internal_weights=False, shared_weights=True,
-        ).descriptor()  # fmt: skip
-        super().__init__(irreps_in1, "1x1o", irreps_out, self._descriptor.weight_numel,
-                         internal_weights, shared_weights, check_finite)  # fmt: skip
+            irreps_in1,
+            irreps_edge,
+            irreps_out,
+            instructions,
+            irrep_normalization=irrep_normalization,
+            path_normalization=path_normalization,
+            internal_weights=False,
+            shared_weights=True,
+        ).descriptor()
+        super().__init__(
+            irreps_in1,
+            "1x1o",
+            irreps_out,
+            self._descriptor.weight_numel,
+            internal_weights,
+            shared_weights,
+            check_finite,
+        )
         self.lmax_edge = lmax_edge
         self.irreps_edge = irreps_edge
         self.instructions = instructions
@@ -198,12 +212,14 @@ class SO2Product(TensorProduct):
             if not bool(((i - l1).abs() == (o - l3).abs()).all()):  # pragma: no cover - a bug in so3 would show here
                 raise AssertionError(f"CG({l1},{l2},{l3})[:, m2=0, :] is not block diagonal in |m|")
             u = torch.arange(mul)[:, None]
-            pieces.append((
-                (s1[path.i_in1].start + u * ir1.dim + i).reshape(-1),
-                (so[path.i_out].start + u * ir3.dim + o).reshape(-1),
-                (wslice.start + u).expand(-1, len(i)).reshape(-1),  # uvu weight (mul1, mul2 = 1): index u
-                k[i, o].expand(mul, -1).reshape(-1),
-            ))
+            pieces.append(
+                (
+                    (s1[path.i_in1].start + u * ir1.dim + i).reshape(-1),
+                    (so[path.i_out].start + u * ir3.dim + o).reshape(-1),
+                    (wslice.start + u).expand(-1, len(i)).reshape(-1),  # uvu weight (mul1, mul2 = 1): index u
+                    k[i, o].expand(mul, -1).reshape(-1),
+                )
+            )
         ins, outs, ws, vals = (torch.cat(t) for t in zip(*pieces))
         keys, block = torch.unique(ins * self.irreps_out.dim + outs, return_inverse=True)
         self.register_buffer("entry_weight", ws, persistent=False)
@@ -238,10 +254,13 @@ class SO2Product(TensorProduct):
         wigner = self.edge_wigner(n)  # D_l(R_e): [..., 2l+1, 2l+1], R_e n = +y
 
         # 1. into the edge frame, per block: x'[u] = D_l1 x[u]  ([..., mul, 2l+1] @ D^T)
-        x_rot = torch.cat([
-            (x1[..., sl].unflatten(-1, (mul, ir.dim)) @ wigner[ir.l].transpose(-1, -2)).flatten(-2)
-            for (mul, ir), sl in zip(self.irreps_in1, self.irreps_in1.slices())
-        ], dim=-1)  # fmt: skip
+        x_rot = torch.cat(
+            [
+                (x1[..., sl].unflatten(-1, (mul, ir.dim)) @ wigner[ir.l].transpose(-1, -2)).flatten(-2)
+                for (mul, ir), sl in zip(self.irreps_in1, self.irreps_in1.slices())
+            ],
+            dim=-1,
+        )
 
         # 2. SO(2) convolution: kernel per (input, output) component pair, summed over l2 and paths
         assert weight is not None  # weight_numel > 0: every output block has a path
@@ -251,10 +270,13 @@ class SO2Product(TensorProduct):
         out_rot = terms.new_zeros(terms.shape[:-1] + (self.irreps_out.dim,)).index_add(-1, self.block_out, terms)
 
         # 3. back to the lab frame: out[u] = D_l3^T out'[u]
-        return torch.cat([
-            (out_rot[..., sl].unflatten(-1, (mul, ir.dim)) @ wigner[ir.l]).flatten(-2)
-            for (mul, ir), sl in zip(self.irreps_out, self.irreps_out.slices())
-        ], dim=-1)  # fmt: skip
+        return torch.cat(
+            [
+                (out_rot[..., sl].unflatten(-1, (mul, ir.dim)) @ wigner[ir.l]).flatten(-2)
+                for (mul, ir), sl in zip(self.irreps_out, self.irreps_out.slices())
+            ],
+            dim=-1,
+        )
 
     def extra_repr(self) -> str:
         edge = f"Y(edge, lmax={self.lmax_edge})"

@@ -35,8 +35,9 @@ class FactorisedFrame(torch.nn.Module):
     #: points): the stages are memory-bound, and cache-sized blocks cut cache misses. None: no blocks.
     chunk_elements: int | None = 1 << 20
 
-    def __init__(self, runner: torch.nn.Module, weight_index, copy_index=None, out_sign=None, mul: int = 1,
-                 grid_points: int = 1) -> None:
+    def __init__(
+        self, runner: torch.nn.Module, weight_index, copy_index=None, out_sign=None, mul: int = 1, grid_points: int = 1
+    ) -> None:
         super().__init__()
         self.runner, self.mul, self.grid_points = runner, mul, grid_points
         for k, index in enumerate(weight_index, start=1):
@@ -63,7 +64,9 @@ class FactorisedFrame(torch.nn.Module):
             w1, w2, w3 = (w.expand(*batch, -1).reshape(n, w.shape[-1]).split(rows) for w in ws)
         else:
             w1, w2, w3 = ([w] * math.ceil(n / rows) for w in ws)
-        outs = [self.runner(a * wa, b * wb) * wc for a, b, wa, wb, wc in zip(x1.split(rows), x2.split(rows), w1, w2, w3)]
+        outs = [
+            self.runner(a * wa, b * wb) * wc for a, b, wa, wb, wc in zip(x1.split(rows), x2.split(rows), w1, w2, w3)
+        ]
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         return out.reshape(*batch, out.shape[-1])
 

@@ -17,6 +17,7 @@ has sign s1 s2 (since Y_l(-r) = (-1)^l Y_l(r)), so the output irreps must carry 
 Index tables built here are plain ``int64`` arrays (numpy): a table entry equal to ``dim`` means
 "zero" (a degree that is absent). The products turn these into sphere programs (``sphere_programs``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -90,7 +91,9 @@ def parse_spherical_irreps(irreps, label: str, owner: str) -> SphericalIrreps:
     if 0 in muls:
         raise ValueError(f"{where} has a zero multiplicity; every block needs the same mul > 0")
     if len(muls) != 1:
-        raise ValueError(f"{where} has unequal multiplicities {sorted(muls)}; every degree needs the same mul (channels)")
+        raise ValueError(
+            f"{where} has unequal multiplicities {sorted(muls)}; every degree needs the same mul (channels)"
+        )
     ls = [ir.l for _, ir in irreps]
     repeated = sorted({l for l in ls if ls.count(l) > 1})
     if repeated:
@@ -162,8 +165,9 @@ def split_weights(weight: torch.Tensor, layouts: tuple[SphericalIrreps, ...], mu
     return out
 
 
-def gaunt_descriptor(layouts: tuple[SphericalIrreps, ...], coupling: str = "gaunt", coefficient: float = 1.0,
-                     even: bool = True) -> ProductDescriptor:
+def gaunt_descriptor(
+    layouts: tuple[SphericalIrreps, ...], coupling: str = "gaunt", coefficient: float = 1.0, even: bool = True
+) -> ProductDescriptor:
     """One weighted path per coupled (l1, l2, l3) of a channel-wise sphere product: mode ``uuu``
     (``uvu`` when x2 has one channel, broadcast), the given coupling kind and coefficient."""
     in1, in2, out = layouts
@@ -172,11 +176,15 @@ def gaunt_descriptor(layouts: tuple[SphericalIrreps, ...], coupling: str = "gaun
     return ProductDescriptor(in1.irreps, in2.irreps, out.irreps, tuple(paths))
 
 
-def factorised_path_weights(weight: torch.Tensor, layouts: tuple[SphericalIrreps, ...], even: bool = True) -> torch.Tensor:
+def factorised_path_weights(
+    weight: torch.Tensor, layouts: tuple[SphericalIrreps, ...], even: bool = True
+) -> torch.Tensor:
     """Per-path weights ``w1[u, l1] w2[u, l2] w3[u, l3]`` of factorised weights:
     ``[..., mul (L1 + L2 + L3 + 3)] -> [..., gaunt_descriptor(layouts).weight_numel]`` in path order."""
     in1, in2, out = layouts
-    triples = [(in1.degrees[i1], in2.degrees[i2], out.degrees[i3]) for i1, i2, i3 in coupled_degrees(in1, in2, out, even)]
+    triples = [
+        (in1.degrees[i1], in2.degrees[i2], out.degrees[i3]) for i1, i2, i3 in coupled_degrees(in1, in2, out, even)
+    ]
     w1, w2, w3 = split_weights(weight, layouts, in1.mul)
     if not triples:
         return weight.new_zeros(weight.shape[:-1] + (0,))
@@ -194,9 +202,19 @@ def require_paths(layouts: tuple[SphericalIrreps, ...], owner: str, even: bool =
     if not coupled_degrees(in1, in2, out, even):
         missing = list(out.degrees)
         kind = "l1 + l2 + l3 even" if even else "l1 + l2 + l3 odd"
-        raise ValueError(f"{owner}: no path {in1.irreps} x {in2.irreps} reaches the output degrees {missing} of "
-                         f"{out.irreps} (triangle rule and {kind})")
+        raise ValueError(
+            f"{owner}: no path {in1.irreps} x {in2.irreps} reaches the output degrees {missing} of "
+            f"{out.irreps} (triangle rule and {kind})"
+        )
 
 
-__all__ = ["SphericalIrreps", "parse_spherical_irreps", "check_spherical_product", "coupled_degrees",
-           "split_weights", "gaunt_descriptor", "factorised_path_weights", "require_paths"]
+__all__ = [
+    "SphericalIrreps",
+    "parse_spherical_irreps",
+    "check_spherical_product",
+    "coupled_degrees",
+    "split_weights",
+    "gaunt_descriptor",
+    "factorised_path_weights",
+    "require_paths",
+]

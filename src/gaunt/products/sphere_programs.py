@@ -127,5 +127,14 @@ def torus_gaunt_program(layouts: tuple[SphericalIrreps, ...]) -> SphereProgram:
     )
 
 
-__all__ = ["theta_factors", "phi_factors", "m_table", "gather_index", "read_index", "separable_program",
-           "grid_gaunt_program", "torus_gaunt_program", "torus_size"]
+__all__ = [
+    "theta_factors",
+    "phi_factors",
+    "m_table",
+    "gather_index",
+    "read_index",
+    "separable_program",
+    "grid_gaunt_program",
+    "torus_gaunt_program",
+    "torus_size",
+]

@@ -5,6 +5,7 @@ from the e3nn ``TensorProduct`` computing the same function (built from the prod
 the equivariance error under a random improper rotation, and the expressivity measures.
 Timings are not shown here: they belong to a benchmark with warm-up and a peer measured alongside.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,7 +34,9 @@ def _feature_checks(product: torch.nn.Module, batch: int = 64) -> tuple[float, f
 
 def demo_table(lmax: int = 3) -> None:
     """Print correctness and expressivity of the feature products (float64, CPU)."""
-    print(f"Products on inputs of degrees 0..{lmax} (mul 1, batch 64, float64), against e3nn computing the same function:")
+    print(
+        f"Products on inputs of degrees 0..{lmax} (mul 1, batch 64, float64), against e3nn computing the same function:"
+    )
     print(f"{'product':>20} {'|ours - e3nn|':>14} {'equivariance':>13}   (both relative to max |output|)")
     from .registry import PRODUCTS
 

@@ -23,7 +23,6 @@ import torch
 from .program import SphereProgram, derivative
 from .row_ops import gather_rows, gather_tables, transpose
 
-
 TABLES = ("index", "zero", "inverse", "inverse_zero")
 
 
@@ -46,8 +45,12 @@ class TorchProgram(torch.nn.Module):
             self._buffers_from(f"p{k}", theta=p.theta, phi=p.phi, **dict(zip(TABLES, tables)))
         self._derivatives: dict[tuple[int, torch.device], TorchProgram] = {}
         # per stage, the names of its buffers (looked up per call: the module may have moved device/dtype)
-        self._synthesis_names = [tuple(f"_s{k}_{n}" for n in (*TABLES, "theta", "phi")) for k in range(len(program.syntheses))]
-        self._projection_names = [tuple(f"_p{k}_{n}" for n in (*TABLES, "theta", "phi")) for k in range(len(program.projections))]
+        self._synthesis_names = [
+            tuple(f"_s{k}_{n}" for n in (*TABLES, "theta", "phi")) for k in range(len(program.syntheses))
+        ]
+        self._projection_names = [
+            tuple(f"_p{k}_{n}" for n in (*TABLES, "theta", "phi")) for k in range(len(program.projections))
+        ]
         self._terms_of = [[t for t in program.terms if t.projection == k] for k in range(len(program.projections))]
 
     def _buffers_from(self, prefix: str, **arrays) -> None:

@@ -67,10 +67,11 @@ def _tables(key: int, device: torch.device, dtype: torch.dtype) -> dict[str, tor
         tensors = {name: torch.as_tensor(getattr(layout, name)) for name in names}
         coefs = np.zeros((len(layout.launches), 4))  # rows of 4: every launch's pointer 16-byte aligned
         for k, (_, terms) in enumerate(layout.launches):
-            coefs[k, :len(terms)] = [c for _, _, c in terms]
+            coefs[k, : len(terms)] = [c for _, _, c in terms]
         tensors["coef"] = torch.as_tensor(coefs)
-        _tensors[cache] = {name: (t if t.dtype == torch.int32 else t.to(dtype)).to(device).contiguous()
-                           for name, t in tensors.items()}
+        _tensors[cache] = {
+            name: (t if t.dtype == torch.int32 else t.to(dtype)).to(device).contiguous() for name, t in tensors.items()
+        }
     return _tensors[cache]
 
 
@@ -79,8 +80,7 @@ def _precision(dtype: torch.dtype) -> str:
     return "tf32" if tf32 else "ieee"
 
 
-def run_program(key: int, x1: torch.Tensor, x2: torch.Tensor, tile: tuple[int, int, int] | None = None
-                ) -> torch.Tensor:
+def run_program(key: int, x1: torch.Tensor, x2: torch.Tensor, tile: tuple[int, int, int] | None = None) -> torch.Tensor:
     """The program ``key`` on ``x1 [n, dim1]``, ``x2 [n, dim2]`` with the kernels (no autograd). ``tile``:
     ``(BZ, BT, num_warps)`` instead of ``triton_layout.blocks`` (the tests run a GPU's tiles in the interpreter)."""
     layout, n = _layouts[key], x1.shape[0]
@@ -96,11 +96,34 @@ def run_program(key: int, x1: torch.Tensor, x2: torch.Tensor, tile: tuple[int, i
         for k, (p, terms) in enumerate(layout.launches):
             (a0, b0, _), (a1, b1, _) = terms[0], terms[-1]
             triton_kernels.sphere_program_kernel[grid](
-                x1, x2, out, t["syn_index"], t["syn_theta"], t["syn_phi"], t["proj_phi"], t["proj_theta"],
-                t["proj_write"], t["coef"][k], columns, *layout.dims, layout.mul, layout.n_theta, layout.stored_rings,
-                p, a0, b0, a1, b1,
-                **sizes, BZ=block, BT=rings, TWO=len(terms) == 2, ACCUMULATE=k > 0, PRECISION=_precision(dtype),
-                num_warps=warps)
+                x1,
+                x2,
+                out,
+                t["syn_index"],
+                t["syn_theta"],
+                t["syn_phi"],
+                t["proj_phi"],
+                t["proj_theta"],
+                t["proj_write"],
+                t["coef"][k],
+                columns,
+                *layout.dims,
+                layout.mul,
+                layout.n_theta,
+                layout.stored_rings,
+                p,
+                a0,
+                b0,
+                a1,
+                b1,
+                **sizes,
+                BZ=block,
+                BT=rings,
+                TWO=len(terms) == 2,
+                ACCUMULATE=k > 0,
+                PRECISION=_precision(dtype),
+                num_warps=warps,
+            )
     return out.to(x1.dtype)
 
 

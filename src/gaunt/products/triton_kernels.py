@@ -52,8 +52,19 @@ def _matrix(ptr, s, ROWS: tl.constexpr, COLS: tl.constexpr):
 
 
 @_device
-def _field(X, phi, theta_ptr, s, rings, NTP, RS: tl.constexpr, LS: tl.constexpr, BT: tl.constexpr,
-           BZ: tl.constexpr, PRECISION: tl.constexpr):
+def _field(
+    X,
+    phi,
+    theta_ptr,
+    s,
+    rings,
+    NTP,
+    RS: tl.constexpr,
+    LS: tl.constexpr,
+    BT: tl.constexpr,
+    BZ: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Rings ``rings`` of synthesis s: ``A[j, (i, z)] = sum_r phi[j, r] sum_l theta[s, r, i, l] X[r, l, z]``."""
     r = tl.arange(0, RS).to(tl.int64)[:, None, None]
     l = tl.arange(0, LS)[None, None, :]
@@ -69,10 +80,38 @@ SCALARS = ["columns", "D1", "D2", "D3", "MUL", "NT", "NTP", "p", "a0", "b0", "a1
 
 @triton.jit(do_not_specialize=SCALARS, do_not_specialize_on_alignment=["x1_ptr", "x2_ptr"])
 def sphere_program_kernel(
-    x1_ptr, x2_ptr, out_ptr, syn_index, syn_theta, syn_phi, proj_phi, proj_theta, proj_write, coef_ptr,
-    columns, D1, D2, D3, MUL, NT, NTP, p, a0, b0, a1, b1,
-    RS: tl.constexpr, LS: tl.constexpr, R3: tl.constexpr, L3: tl.constexpr, NP: tl.constexpr,
-    BZ: tl.constexpr, BT: tl.constexpr, TWO: tl.constexpr, ACCUMULATE: tl.constexpr, PRECISION: tl.constexpr,
+    x1_ptr,
+    x2_ptr,
+    out_ptr,
+    syn_index,
+    syn_theta,
+    syn_phi,
+    proj_phi,
+    proj_theta,
+    proj_write,
+    coef_ptr,
+    columns,
+    D1,
+    D2,
+    D3,
+    MUL,
+    NT,
+    NTP,
+    p,
+    a0,
+    b0,
+    a1,
+    b1,
+    RS: tl.constexpr,
+    LS: tl.constexpr,
+    R3: tl.constexpr,
+    L3: tl.constexpr,
+    NP: tl.constexpr,
+    BZ: tl.constexpr,
+    BT: tl.constexpr,
+    TWO: tl.constexpr,
+    ACCUMULATE: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     """One launch (module docstring): terms (a0, b0, c0) and, if ``TWO``, (a1, b1, c1) into projection p."""
     dtype = syn_theta.dtype.element_ty
@@ -97,11 +136,17 @@ def sphere_program_kernel(
     y = tl.full([R3, L3, BZ], 0, dtype)  # (tl.zeros is a nested jit call: slow in the interpreter)
     for start in range(0, NT, BT):
         rings = start + tl.arange(0, BT).to(tl.int64)
-        h = c0 * _field(xa0, pa0, syn_theta, a0, rings, NTP, RS, LS, BT, BZ, PRECISION) * _field(
-            xb0, pb0, syn_theta, b0, rings, NTP, RS, LS, BT, BZ, PRECISION)
+        h = (
+            c0
+            * _field(xa0, pa0, syn_theta, a0, rings, NTP, RS, LS, BT, BZ, PRECISION)
+            * _field(xb0, pb0, syn_theta, b0, rings, NTP, RS, LS, BT, BZ, PRECISION)
+        )
         if TWO:
-            h += c1 * _field(xa1, pa1, syn_theta, a1, rings, NTP, RS, LS, BT, BZ, PRECISION) * _field(
-                xb1, pb1, syn_theta, b1, rings, NTP, RS, LS, BT, BZ, PRECISION)
+            h += (
+                c1
+                * _field(xa1, pa1, syn_theta, a1, rings, NTP, RS, LS, BT, BZ, PRECISION)
+                * _field(xb1, pb1, syn_theta, b1, rings, NTP, RS, LS, BT, BZ, PRECISION)
+            )
         c = tl.reshape(tl.dot(phi_out, h, input_precision=PRECISION), (R3, BT, 1, BZ))
         theta_out = tl.load(proj_theta + ((p * R3 + r3) * NTP + rings[None, :, None]) * L3 + l3)  # [R3, BT, L3]
         y += tl.reduce(theta_out[:, :, :, None] * c, 1, _SUM)

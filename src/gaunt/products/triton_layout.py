@@ -83,7 +83,7 @@ def _launches(program: SphereProgram) -> tuple:
     out = []
     for p in range(len(program.projections)):
         terms = [(t.a, t.b, float(t.coefficient)) for t in program.terms if t.projection == p]
-        out += [(p, tuple(terms[k:k + 2])) for k in range(0, len(terms), 2)]
+        out += [(p, tuple(terms[k : k + 2])) for k in range(0, len(terms), 2)]
     return tuple(out)
 
 
@@ -112,8 +112,18 @@ def kernel_tables(program: SphereProgram) -> KernelTables:
         proj_phi[k, :R, :n_phi] = p.phi
         proj_theta[k, :R, :n_theta, :Lp] = p.theta.transpose(0, 2, 1)  # [R3, L3p, NT] -> [R3, NT, L3p]
         proj_write[k] = _write_index(p.read, p.rows, mul, (R3, L3))
-    return KernelTables(mul, tuple(program.dims), n_theta, syn_index, syn_theta, syn_phi, proj_phi, proj_theta,
-                        proj_write, _launches(program))
+    return KernelTables(
+        mul,
+        tuple(program.dims),
+        n_theta,
+        syn_index,
+        syn_theta,
+        syn_phi,
+        proj_phi,
+        proj_theta,
+        proj_write,
+        _launches(program),
+    )
 
 
 def blocks(sizes: dict[str, int], columns: int, rings: int, interpret: bool) -> tuple[int, int, int]:

@@ -103,7 +103,6 @@ def _phi_tables(lmax: int, phi: torch.Tensor) -> torch.Tensor:
     return torch.stack([a, da], dim=0)
 
 
-
 def vector_grid_degree(layouts: tuple[SphericalIrreps, SphericalIrreps], out: Irreps, odd_out: list[bool]) -> int:
     """The degree the grid must integrate exactly: ``L1 + L2 + l3 - [out irrep odd]``, maximised over the outputs
     (every (l1, l2) pair is in the fields, so a coarser grid aliases the pairs that are not paths into garbage)."""
@@ -111,8 +110,9 @@ def vector_grid_degree(layouts: tuple[SphericalIrreps, SphericalIrreps], out: Ir
     return max(in1.lmax + in2.lmax + ir.l - odd for (_, ir), odd in zip(out, odd_out))
 
 
-def vector_program(layouts: tuple[SphericalIrreps, SphericalIrreps], out: Irreps, odd_out: list[bool],
-                   degree: int | None = None) -> SphereProgram:
+def vector_program(
+    layouts: tuple[SphericalIrreps, SphericalIrreps], out: Irreps, odd_out: list[bool], degree: int | None = None
+) -> SphereProgram:
     """The sphere program of the parity-complete product (class docstring): fields f, t = e_theta . grad f and
     p = e_phi . grad f of both inputs (x2 with the channels of x1), the terms ``f1 f2`` (even projection)
     and ``t1 p2 - p1 t2`` (odd projection), on a grid exact for ``degree`` (default :func:`vector_grid_degree`)."""
@@ -136,8 +136,12 @@ def vector_program(layouts: tuple[SphericalIrreps, SphericalIrreps], out: Irreps
     for odd in (False, True):
         if odd not in odd_out:
             continue
-        read = [((m + L3) * (L3 + 1) + ir.l) * mul + u if o == odd else -1
-                for (_, ir), o in zip(out, odd_out) for u in range(mul) for m in range(-ir.l, ir.l + 1)]
+        read = [
+            ((m + L3) * (L3 + 1) + ir.l) * mul + u if o == odd else -1
+            for (_, ir), o in zip(out, odd_out)
+            for u in range(mul)
+            for m in range(-ir.l, ir.l + 1)
+        ]
         projections.append(Projection(theta_out, phi_out, read))
         p, n = len(projections) - 1, len(names)
         if odd:  # h = s . (grad f1 x grad f2) = t1 p2 - p1 t2
@@ -184,29 +188,48 @@ class VectorGauntProduct(TensorProduct):
     True
     """
 
-    def __init__(self, irreps_in1, irreps_in2, irreps_out, internal_weights: bool | None = None,
-                 shared_weights: bool | None = None, check_finite: bool = False, executor: str = "auto") -> None:
+    def __init__(
+        self,
+        irreps_in1,
+        irreps_in2,
+        irreps_out,
+        internal_weights: bool | None = None,
+        shared_weights: bool | None = None,
+        check_finite: bool = False,
+        executor: str = "auto",
+    ) -> None:
         sph1 = parse_spherical_irreps(irreps_in1, "irreps_in1", _OWNER)
         sph2 = parse_spherical_irreps(irreps_in2, "irreps_in2", _OWNER)
         if sph2.mul not in (sph1.mul, 1):
-            raise ValueError(f"{_OWNER}: irreps_in2 = {sph2.irreps} has mul {sph2.mul}; it must equal irreps_in1's "
-                             f"({sph1.mul}) or be 1 (broadcast over channels)")
+            raise ValueError(
+                f"{_OWNER}: irreps_in2 = {sph2.irreps} has mul {sph2.mul}; it must equal irreps_in1's "
+                f"({sph1.mul}) or be 1 (broadcast over channels)"
+            )
         out, mul = Irreps(irreps_out), sph1.mul
         odd_out = _parse_output(out, mul, sph1.sign * sph2.sign)
         self._paths = _paths(sph1, sph2, out, odd_out)
         self._split = (mul * (sph1.lmax + 1), mul * (sph2.lmax + 1), mul * len(out))
-        super().__init__(sph1.irreps, sph2.irreps, out, sum(self._split), internal_weights, shared_weights, check_finite)
+        super().__init__(
+            sph1.irreps, sph2.irreps, out, sum(self._split), internal_weights, shared_weights, check_finite
+        )
         self.init_weight("ones")
         self.layouts, self.mul, self.mul2 = (sph1, sph2), mul, sph2.mul
-        channels = sph2 if sph2.mul == mul else parse_spherical_irreps(
-            "+".join(f"{mul}x{ir}" for _, ir in sph2.irreps), "irreps_in2", _OWNER)
+        channels = (
+            sph2
+            if sph2.mul == mul
+            else parse_spherical_irreps("+".join(f"{mul}x{ir}" for _, ir in sph2.irreps), "irreps_in2", _OWNER)
+        )
         self.grid_degree = vector_grid_degree((sph1, channels), out, odd_out)
         self.program = vector_program((sph1, channels), out, odd_out, self.grid_degree)
         self.n_theta, self.n_phi = self.program.grid
         runner = build_runner(self.program, executor)
         self.executor = runner.executor
-        w3 = [self._split[0] + self._split[1] + u * len(out) + k
-              for k, (_, ir) in enumerate(out) for u in range(mul) for _ in range(ir.dim)]
+        w3 = [
+            self._split[0] + self._split[1] + u * len(out) + k
+            for k, (_, ir) in enumerate(out)
+            for u in range(mul)
+            for _ in range(ir.dim)
+        ]
         weight_index = (sph1.weight_index(), self._split[0] + channels.weight_index(), np.array(w3))
         copy = None if channels is sph2 else copy_channels_index(sph2, mul)
         self.frame = FactorisedFrame(runner, weight_index, copy, None, mul, self.n_theta * self.n_phi)
@@ -220,7 +243,9 @@ class VectorGauntProduct(TensorProduct):
         """One weighted path per (i1, i2, i_out): coupling ``"gaunt"`` (even sum) or ``"odd_gaunt"`` (odd
         sum), coefficient 1, mode ``uuu`` (``uvu`` when ``irreps_in2`` has multiplicity 1)."""
         mode = "uuu" if self.mul2 == self.mul else "uvu"
-        paths = tuple(Path(i1, i2, k, mode, True, 1.0, "odd_gaunt" if odd else "gaunt") for i1, i2, k, odd in self._paths)
+        paths = tuple(
+            Path(i1, i2, k, mode, True, 1.0, "odd_gaunt" if odd else "gaunt") for i1, i2, k, odd in self._paths
+        )
         return ProductDescriptor(self.irreps_in1, self.irreps_in2, self.irreps_out, paths)
 
     def path_weights(self, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -241,13 +266,24 @@ def _paths(sph1: SphericalIrreps, sph2: SphericalIrreps, out: Irreps, odd_out: l
     """``(i1, i2, i_out, odd)`` in descriptor order; raises when an output irrep is reached by no path."""
     all_paths = []
     for k, ((_, ir), odd) in enumerate(zip(out, odd_out)):
-        paths = [(i1, i2, k, odd) for i1, l1 in enumerate(sph1.degrees) for i2, l2 in enumerate(sph2.degrees)
-                 if is_triangle(l1, l2, ir.l) and (l1 + l2 + ir.l) % 2 == odd]
+        paths = [
+            (i1, i2, k, odd)
+            for i1, l1 in enumerate(sph1.degrees)
+            for i2, l2 in enumerate(sph2.degrees)
+            if is_triangle(l1, l2, ir.l) and (l1 + l2 + ir.l) % 2 == odd
+        ]
         if not paths:
             raise ValueError(f"{_OWNER}: no path {sph1.irreps} x {sph2.irreps} reaches output irrep {ir}")
         all_paths += paths
     return all_paths
 
 
-__all__ = ["VectorGauntProduct", "vector_program", "vector_grid_degree", "odd_gaunt_coefficients", "odd_gaunt_ratio", "tangent_frame",
-           "solid_harmonic_gradient"]
+__all__ = [
+    "VectorGauntProduct",
+    "vector_program",
+    "vector_grid_degree",
+    "odd_gaunt_coefficients",
+    "odd_gaunt_ratio",
+    "tangent_frame",
+    "solid_harmonic_gradient",
+]

@@ -15,9 +15,10 @@ Construction, per triple (l1, l2, l3):
 
 C is the invariant tensor: ``einsum("ai,bj,ck,ijk->abc", D1, D2, D3, C) == C`` for every rotation.
 """
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ def _check_ls(*ls: int) -> None:
             raise ValueError(f"degrees must be non-negative integers, got {ls}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def complex_clebsch_gordan(l1: int, l2: int, l3: int) -> np.ndarray:
     """Condon-Shortley ``<l1 m1 l2 m2 | l3 m3>`` as a float64 array ``[2l1+1, 2l2+1, 2l3+1]`` (index m + l)."""
     _check_ls(l1, l2, l3)
@@ -71,7 +72,7 @@ def complex_clebsch_gordan(l1: int, l2: int, l3: int) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _real_from_complex(l: int) -> np.ndarray:
     """Dense U (real = U complex), ``[2l+1 real index, 2l+1 complex m + l]``; two non-zeros per row."""
     u = np.zeros((2 * l + 1, 2 * l + 1), dtype=complex)
@@ -83,7 +84,7 @@ def _real_from_complex(l: int) -> np.ndarray:
     return u
 
 
-@lru_cache(maxsize=None)
+@cache
 def _real_clebsch_gordan_np(l1: int, l2: int, l3: int) -> np.ndarray:
     shape = (2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1)
     if not is_triangle(l1, l2, l3):
@@ -111,7 +112,7 @@ def _real_clebsch_gordan_np(l1: int, l2: int, l3: int) -> np.ndarray:
     return real
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached_torch(kind, l1: int, l2: int, l3: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(kind(l1, l2, l3), dtype=dtype, device=device)
 

@@ -30,10 +30,11 @@ exactly), in float64.
 Grids of Fourier coefficients are stored ``[..., 2U+1, 2V+1]`` with frequency u (resp. v) at index
 u + U (centred, not FFT order).
 """
+
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -42,7 +43,7 @@ import torch
 from .harmonics import spherical_harmonics
 
 
-@lru_cache(maxsize=None)
+@cache
 def _theta_coefficients_np(lmax: int) -> np.ndarray:
     """p[l, k, u + lmax] (complex128, shape [L+1, L+1, 2L+1]); zero for k > l."""
     n = 2 * lmax + 1
@@ -74,7 +75,7 @@ def _sin_measure(n: np.ndarray) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _theta_projection_np(lmax: int, umax: int) -> np.ndarray:
     """theta_int[l, k, u + umax] = sum_u' p[l k u'] I(u + u') for |u| <= umax, shape [L+1, L+1, 2U+1]."""
     p = _theta_coefficients_np(lmax)
@@ -96,7 +97,7 @@ class FourierBasis(NamedTuple):
     projection: torch.Tensor  # [L+1, L+1, 2U+1]
 
 
-@lru_cache(maxsize=None)
+@cache
 def fourier_basis(
     lmax: int, umax: int | None = None, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
 ) -> FourierBasis:
@@ -119,7 +120,7 @@ def _split_by_order(x: torch.Tensor, lmax: int) -> tuple[torch.Tensor, torch.Ten
     return padded[..., index_pos], padded[..., index_neg]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _order_indices(lmax: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     zero_slot = (lmax + 1) ** 2
     pos = torch.full((lmax + 1, lmax + 1), zero_slot, dtype=torch.long)

@@ -12,10 +12,11 @@ entries, where the harmonics are Legendre polynomials, ``Y[l 0] = sqrt((2l+1)/(4
 G vanishes unless l1 + l2 + l3 is even (parity), which is why a Gaunt product cannot produce the
 antisymmetric paths (e.g. the cross product 1o x 1o -> 1e).
 """
+
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ def _gaunt_np(l1: int, l2: int, l3: int) -> np.ndarray:
     return g000 / c[l1, l2, l3] * c
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gaunt_torch(l1: int, l2: int, l3: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(_gaunt_np(l1, l2, l3), dtype=dtype, device=device)
 

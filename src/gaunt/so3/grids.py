@@ -9,9 +9,10 @@ degree l1 + l2 + l3: that is the degree a grid Gaunt product needs.
 Coordinates follow e3nn's frame (polar axis y): ``x = sin(theta) sin(phi)``, ``y = cos(theta)``,
 ``z = sin(theta) cos(phi)``. The weights sum to 4 pi (integral over the unit sphere).
 """
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -38,7 +39,7 @@ def grid_shape(degree: int) -> tuple[int, int]:
     return degree // 2 + 1, degree + 1
 
 
-@lru_cache(maxsize=None)
+@cache
 def _grid_float64(degree: int, n_theta: int, n_phi: int) -> tuple[np.ndarray, ...]:
     cos_theta, w_theta = np.polynomial.legendre.leggauss(n_theta)
     theta = np.arccos(cos_theta)
@@ -52,7 +53,7 @@ def _grid_float64(degree: int, n_theta: int, n_phi: int) -> tuple[np.ndarray, ..
     return points, weights, theta, phi
 
 
-@lru_cache(maxsize=None)
+@cache
 def spherical_grid(
     degree: int,
     dtype: torch.dtype = torch.float64,

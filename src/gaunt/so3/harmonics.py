@@ -25,17 +25,18 @@ recursion is stable in float32 and float64 far beyond L = 32 (no factorials are 
 
 and the azimuthal factors come from ``(z + i x)^m = r^m sin^m(theta) exp(i m phi)``.
 """
+
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import torch
 
 NORMALIZATIONS = ("integral", "component", "norm")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _recursion_constants(lmax: int) -> tuple[list[float], list[list[float]], list[list[float]]]:
     """Constants of the normalised Legendre recursion (python floats, computed once per lmax)."""
     sectoral = [1.0 / math.sqrt(4.0 * math.pi)]

@@ -14,12 +14,14 @@ e3nn's ``mul_ir`` order (block of shape ``[mul, 2l+1]`` flattened: channels oute
 :meth:`Irreps.mul_ir_to_ir_mul` / :meth:`Irreps.ir_mul_to_mul_ir` convert to and from the
 ``ir_mul`` order (block of shape ``[2l+1, mul]``).
 """
+
 from __future__ import annotations
 
 import itertools
 import operator
 import re
-from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 
@@ -67,7 +69,7 @@ class Irrep(_IrrepFields):
 
     __slots__ = ()
 
-    def __new__(cls, l: Union[int, str, tuple[int, int]], p: Optional[int] = None) -> "Irrep":  # noqa: E741
+    def __new__(cls, l: int | str | tuple[int, int], p: int | None = None) -> Irrep:  # noqa: E741
         if p is None:
             if isinstance(l, Irrep):
                 return l
@@ -86,7 +88,7 @@ class Irrep(_IrrepFields):
         return super().__new__(cls, l, p)
 
     @classmethod
-    def _parse(cls, text: str) -> "Irrep":
+    def _parse(cls, text: str) -> Irrep:
         match = _IRREP_RE.fullmatch(text)
         if match is None:
             raise ValueError(f"invalid irrep string {text!r}: expected '<l><e|o|y>' such as '1o'")
@@ -96,7 +98,7 @@ class Irrep(_IrrepFields):
         return super().__new__(cls, l, p)
 
     @classmethod
-    def _make(cls, iterable: Iterable[Any]) -> "Irrep":  # validate, unlike namedtuple's default
+    def _make(cls, iterable: Iterable[Any]) -> Irrep:  # validate, unlike namedtuple's default
         return cls(*iterable)
 
     @property
@@ -109,7 +111,7 @@ class Irrep(_IrrepFields):
         return self.l == 0 and self.p == 1
 
     @classmethod
-    def iterator(cls, lmax: Optional[int] = None) -> Iterator["Irrep"]:
+    def iterator(cls, lmax: int | None = None) -> Iterator[Irrep]:
         """Yield all irreps ``0e, 0o, 1o, 1e, 2e, 2o, ...`` up to ``lmax`` (forever if ``None``)."""
         for l in itertools.count():  # noqa: E741
             if lmax is not None and l > lmax:
@@ -133,7 +135,7 @@ class Irrep(_IrrepFields):
 
     __rmul__ = __mul__
 
-    def __add__(self, other: Any) -> "Irreps":  # type: ignore[override]
+    def __add__(self, other: Any) -> Irreps:  # type: ignore[override]
         """``ir + x`` is ``Irreps(ir) + Irreps(x)`` (direct sum, not tuple concatenation)."""
         return Irreps(self) + other
 
@@ -148,7 +150,7 @@ class MulIr(_MulIrFields):
 
     __slots__ = ()
 
-    def __new__(cls, mul: Any, ir: Any = None) -> "MulIr":
+    def __new__(cls, mul: Any, ir: Any = None) -> MulIr:
         if ir is None:
             if isinstance(mul, MulIr):
                 return mul
@@ -163,7 +165,7 @@ class MulIr(_MulIrFields):
         return super().__new__(cls, mul, Irrep(ir))
 
     @classmethod
-    def _make(cls, iterable: Iterable[Any]) -> "MulIr":  # validate, unlike namedtuple's default
+    def _make(cls, iterable: Iterable[Any]) -> MulIr:  # validate, unlike namedtuple's default
         return cls(*iterable)
 
     @property
@@ -218,7 +220,7 @@ def _to_mul_ir(item: Any) -> MulIr:
 class SortResult(NamedTuple):
     """Result of :meth:`Irreps.sort` (same fields as e3nn's)."""
 
-    irreps: "Irreps"
+    irreps: Irreps
     p: tuple[int, ...]  # p[old_index] = new_index
     inv: tuple[int, ...]  # inv[new_index] = old_index
 
@@ -237,7 +239,7 @@ class Irreps(tuple):
 
     __slots__ = ()
 
-    def __new__(cls, irreps: Any = None) -> "Irreps":
+    def __new__(cls, irreps: Any = None) -> Irreps:
         if isinstance(irreps, cls):
             return irreps
         if irreps is None:
@@ -257,7 +259,7 @@ class Irreps(tuple):
         return super().__new__(cls, items)
 
     @classmethod
-    def spherical_harmonics(cls, lmax: int, p: int = -1) -> "Irreps":
+    def spherical_harmonics(cls, lmax: int, p: int = -1) -> Irreps:
         """``1x0e+1x1o+1x2e+...`` up to ``lmax``; parity ``p**l`` (``p=-1``: ``(-1)^l``, ``p=1``: even)."""
         lmax = _as_int(lmax, "lmax")
         if lmax < 0:
@@ -267,7 +269,7 @@ class Irreps(tuple):
         return cls([(1, (l, p**l)) for l in range(lmax + 1)])
 
     @classmethod
-    def from_e3nn(cls, irreps: Any) -> "Irreps":
+    def from_e3nn(cls, irreps: Any) -> Irreps:
         """Convert an ``e3nn.o3.Irreps`` (or anything :class:`Irreps` accepts)."""
         return cls(irreps)
 
@@ -307,7 +309,7 @@ class Irreps(tuple):
             start += mul_ir.dim
         return out
 
-    def simplify(self) -> "Irreps":
+    def simplify(self) -> Irreps:
         """Merge consecutive equal irreps and drop zero multiplicities (does not sort)."""
         out: list[tuple[int, Irrep]] = []
         for mul, ir in self:
@@ -317,7 +319,7 @@ class Irreps(tuple):
                 out.append((mul, ir))
         return Irreps(out)
 
-    def remove_zero_multiplicities(self) -> "Irreps":
+    def remove_zero_multiplicities(self) -> Irreps:
         """Drop every term with multiplicity 0."""
         return Irreps([mul_ir for mul_ir in self if mul_ir.mul > 0])
 
@@ -346,13 +348,13 @@ class Irreps(tuple):
         ir = Irrep(ir)
         return sum(mul for mul, other in self if other == ir)
 
-    def __add__(self, other: Any) -> "Irreps":  # type: ignore[override]
+    def __add__(self, other: Any) -> Irreps:  # type: ignore[override]
         return Irreps(tuple.__add__(self, Irreps(other)))
 
-    def __radd__(self, other: Any) -> "Irreps":
+    def __radd__(self, other: Any) -> Irreps:
         return Irreps(other) + self
 
-    def __mul__(self, other: Any) -> "Irreps":  # type: ignore[override]
+    def __mul__(self, other: Any) -> Irreps:  # type: ignore[override]
         if isinstance(other, int) and not isinstance(other, bool):
             return Irreps(tuple.__mul__(self, other))
         return NotImplemented

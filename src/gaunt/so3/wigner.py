@@ -11,9 +11,10 @@ sum exact to float64 rounding, for any rotation, with no Euler angles and no gim
 Cost O(l^3) per rotation; differentiable in R. For an improper R (det = -1) this gives the action
 on harmonics, ``(-1)^l D_l(-R)``; ``irreps_wigner_d`` applies an irreps' own parities instead.
 """
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -21,7 +22,7 @@ from .grids import spherical_grid
 from .harmonics import spherical_harmonics
 
 
-@lru_cache(maxsize=None)
+@cache
 def _weighted_grid_harmonics(l: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     grid = spherical_grid(2 * l, dtype=dtype, device=device)
     y = spherical_harmonics(l, grid.points)[:, l * l :]  # [G, 2l+1], integral normalisation
@@ -82,7 +83,7 @@ def irreps_wigner_d(irreps, rotation: torch.Tensor, check: bool = True) -> torch
     for (mul, (l, p)), sl in zip(irreps, irreps.slices()):
         if l not in cache:
             cache[l] = wigner_d(l, proper, check=False)
-        block = cache[l] * (p ** improper if p == -1 else 1.0)
+        block = cache[l] * (p**improper if p == -1 else 1.0)
         d = 2 * l + 1
         for u in range(mul):
             s = sl.start + u * d
@@ -122,10 +123,16 @@ def random_rotation(
     q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
     w, x, y, z = q.unbind(-1)
     rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
+        1 - 2 * (y * y + z * z),
+        2 * (x * y - w * z),
+        2 * (x * z + w * y),
+        2 * (x * y + w * z),
+        1 - 2 * (x * x + z * z),
+        2 * (y * z - w * x),
+        2 * (x * z - w * y),
+        2 * (y * z + w * x),
+        1 - 2 * (x * x + y * y),
+    ]
     return torch.stack(rows, dim=-1).reshape(*shape, 3, 3)
 
 

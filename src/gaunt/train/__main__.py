@@ -1,4 +1,5 @@
 """``python -m gaunt.train [flags]`` trains; ``python -m gaunt.train evaluate [flags]`` evaluates a model."""
+
 import sys
 
 from .cli import main

@@ -27,6 +27,7 @@ Loading. Every unreadable file (empty, truncated, garbage, a model file instead 
 ``ValueError`` naming the file and the problem; :meth:`CheckpointManager.load_for_resume` falls back from
 a bad ``last.pt`` to ``best.pt`` (a complete state too, only older) and says so.
 """
+
 from __future__ import annotations
 
 import os
@@ -116,8 +117,10 @@ class CheckpointManager:
         if best is None:
             if not self.last_path.exists():
                 return None, None
-            raise ValueError(f"cannot resume: {problem}; and there is no {self.best_path} to fall back to "
-                             "(start the run again with --overwrite)")  # fmt: skip
+            raise ValueError(
+                f"cannot resume: {problem}; and there is no {self.best_path} to fall back to "
+                "(start the run again with --overwrite)"
+            )
         return best, f"{problem}; resuming from {self.best_path} (epoch {best['epoch']}) instead"
 
 

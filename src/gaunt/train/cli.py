@@ -3,6 +3,7 @@
 
 ``gaunt train`` / ``gaunt evaluate`` (``gaunt.cli``) and ``python -m gaunt.train [evaluate] ...`` call these.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,16 +25,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default=d.device, help="cpu | cuda | cuda:k")
     g.add_argument("--default_dtype", choices=tuple(DTYPES), default=d.default_dtype)
-    g.add_argument("--restart_latest", "--resume", dest="restart_latest", action="store_true",
-                   help="resume from <work_dir>/checkpoints/<name>/last.pt (best.pt if last.pt is unreadable)")  # fmt: skip
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier run of this --name in --work_dir (without it, training refuses)")  # fmt: skip
-    g.add_argument("--allow_data_change", "--allow-data-change", dest="allow_data_change", action="store_true",
-                   help="--resume although a data file's contents changed since the checkpoint")  # fmt: skip
+    g.add_argument(
+        "--restart_latest",
+        "--resume",
+        dest="restart_latest",
+        action="store_true",
+        help="resume from <work_dir>/checkpoints/<name>/last.pt (best.pt if last.pt is unreadable)",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run of this --name in --work_dir (without it, training refuses)",
+    )
+    g.add_argument(
+        "--allow_data_change",
+        "--allow-data-change",
+        dest="allow_data_change",
+        action="store_true",
+        help="--resume although a data file's contents changed since the checkpoint",
+    )
     g.add_argument("--distributed", action="store_true", help="data-parallel over the processes of torchrun")
     g.add_argument("--find_unused_parameters", action="store_true", help="passed to DistributedDataParallel")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=d.progress,
-                   help="progress bar with the live loss")  # fmt: skip
+    g.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=d.progress, help="progress bar with the live loss"
+    )
     g.add_argument("--plot", action=argparse.BooleanOptionalAction, default=d.plot, help="learning-curve PNG")
     g = parser.add_argument_group("data")
     g.add_argument("--train_file", required=True, help="training configurations (extended XYZ)")
@@ -41,8 +56,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--valid_fraction", type=float, default=d.valid_fraction)
     g.add_argument("--valid_count", type=int, default=None, help="validation size (overrides --valid_fraction)")
     g.add_argument("--test_file", dest="test_files", action="append", default=[], help="test set (repeatable)")
-    g.add_argument("--E0s", default="average",
-                   help="isolated | average | file of isolated atoms | '{1: -13.6, 8: -2041.0}'")  # fmt: skip
+    g.add_argument(
+        "--E0s", default="average", help="isolated | average | file of isolated atoms | '{1: -13.6, 8: -2041.0}'"
+    )
     g.add_argument("--energy_key", default=d.energy_key)
     g.add_argument("--forces_key", default=d.forces_key)
     g.add_argument("--stress_key", default=None)
@@ -73,8 +89,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler)
     g.add_argument("--lr_factor", type=float, default=d.lr_factor, help="plateau: LR multiplier")
     g.add_argument("--scheduler_patience", type=int, default=d.scheduler_patience, help="plateau: epochs")
-    g.add_argument("--final_model", choices=FINAL_MODELS, default=d.final_model,
-                   help="save the weights of the best-validation epoch or of the last one")  # fmt: skip
+    g.add_argument(
+        "--final_model",
+        choices=FINAL_MODELS,
+        default=d.final_model,
+        help="save the weights of the best-validation epoch or of the last one",
+    )
     return parser
 
 
@@ -124,8 +144,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     model = load_model(args.model, map_location=args.device).to(dtype=DTYPES[args.default_dtype])
-    structures = read_structures(args.configs, energy_key=args.energy_key, forces_key=args.forces_key,
-                                 require_forces=False, require_energy=False)  # fmt: skip
+    structures = read_structures(
+        args.configs, energy_key=args.energy_key, forces_key=args.forces_key, require_forces=False, require_energy=False
+    )
     metrics = _predict_all(model, structures, args)
     print(format_table({Path(args.configs).stem: metrics}))
     if args.output:
@@ -151,7 +172,7 @@ def _predict_all(model, structures: list, args: argparse.Namespace) -> dict:
         for b in range(graph.num_graphs):
             atoms = structures[k + b]
             atoms.info["pred_energy"] = float(pred["energy"][b])
-            atoms.arrays["pred_forces"] = forces[offsets[b]:offsets[b + 1]]
+            atoms.arrays["pred_forces"] = forces[offsets[b] : offsets[b + 1]]
             if "stress" in pred:
                 atoms.info["pred_stress"] = pred["stress"][b].cpu().numpy().astype(np.float64).reshape(9)
         k += graph.num_graphs
@@ -190,5 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     return run_command("train", run_train, parser.parse_args(argv))
 
 
-__all__ = ["add_train_arguments", "run_train", "add_evaluate_arguments", "run_evaluate", "config_from_args",
-           "check_device", "main"]  # fmt: skip
+__all__ = [
+    "add_train_arguments",
+    "run_train",
+    "add_evaluate_arguments",
+    "run_evaluate",
+    "config_from_args",
+    "check_device",
+    "main",
+]

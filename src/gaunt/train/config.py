@@ -1,4 +1,5 @@
 """``TrainConfig``: every setting of a training run (names follow mace-torch's command line where one exists)."""
+
 from __future__ import annotations
 
 import ast
@@ -110,8 +111,16 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: name must be a plain file-name stem, got {self.name!r}")
         _check(self.valid_count is None or self.valid_count >= 1, "valid_count must be >= 1")
         _check(0.0 < self.valid_fraction < 1.0, f"valid_fraction must lie in (0, 1), got {self.valid_fraction}")
-        for key in ("num_radial_basis", "num_channels", "correlation", "num_interactions", "batch_size",
-                    "valid_batch_size", "max_num_epochs", "scheduler_patience"):  # fmt: skip
+        for key in (
+            "num_radial_basis",
+            "num_channels",
+            "correlation",
+            "num_interactions",
+            "batch_size",
+            "valid_batch_size",
+            "max_num_epochs",
+            "scheduler_patience",
+        ):
             _check(int(getattr(self, key)) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("max_L", "max_ell"):
             _check(int(getattr(self, key)) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
@@ -124,13 +133,17 @@ class TrainConfig:
         _check(self.clip_grad is None or self.clip_grad >= 0, f"clip_grad must be >= 0, got {self.clip_grad}")
         _check(self.scheduler in SCHEDULERS, f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         _check(self.final_model in FINAL_MODELS, f"final_model must be one of {FINAL_MODELS}, got {self.final_model!r}")
-        _check(self.default_dtype in DTYPES,
-               f"default_dtype must be one of {tuple(DTYPES)}, got {self.default_dtype!r}")  # fmt: skip
-        _check(self.stress_weight == 0.0 or self.stress_key is not None,
-               "stress_weight > 0 needs stress_key (the stress label's name in the files)")  # fmt: skip
+        _check(
+            self.default_dtype in DTYPES, f"default_dtype must be one of {tuple(DTYPES)}, got {self.default_dtype!r}"
+        )
+        _check(
+            self.stress_weight == 0.0 or self.stress_key is not None,
+            "stress_weight > 0 needs stress_key (the stress label's name in the files)",
+        )
         if isinstance(self.E0s, str) and self.E0s not in ("isolated", "average") and not Path(self.E0s).is_file():
-            raise ValueError(f"TrainConfig: E0s must be 'isolated', 'average', a dict or an existing file; "
-                             f"no file {self.E0s!r}")  # fmt: skip
+            raise ValueError(
+                f"TrainConfig: E0s must be 'isolated', 'average', a dict or an existing file; no file {self.E0s!r}"
+            )
 
     @property
     def dtype(self) -> torch.dtype:
@@ -165,21 +178,46 @@ class TrainConfig:
 
 
 # settings that define the data, the model or the sequence of batches: a resumed run must keep them
-_RESUME_FIXED = ("train_file", "valid_file", "valid_fraction", "valid_count", "E0s", "energy_key", "forces_key",
-                 "stress_key", "r_max", "num_radial_basis", "num_channels", "max_L", "max_ell", "correlation",
-                 "num_interactions", "product", "pair_repulsion", "batch_size", "seed", "default_dtype", "ema",
-                 "scheduler")  # fmt: skip
+_RESUME_FIXED = (
+    "train_file",
+    "valid_file",
+    "valid_fraction",
+    "valid_count",
+    "E0s",
+    "energy_key",
+    "forces_key",
+    "stress_key",
+    "r_max",
+    "num_radial_basis",
+    "num_channels",
+    "max_L",
+    "max_ell",
+    "correlation",
+    "num_interactions",
+    "product",
+    "pair_repulsion",
+    "batch_size",
+    "seed",
+    "default_dtype",
+    "ema",
+    "scheduler",
+)
 
 
 def check_resume_compatible(saved: dict[str, Any], config: TrainConfig) -> None:
     """Raise ``ValueError`` if ``config`` changes a setting the checkpointed run depends on (others, such as
     ``max_num_epochs`` or ``max_time``, may change between the interrupted and the resumed run)."""
     current, default = config.to_dict(), TrainConfig().to_dict()  # a setting added later: its default
-    changed = [f"{k}: {saved.get(k, default[k])!r} -> {current[k]!r}" for k in _RESUME_FIXED
-               if saved.get(k, default[k]) != current[k]]  # fmt: skip
+    changed = [
+        f"{k}: {saved.get(k, default[k])!r} -> {current[k]!r}"
+        for k in _RESUME_FIXED
+        if saved.get(k, default[k]) != current[k]
+    ]
     if changed:
-        raise ValueError("cannot resume: the checkpoint was written with different settings (start a new run "
-                         "with another name or work_dir instead): " + "; ".join(changed))  # fmt: skip
+        raise ValueError(
+            "cannot resume: the checkpoint was written with different settings (start a new run "
+            "with another name or work_dir instead): " + "; ".join(changed)
+        )
 
 
 def _check(ok: bool, message: str) -> None:

@@ -2,6 +2,7 @@
 test sets as ``AtomicDataset`` s, the elements, the isolated-atom energies E0 and the model config
 (``avg_num_neighbors``, ``scale`` = RMS force, ``shift`` = per-element mean interaction energy fitted by
 least squares over the compositions, from the training set as in mace-torch)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,13 @@ def _is_isolated(atoms: ase.Atoms) -> bool:
 
 def _read(path: str, config: TrainConfig, need_forces: bool, what: str) -> list[ase.Atoms]:
     """Read a file; with ``need_forces`` every configuration except isolated atoms must have forces."""
-    structures = read_structures(path, energy_key=config.energy_key, forces_key=config.forces_key,
-                                 stress_key=config.stress_key, require_forces=False)  # fmt: skip
+    structures = read_structures(
+        path,
+        energy_key=config.energy_key,
+        forces_key=config.forces_key,
+        stress_key=config.stress_key,
+        require_forces=False,
+    )
     if need_forces:
         for k, atoms in enumerate(structures):
             if FORCES_LABEL not in atoms.arrays and not _is_isolated(atoms):
@@ -70,8 +76,9 @@ def _element(z: int) -> str:
     return f"{ase.data.chemical_symbols[z]} (Z={z})"
 
 
-def _resolve_e0s(config: TrainConfig, train: list[ase.Atoms], isolated: list[ase.Atoms],
-                 where: dict[int, str]) -> dict[int, float]:  # fmt: skip
+def _resolve_e0s(
+    config: TrainConfig, train: list[ase.Atoms], isolated: list[ase.Atoms], where: dict[int, str]
+) -> dict[int, float]:
     """E0 per element from the ``E0s`` setting; every element of ``where`` (element -> the file and
     configuration it first appears in) must get one, or the error names the element and that file."""
     e0s, atomic_numbers = config.E0s, sorted(where)
@@ -79,16 +86,20 @@ def _resolve_e0s(config: TrainConfig, train: list[ase.Atoms], isolated: list[ase
         energies, source = dict(e0s), "the E0s dict"
     elif e0s == "isolated":
         if not isolated:
-            raise ValueError(f"E0s='isolated' but the training file {config.train_file} has no configurations "
-                             f"with config_type={ISOLATED_ATOM!r}; give a file of isolated atoms or use "
-                             "'average'")  # fmt: skip
+            raise ValueError(
+                f"E0s='isolated' but the training file {config.train_file} has no configurations "
+                f"with config_type={ISOLATED_ATOM!r}; give a file of isolated atoms or use "
+                "'average'"
+            )
         energies, source = atomic_energies_from_isolated(isolated), f"isolated atoms in {config.train_file}"
     elif e0s == "average":
         fitted = sorted({int(z) for atoms in train for z in atoms.numbers})
         unfit = [z for z in atomic_numbers if z not in fitted]
         if unfit:  # least squares would give them E0 = 0 (a column of zeros)
-            raise ValueError(f"E0s='average' fits E0 on the training set, which has no {_element(unfit[0])}; it "
-                             f"appears in {where[unfit[0]]}: give its E0 (isolated atoms or a dict)")  # fmt: skip
+            raise ValueError(
+                f"E0s='average' fits E0 on the training set, which has no {_element(unfit[0])}; it "
+                f"appears in {where[unfit[0]]}: give its E0 (isolated atoms or a dict)"
+            )
         energies, source = atomic_energies_least_squares(train, fitted), "a least-squares fit"
     else:
         atoms = read_structures(e0s, energy_key=config.energy_key, forces_key=config.forces_key, require_forces=False)
@@ -96,8 +107,10 @@ def _resolve_e0s(config: TrainConfig, train: list[ase.Atoms], isolated: list[ase
     energies = {int(z): float(e) for z, e in energies.items()}
     missing = [z for z in atomic_numbers if z not in energies]
     if missing:
-        raise ValueError(f"E0s: {source} gives no energy for elements Z={missing} present in the data: "
-                         f"{_element(missing[0])} appears in {where[missing[0]]}")  # fmt: skip
+        raise ValueError(
+            f"E0s: {source} gives no energy for elements Z={missing} present in the data: "
+            f"{_element(missing[0])} appears in {where[missing[0]]}"
+        )
     return {z: energies[z] for z in atomic_numbers}
 
 
@@ -116,15 +129,25 @@ def prepare_data(config: TrainConfig) -> PreparedData:
             raise ValueError(f"validation file {config.valid_file} has no configurations besides isolated atoms")
     else:
         if len(train) < 2:
-            raise ValueError(f"training file {config.train_file} has {len(train)} configuration: too few to split "
-                             "off a validation set (give valid_file)")  # fmt: skip
-        train_idx, valid_idx = random_split(len(train), valid_count=config.valid_count,
-                                            valid_fraction=None if config.valid_count else config.valid_fraction,
-                                            seed=config.seed)  # fmt: skip
+            raise ValueError(
+                f"training file {config.train_file} has {len(train)} configuration: too few to split "
+                "off a validation set (give valid_file)"
+            )
+        train_idx, valid_idx = random_split(
+            len(train),
+            valid_count=config.valid_count,
+            valid_fraction=None if config.valid_count else config.valid_fraction,
+            seed=config.seed,
+        )
         train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
     where = _where(train, f"training file {config.train_file}")
-    where = _where(valid, f"validation file {config.valid_file}" if config.valid_file else
-                   f"training file {config.train_file} (validation split)", where)  # fmt: skip
+    where = _where(
+        valid,
+        f"validation file {config.valid_file}"
+        if config.valid_file
+        else f"training file {config.train_file} (validation split)",
+        where,
+    )
     atomic_numbers = sorted(where)
     atomic_energies = _resolve_e0s(config, train, isolated, where)
     r_max = float(config.r_max)

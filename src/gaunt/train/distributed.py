@@ -13,6 +13,7 @@ forward. That call differentiates with respect to positions only, so it does not
 every parameter through both the energy and the force graph and fires each hook once, as DDP expects
 (checked by the 2-process test in ``tests/train``).
 """
+
 from __future__ import annotations
 
 import os
@@ -111,6 +112,12 @@ def all_reduce_mean(value: float, context: DistributedContext) -> float:
 
 
 __all__ = [
-    "DistributedContext", "setup", "cleanup", "wrap_model", "shard_indices", "broadcast_flag",
-    "all_reduce_mean", "env_world_size",
-]  # fmt: skip
+    "DistributedContext",
+    "setup",
+    "cleanup",
+    "wrap_model",
+    "shard_indices",
+    "broadcast_flag",
+    "all_reduce_mean",
+    "env_world_size",
+]

@@ -4,6 +4,7 @@ A finished run always leaves its ``.model``: if ``final_model="best"`` but ``bes
 be read (truncated on disk, say), the weights in memory (those of the last epoch, EMA when on) are saved
 instead and one line says so; ``results["final_weights"]`` records which weights the model holds.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ def eval_loader(dataset, batch_size: int, context: dist.DistributedContext):
     return make_loader(Subset(dataset, dist.shard_indices(len(dataset), context)), batch_size)
 
 
-def final_weights(config: TrainConfig, context: dist.DistributedContext, state: TrainState,
-                  manager: CheckpointManager) -> tuple[torch.nn.Module, str]:  # fmt: skip
+def final_weights(
+    config: TrainConfig, context: dist.DistributedContext, state: TrainState, manager: CheckpointManager
+) -> tuple[torch.nn.Module, str]:
     """The module to save and a description of its weights; loads ``best.pt`` into the state for "best"."""
     last = f"last epoch ({state.epoch})"
     if config.final_model != "best" or state.best_epoch < 0:
@@ -45,8 +47,9 @@ def final_weights(config: TrainConfig, context: dist.DistributedContext, state: 
         best, problem = None, str(err)
     if best is None:
         if context.is_main:
-            print(f"[gaunt.train] final_model='best' but {problem}: saving the weights of the {last} instead",
-                  flush=True)  # fmt: skip
+            print(
+                f"[gaunt.train] final_model='best' but {problem}: saving the weights of the {last} instead", flush=True
+            )
         return state.eval_model, f"{last}; best.pt unreadable"
     if state.ema is not None:
         state.ema.load_state_dict(best["ema"])
@@ -55,28 +58,52 @@ def final_weights(config: TrainConfig, context: dist.DistributedContext, state: 
     return state.eval_model, f"epoch {state.best_epoch} (best valid loss)"
 
 
-def finish(config: TrainConfig, context: dist.DistributedContext, data: PreparedData, state: TrainState,
-           manager: CheckpointManager, stopped_by: str) -> dict[str, Any]:  # fmt: skip
+def finish(
+    config: TrainConfig,
+    context: dist.DistributedContext,
+    data: PreparedData,
+    state: TrainState,
+    manager: CheckpointManager,
+    stopped_by: str,
+) -> dict[str, Any]:
     """Evaluate the final weights on every set, save the model and the reports; returns the results dict."""
     weights = LossWeights(config.energy_weight, config.forces_weight, config.stress_weight)
     final, which = final_weights(config, context, state, manager)
     refit_shifts(final, data.train, config.valid_batch_size, context.device, config.dtype)  # per-element energies
     sets = {"train": data.train, "valid": data.valid, **data.tests}
-    metrics = {name: evaluate(final, eval_loader(ds, config.valid_batch_size, context), weights, context.device,
-                              config.dtype, weights.stress > 0)
-               for name, ds in sets.items()}  # fmt: skip
-    results = {"name": config.name, "epochs": len(state.history), "best_epoch": state.best_epoch,
-               "stopped_by": stopped_by, "elapsed": state.elapsed, "model_path": str(config.model_path),
-               "final_model": config.final_model, "final_weights": which, "metrics": metrics,
-               "history": state.history}  # fmt: skip
+    metrics = {
+        name: evaluate(
+            final,
+            eval_loader(ds, config.valid_batch_size, context),
+            weights,
+            context.device,
+            config.dtype,
+            weights.stress > 0,
+        )
+        for name, ds in sets.items()
+    }
+    results = {
+        "name": config.name,
+        "epochs": len(state.history),
+        "best_epoch": state.best_epoch,
+        "stopped_by": stopped_by,
+        "elapsed": state.elapsed,
+        "model_path": str(config.model_path),
+        "final_model": config.final_model,
+        "final_weights": which,
+        "metrics": metrics,
+        "history": state.history,
+    }
     if context.is_main:
         save_model(final, config.model_path)
         config.results_path.write_text(json.dumps(results, indent=1))
         if state.history and config.plot:
             plot_learning_curve(state.history, config.curve_path, title=config.name)
         ema = "EMA " if state.ema is not None else ""
-        print(f"\n{config.name}: {len(state.history)} epochs, {state.elapsed:.1f} s, stopped by {stopped_by}; "
-              f"model ({ema}weights of {which}) -> {config.model_path}")  # fmt: skip
+        print(
+            f"\n{config.name}: {len(state.history)} epochs, {state.elapsed:.1f} s, stopped by {stopped_by}; "
+            f"model ({ema}weights of {which}) -> {config.model_path}"
+        )
         print(format_table(metrics), flush=True)
     return results
 

@@ -9,6 +9,7 @@ the command line reports in one line with exit status 130 (128 + SIGINT, the she
 second Ctrl-C while the first is being honoured raises ``KeyboardInterrupt`` at once (the user insists;
 atomic writes still leave every file whole).
 """
+
 from __future__ import annotations
 
 import signal

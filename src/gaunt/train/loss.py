@@ -8,6 +8,7 @@ Dividing the energy error by the atom count makes structures of different size c
 and puts the energy term on the same per-atom footing as the reported RMSE (meV/atom).
 Under DistributedDataParallel each rank computes this on its own batch; DDP averages the gradients.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

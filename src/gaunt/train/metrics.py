@@ -4,6 +4,7 @@ The accumulator keeps sums (of squared and absolute errors, and counts) in float
 the metric of the whole set however it was split into batches, and, under ``torch.distributed``, however
 it was split between ranks: ``all_reduce`` adds the sums of every rank before the roots are taken.
 """
+
 from __future__ import annotations
 
 import math

@@ -10,6 +10,7 @@ compositions). With the network fixed, the energy is linear in the shifts,
 (``gaunt.data.fit_per_element``), so one pass over the training set removes that constant: what MACE
 does for E0 before training (``E0s average``), done again on the model the training produced.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,13 @@ from ..models import GauntPotential
 
 
 @torch.no_grad()
-def refit_shifts(model: GauntPotential, dataset: AtomicDataset, batch_size: int = 16,
-                 device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> dict[int, float]:  # fmt: skip
+def refit_shifts(
+    model: GauntPotential,
+    dataset: AtomicDataset,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> dict[int, float]:
     """Add to ``model``'s learned per-element shifts the least-squares correction to its energy errors on
     ``dataset``; return the correction ``{Z: eV/atom}`` (empty for a model saved before learned shifts)."""
     if not isinstance(model.shifts, torch.nn.Parameter):

@@ -1,4 +1,5 @@
 """Run outputs: the JSON-lines epoch log, the learning-curve PNG and the final error table."""
+
 from __future__ import annotations
 
 import json
@@ -88,8 +89,10 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     units = f"{'':<{w}} {'':>7} {'meV/atom':>10} {'meV/atom':>10} {'meV/A':>10} {'meV/A':>10}"
     lines = [header, units, "-" * len(header)]
     for name, m in metrics.items():
-        lines.append(f"{name:<{w}} {m.get('num_configs', 0):>7} {cell(m.get('e_rmse')):>10} {cell(m.get('e_mae')):>10} "
-                     f"{cell(m.get('f_rmse')):>10} {cell(m.get('f_mae')):>10}")  # fmt: skip
+        lines.append(
+            f"{name:<{w}} {m.get('num_configs', 0):>7} {cell(m.get('e_rmse')):>10} {cell(m.get('e_mae')):>10} "
+            f"{cell(m.get('f_rmse')):>10} {cell(m.get('f_mae')):>10}"
+        )
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@
   one of them changed, since the resumed epochs would silently train on other data, unless
   ``--allow_data_change``.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -21,8 +22,14 @@ from .config import TrainConfig
 
 def run_files(config: TrainConfig) -> list[Path]:
     """Every file a run named ``config.name`` writes in ``config.work_dir``."""
-    return [config.model_path, config.log_path, config.results_path, config.curve_path,
-            config.checkpoint_dir / "last.pt", config.checkpoint_dir / "best.pt"]  # fmt: skip
+    return [
+        config.model_path,
+        config.log_path,
+        config.results_path,
+        config.curve_path,
+        config.checkpoint_dir / "last.pt",
+        config.checkpoint_dir / "best.pt",
+    ]
 
 
 def data_files(config: TrainConfig) -> dict[str, str]:
@@ -45,8 +52,9 @@ def guard_run_dir(config: TrainConfig) -> None:
     for output in run_files(config):
         for path, role in data_files(config).items():
             if same_file(output, path):
-                raise ValueError(f"the run would write {output}, which is its {role}; choose another --name or "
-                                 "--work_dir")  # fmt: skip
+                raise ValueError(
+                    f"the run would write {output}, which is its {role}; choose another --name or --work_dir"
+                )
     existing = [p for p in run_files(config) if p.exists()]
     if not existing or config.overwrite:
         return
@@ -55,10 +63,13 @@ def guard_run_dir(config: TrainConfig) -> None:
         return  # the checkpoint is what --resume continues from
     what = describe_run(config, existing)
     if config.restart_latest:
-        raise ValueError(f"cannot resume: {what} but no checkpoint in {config.checkpoint_dir}; replace the run "
-                         "with --overwrite or choose another --name")  # fmt: skip
-    raise ValueError(f"{what}; continue it with --resume or replace it with --overwrite (or choose another --name "
-                     "or --work_dir)")  # fmt: skip
+        raise ValueError(
+            f"cannot resume: {what} but no checkpoint in {config.checkpoint_dir}; replace the run "
+            "with --overwrite or choose another --name"
+        )
+    raise ValueError(
+        f"{what}; continue it with --resume or replace it with --overwrite (or choose another --name or --work_dir)"
+    )
 
 
 def describe_run(config: TrainConfig, existing: list[Path]) -> str:
@@ -109,10 +120,20 @@ def check_data_unchanged(saved: dict[str, str] | None, current: dict[str, str], 
     listing = ", ".join(f"{roles[p]} {p} (sha256 {saved[p][:12]} -> {current[p][:12]})" for p in changed)
     if config.allow_data_change:
         return f"data changed since the checkpoint: {listing}; continuing as asked (--allow_data_change)"
-    raise ValueError(f"cannot resume: the contents of the {listing} changed since the checkpoint was written; "
-                     "the resumed epochs would train on other data. Start a new run (--overwrite or another "
-                     "--name), or pass --allow_data_change to continue anyway")  # fmt: skip
+    raise ValueError(
+        f"cannot resume: the contents of the {listing} changed since the checkpoint was written; "
+        "the resumed epochs would train on other data. Start a new run (--overwrite or another "
+        "--name), or pass --allow_data_change to continue anyway"
+    )
 
 
-__all__ = ["guard_run_dir", "clear_earlier_run", "run_files", "data_files", "describe_run", "data_fingerprint",
-           "check_data_unchanged", "file_sha256"]  # fmt: skip
+__all__ = [
+    "guard_run_dir",
+    "clear_earlier_run",
+    "run_files",
+    "data_files",
+    "describe_run",
+    "data_fingerprint",
+    "check_data_unchanged",
+    "file_sha256",
+]

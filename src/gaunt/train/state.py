@@ -5,6 +5,7 @@ The trainer's functions (``trainer.py``) read and update one ``TrainState``; a c
 restored cannot drift apart. ``checkpoint.py`` describes the design (epoch-boundary checkpoints, plus a
 mid-epoch one when the run is interrupted by SIGINT).
 """
+
 from __future__ import annotations
 
 import math
@@ -57,14 +58,23 @@ class TrainState:
     def to_checkpoint(self, config: TrainConfig, data_sha256: dict[str, str]) -> dict[str, Any]:
         """The checkpoint dict (plain containers and tensors: loads with ``weights_only=True``)."""
         return {
-            "model_config": config_dict(self.model_config), "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None, "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch, "global_step": self.global_step, "elapsed": self.elapsed,
+            "model_config": config_dict(self.model_config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "elapsed": self.elapsed,
             "epoch_loss": {"sum": self.epoch_loss_sum, "batches": self.epoch_batches, "time": self.epoch_time},
-            "rng": rng_state(), "best_metric": self.best_metric, "best_epoch": self.best_epoch,
-            "history": list(self.history), "train_config": config.to_dict(), "data_sha256": dict(data_sha256),
-        }  # fmt: skip
+            "rng": rng_state(),
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "history": list(self.history),
+            "train_config": config.to_dict(),
+            "data_sha256": dict(data_sha256),
+        }
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Load a checkpoint written by :meth:`to_checkpoint` (or by an older version without the mid-epoch
@@ -74,7 +84,11 @@ class TrainState:
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         if self.ema is not None and checkpoint["ema"] is not None:
             self.ema.load_state_dict(checkpoint["ema"])
-        self.epoch, self.global_step, self.elapsed = checkpoint["epoch"], checkpoint["global_step"], checkpoint["elapsed"]
+        self.epoch, self.global_step, self.elapsed = (
+            checkpoint["epoch"],
+            checkpoint["global_step"],
+            checkpoint["elapsed"],
+        )
         self.step_in_epoch = int(checkpoint.get("step_in_epoch", 0))
         partial = checkpoint.get("epoch_loss") or {"sum": 0.0, "batches": 0, "time": 0.0}
         self.epoch_loss_sum, self.epoch_batches, self.epoch_time = partial["sum"], partial["batches"], partial["time"]
@@ -90,7 +104,8 @@ class TrainState:
 def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
     if config.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=config.lr_factor, patience=config.scheduler_patience)  # fmt: skip
+            optimizer, mode="min", factor=config.lr_factor, patience=config.scheduler_patience
+        )
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_num_epochs)
 
 
@@ -99,11 +114,17 @@ def build_state(config: TrainConfig, context: dist.DistributedContext, model_con
     and the EMA of the weights."""
     model = GauntPotential(model_config).to(device=context.device, dtype=config.dtype)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay)) if config.ema else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  amsgrad=config.amsgrad)  # fmt: skip
-    return TrainState(model_config=model_config, model=model,
-                      forward_model=dist.wrap_model(model, context, config.find_unused_parameters), ema=ema,
-                      optimizer=optimizer, scheduler=_make_scheduler(config, optimizer))  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.amsgrad
+    )
+    return TrainState(
+        model_config=model_config,
+        model=model,
+        forward_model=dist.wrap_model(model, context, config.find_unused_parameters),
+        ema=ema,
+        optimizer=optimizer,
+        scheduler=_make_scheduler(config, optimizer),
+    )
 
 
 __all__ = ["TrainState", "build_state"]

@@ -13,6 +13,7 @@ checkpoint of it (``interrupt.py``). The state that changes while training is on
 (``state.py``); this module holds the loop: ``train_one_epoch``, ``validate``, ``end_epoch``,
 ``save_checkpoint``, then ``finish`` (``finish.py``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -98,8 +99,9 @@ def _run(config: TrainConfig, context: dist.DistributedContext, on_step: StepHoo
     data_sha256 = data_fingerprint(config)
     manager = CheckpointManager(config.checkpoint_dir)
     checkpoint = _resume_checkpoint(config, context, manager, data_sha256)
-    model_config = (config_from_dict(checkpoint["model_config"]) if checkpoint is not None
-                    else build_model_config(config, data))  # fmt: skip
+    model_config = (
+        config_from_dict(checkpoint["model_config"]) if checkpoint is not None else build_model_config(config, data)
+    )
     seed_everything(config.seed)  # the initial weights depend on the seed only, not on the data reading
     state = build_state(config, context, model_config)
     if checkpoint is not None:
@@ -112,8 +114,9 @@ def _run(config: TrainConfig, context: dist.DistributedContext, on_step: StepHoo
         return finish(config, context, data, state, manager, stopped_by)
 
 
-def _resume_checkpoint(config: TrainConfig, context: dist.DistributedContext, manager: CheckpointManager,
-                       data_sha256: dict[str, str]) -> dict[str, Any] | None:  # fmt: skip
+def _resume_checkpoint(
+    config: TrainConfig, context: dist.DistributedContext, manager: CheckpointManager, data_sha256: dict[str, str]
+) -> dict[str, Any] | None:
     """The checkpoint to continue from (``--resume``), checked against the settings and the data; None for a
     fresh run."""
     if not config.restart_latest:
@@ -145,13 +148,21 @@ def _prepare_outputs(config: TrainConfig, context: dist.DistributedContext, stat
     write_log(config.log_path, state.history)
 
 
-def _train_epochs(config: TrainConfig, context: dist.DistributedContext, data: PreparedData, state: TrainState,
-                  manager: CheckpointManager, data_sha256: dict[str, str], on_step: StepHook | None,
-                  interrupt: InterruptFlag) -> str:  # fmt: skip
+def _train_epochs(
+    config: TrainConfig,
+    context: dist.DistributedContext,
+    data: PreparedData,
+    state: TrainState,
+    manager: CheckpointManager,
+    data_sha256: dict[str, str],
+    on_step: StepHook | None,
+    interrupt: InterruptFlag,
+) -> str:
     """Run epochs until ``max_num_epochs`` or ``max_time``; returns what stopped the run."""
     weights = LossWeights(config.energy_weight, config.forces_weight, config.stress_weight)
-    sampler = DistributedSampler(data.train, num_replicas=context.world_size, rank=context.rank, shuffle=True,
-                                 seed=config.seed, drop_last=False)  # fmt: skip
+    sampler = DistributedSampler(
+        data.train, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.seed, drop_last=False
+    )
     valid_loader = eval_loader(data.valid, config.valid_batch_size, context)
     while state.epoch < config.max_num_epochs:
         if config.max_time is not None and dist.broadcast_flag(state.elapsed >= 60.0 * config.max_time, context):
@@ -181,16 +192,30 @@ def _epoch_indices(sampler: DistributedSampler, epoch: int, skip: int) -> list[i
     return list(sampler)[skip:]
 
 
-def train_one_epoch(config: TrainConfig, context: dist.DistributedContext, state: TrainState, data: PreparedData,
-                    sampler: DistributedSampler, weights: LossWeights, on_step: StepHook | None,
-                    interrupt: InterruptFlag) -> bool:  # fmt: skip
+def train_one_epoch(
+    config: TrainConfig,
+    context: dist.DistributedContext,
+    state: TrainState,
+    data: PreparedData,
+    sampler: DistributedSampler,
+    weights: LossWeights,
+    on_step: StepHook | None,
+    interrupt: InterruptFlag,
+) -> bool:
     """The optimizer steps of epoch ``state.epoch`` from step ``state.step_in_epoch``; False if SIGINT stopped it
     (after finishing the step in progress)."""
     start, first = time.perf_counter(), state.step_in_epoch
     indices = _epoch_indices(sampler, state.epoch, first * config.batch_size)
     loader = make_loader(data.train, config.batch_size, sampler=indices)
-    bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{config.max_num_epochs}", leave=False, initial=first,
-               total=first + len(loader), disable=not (context.is_main and config.progress), dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        loader,
+        desc=f"epoch {state.epoch + 1}/{config.max_num_epochs}",
+        leave=False,
+        initial=first,
+        total=first + len(loader),
+        disable=not (context.is_main and config.progress),
+        dynamic_ncols=True,
+    )
     state.model.train()
     stopped = False
     for graph in bar:
@@ -208,8 +233,9 @@ def train_one_epoch(config: TrainConfig, context: dist.DistributedContext, state
     return not stopped
 
 
-def _train_step(config: TrainConfig, context: dist.DistributedContext, state: TrainState, graph: AtomicGraph,
-                weights: LossWeights) -> float:  # fmt: skip
+def _train_step(
+    config: TrainConfig, context: dist.DistributedContext, state: TrainState, graph: AtomicGraph, weights: LossWeights
+) -> float:
     """One AdamW step (with gradient clipping and the EMA update) on one batch; returns the batch loss."""
     graph = graph.to(context.device, config.dtype)
     state.optimizer.zero_grad(set_to_none=True)
@@ -217,8 +243,10 @@ def _train_step(config: TrainConfig, context: dist.DistributedContext, state: Tr
     loss = weighted_loss(pred, graph, weights)
     if not bool(torch.isfinite(loss)):
         lr = state.optimizer.param_groups[0]["lr"]
-        raise FloatingPointError(f"training loss is {float(loss.detach())} at epoch {state.epoch + 1}, step "
-                                 f"{state.step_in_epoch + 1}; try a smaller lr (now {lr:.3g}) or clip_grad")  # fmt: skip
+        raise FloatingPointError(
+            f"training loss is {float(loss.detach())} at epoch {state.epoch + 1}, step "
+            f"{state.step_in_epoch + 1}; try a smaller lr (now {lr:.3g}) or clip_grad"
+        )
     loss.backward()
     if config.clip_grad:
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), config.clip_grad)
@@ -229,14 +257,16 @@ def _train_step(config: TrainConfig, context: dist.DistributedContext, state: Tr
     return float(loss.detach())
 
 
-def validate(config: TrainConfig, context: dist.DistributedContext, state: TrainState, loader,
-             weights: LossWeights) -> dict[str, Any]:  # fmt: skip
+def validate(
+    config: TrainConfig, context: dist.DistributedContext, state: TrainState, loader, weights: LossWeights
+) -> dict[str, Any]:
     """Metrics of the evaluated weights (EMA when on) on the validation set, all ranks pooled."""
     return evaluate(state.eval_model, loader, weights, context.device, config.dtype, weights.stress > 0)
 
 
-def end_epoch(config: TrainConfig, context: dist.DistributedContext, state: TrainState, valid: dict[str, Any],
-              lr: float) -> tuple[dict, bool]:  # fmt: skip
+def end_epoch(
+    config: TrainConfig, context: dist.DistributedContext, state: TrainState, valid: dict[str, Any], lr: float
+) -> tuple[dict, bool]:
     """Step the scheduler, count the epoch, append its record to the history and reset the epoch's running
     sums (the checkpoint written next sits at the epoch boundary); returns ``(record, is_best)``."""
     if config.scheduler == "plateau":
@@ -246,9 +276,18 @@ def end_epoch(config: TrainConfig, context: dist.DistributedContext, state: Trai
     state.elapsed += state.epoch_time
     state.epoch += 1
     train_loss = dist.all_reduce_mean(state.epoch_loss_sum / max(state.epoch_batches, 1), context)
-    record = {"epoch": state.epoch, "time": state.epoch_time, "elapsed": state.elapsed, "lr": lr,
-              "train_loss": train_loss, "valid_loss": valid["loss"], "valid_e_rmse": valid["e_rmse"],
-              "valid_e_mae": valid["e_mae"], "valid_f_rmse": valid["f_rmse"], "valid_f_mae": valid["f_mae"]}  # fmt: skip
+    record = {
+        "epoch": state.epoch,
+        "time": state.epoch_time,
+        "elapsed": state.elapsed,
+        "lr": lr,
+        "train_loss": train_loss,
+        "valid_loss": valid["loss"],
+        "valid_e_rmse": valid["e_rmse"],
+        "valid_e_mae": valid["e_mae"],
+        "valid_f_rmse": valid["f_rmse"],
+        "valid_f_mae": valid["f_mae"],
+    }
     state.history.append(record)
     state.start_epoch()
     is_best = valid["loss"] < state.best_metric
@@ -257,24 +296,36 @@ def end_epoch(config: TrainConfig, context: dist.DistributedContext, state: Trai
     return record, is_best
 
 
-def save_checkpoint(config: TrainConfig, context: dist.DistributedContext, state: TrainState,
-                    manager: CheckpointManager, data_sha256: dict[str, str], is_best: bool) -> None:  # fmt: skip
+def save_checkpoint(
+    config: TrainConfig,
+    context: dist.DistributedContext,
+    state: TrainState,
+    manager: CheckpointManager,
+    data_sha256: dict[str, str],
+    is_best: bool,
+) -> None:
     """Rank 0 writes ``last.pt`` (and ``best.pt``) atomically."""
     if context.is_main:
         manager.save(state.to_checkpoint(config, data_sha256), is_best)
 
 
 def _interrupted_message(state: TrainState, manager: CheckpointManager) -> str:
-    where = (f"epoch {state.epoch + 1}, step {state.step_in_epoch}" if state.step_in_epoch
-             else f"the end of epoch {state.epoch}")  # fmt: skip
+    where = (
+        f"epoch {state.epoch + 1}, step {state.step_in_epoch}"
+        if state.step_in_epoch
+        else f"the end of epoch {state.epoch}"
+    )
     return f"stopped at {where}; checkpoint {manager.last_path} written; continue with --resume"
 
 
 def _print_epoch(record: dict[str, Any]) -> None:
     f_rmse = "-" if record["valid_f_rmse"] is None else f"{record['valid_f_rmse']:.1f}"
-    print(f"epoch {record['epoch']:>4}  {record['time']:6.1f} s  lr {record['lr']:.2e}  train loss "
-          f"{record['train_loss']:.4g}  valid loss {record['valid_loss']:.4g}  E RMSE {record['valid_e_rmse']:.2f} "
-          f"meV/atom  F RMSE {f_rmse} meV/A", flush=True)  # fmt: skip
+    print(
+        f"epoch {record['epoch']:>4}  {record['time']:6.1f} s  lr {record['lr']:.2e}  train loss "
+        f"{record['train_loss']:.4g}  valid loss {record['valid_loss']:.4g}  E RMSE {record['valid_e_rmse']:.2f} "
+        f"meV/atom  F RMSE {f_rmse} meV/A",
+        flush=True,
+    )
 
 
 __all__ = ["train", "default_dtype", "seed_everything", "train_one_epoch", "validate", "end_epoch", "save_checkpoint"]
