@@ -142,7 +142,7 @@ def main() -> None:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         result = {"sgemm_gflops": sgemm, "load": load, "rows": rows, "threads": threads, "torch": torch.__version__}
-        (args.out / "results.json").write_text(json.dumps(result, indent=1))
+        (args.out / "fused_cpu.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 the pointwise terms, the projections and the read-out, with the tile's grid values in cache. float32
 and float64; other dtypes run on the reference torch executor.
 
-It is the custom operator ``torch.ops.gaunt.sphere_program(x1, x2, program_id)`` (``torch.library``):
+It is the custom operator ``torch.ops.gaunt.cpu_sphere_program(x1, x2, program_id)`` (``torch.library``):
 
 * the program's tables live in a process-wide registry (:func:`register_program`), keyed by an integer
   id, packed once as ``meta`` (int64: header, records, gather and read-out indices, non-zero ranges)
@@ -137,7 +137,7 @@ _REGISTRY: list[_Entry] = []
 
 
 def register_program(program: SphereProgram) -> int:
-    """Pack ``program`` once and return its id for ``torch.ops.gaunt.sphere_program``."""
+    """Pack ``program`` once and return its id for ``torch.ops.gaunt.cpu_sphere_program``."""
     _REGISTRY.append(_Entry(program, *pack(program)))
     return len(_REGISTRY) - 1
 
@@ -150,7 +150,7 @@ def derivative_id(program_id: int, wrt: int) -> int:
     return entry.derivatives[wrt]
 
 
-@torch.library.custom_op("gaunt::sphere_program", mutates_args=())
+@torch.library.custom_op("gaunt::cpu_sphere_program", mutates_args=())
 def sphere_program(x1: torch.Tensor, x2: torch.Tensor, program_id: int) -> torch.Tensor:
     """``program(x1, x2)`` for ``x1 [n, dim1]``, ``x2 [n, dim2]`` (CPU, float32/float64) -> ``[n, dim_out]``."""
     values, meta = _REGISTRY[program_id].tables(x1.dtype)

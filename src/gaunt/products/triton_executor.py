@@ -1,7 +1,7 @@
 """The Triton executor: a sphere program as one fused kernel per launch (``triton_kernels``), a ``torch.library``
 custom op with a fake implementation and autograd.
 
-``torch.ops.gaunt.sphere_program(x1 [n, dim1], x2 [n, dim2], key) -> [n, dim_out]`` runs the program
+``torch.ops.gaunt.triton_sphere_program(x1 [n, dim1], x2 [n, dim2], key) -> [n, dim_out]`` runs the program
 registered under ``key`` (:func:`register`: programs are plain arrays, the op takes only tensors and ints).
 Its backward runs the same op on the derivative programs (``program.derivative``):
 
@@ -127,7 +127,7 @@ def run_program(key: int, x1: torch.Tensor, x2: torch.Tensor, tile: tuple[int, i
     return out.to(x1.dtype)
 
 
-@torch.library.custom_op("gaunt::sphere_program", mutates_args=(), device_types=DEVICE_TYPES)
+@torch.library.custom_op("gaunt::triton_sphere_program", mutates_args=(), device_types=DEVICE_TYPES)
 def sphere_program(x1: torch.Tensor, x2: torch.Tensor, key: int) -> torch.Tensor:
     """``out [n, dim_out]`` of the registered program ``key`` (module docstring)."""
     return run_program(key, x1, x2)
