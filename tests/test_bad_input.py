@@ -372,6 +372,12 @@ CASES = [
         lambda ws, d: PotentialConfig([29], r_max=math.nan),
     ),
     api("PotentialConfig: r_max 0", ValueError, r"r_max \(got 0", lambda ws, d: PotentialConfig([29], r_max=0.0)),
+    api(
+        "PotentialConfig: max_L -1",
+        ValueError,
+        r"max_L \(a degree\) must be >= 0, got -1",
+        lambda ws, d: PotentialConfig([29], max_L=-1),
+    ),
     api("TrainConfig: max_L -1", ValueError, r"max_L must be >= 0, got -1", lambda ws, d: train_into(ws, d, max_L=-1)),
     api(
         "graph: 0.5 A periodic cell",

@@ -77,6 +77,9 @@ class PotentialConfig:
         for name in ("num_radial_basis", "num_channels", "correlation", "num_interactions"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"PotentialConfig: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_L", "max_ell"):  # degrees of harmonics (a negative one failed deep in the layers)
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"PotentialConfig: {name} (a degree) must be >= 0, got {getattr(self, name)}")
         self.radial_hidden = [int(w) for w in self.radial_hidden]
         self.isolated_atom_e0, self.pair_repulsion = bool(self.isolated_atom_e0), bool(self.pair_repulsion)
         self.pair_repulsion_distances = _pair_distances(self.pair_repulsion_distances, zs)
