@@ -180,7 +180,7 @@ def test_save_load_round_trip(tmp_path, product) -> None:
 def test_model_saved_with_old_names_loads(tmp_path) -> None:
     """A file written before the renames (``hidden_lmax``, ``num_bessel``; one ``shift``, no
     ``isolated_atom_e0``) loads without a warning and keeps its energies (checked once against the code
-    of that time: -7095.533396709142 eV on this molecule, bit for bit)."""
+    of that time: -7095.533396709142 eV on this molecule, to float32 rounding)."""
     model, graph = tiny_model("grid", isolated_atom_e0=False), random_molecule()
     state = model_state(model)
     config = state["config"]
@@ -194,7 +194,8 @@ def test_model_saved_with_old_names_loads(tmp_path) -> None:
         loaded = load_model(tmp_path / "old.model")
     assert (loaded.config.max_L, loaded.config.num_radial_basis, loaded.config.isolated_atom_e0) == (1, 4, False)
     assert_close(loaded(graph)["energy"], model(graph)["energy"], rtol=0, atol=0)
-    assert float(loaded(graph)["energy"].detach()) == pytest.approx(-7095.533396709142, abs=1e-9)
+    # float32 model: the fused executor sums in another order than the torch ops of that time (2e-7 relative)
+    assert float(loaded(graph)["energy"].detach()) == pytest.approx(-7095.533396709142, rel=1e-6)
     config["max_L"] = 1
     with pytest.raises(ValueError, match="both 'hidden_lmax' and its new name 'max_L'"):
         model_from_state(state)

@@ -6,7 +6,7 @@ from e3nn import o3
 
 from gaunt.so3 import random_rotation, spherical_grid, spherical_harmonics, wigner_d
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64_default")  # float64 for this module only (no leak)
 
 
 def _vectors(n=200, seed=0, dtype=torch.float64):
