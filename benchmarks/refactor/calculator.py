@@ -1,6 +1,6 @@
 """Median wall time of energy + forces of the untrained calculator on one 3BPA molecule (1 torch thread).
 
-    PYTHONPATH=<tree>/src python benchmarks/refactor/calculator.py [float64|float32] [repeats]
+PYTHONPATH=<tree>/src python benchmarks/refactor/calculator.py [float64|float32] [repeats]
 """
 
 import statistics
