@@ -23,8 +23,9 @@ Reading order (what, then how):
 * ``sphere_irreps``: irreps that are sphere functions; ``program``: sphere programs and their derivatives;
   ``sphere_programs`` / ``fourier_tables``: the Gaunt programs' grids and tables; ``powers``: the many-body
   power programs; ``fft_program``: the paper's ``torch.fft`` execution.
-* ``executors`` (``torch_executor``; ``triton_executor`` with ``triton_layout`` and ``triton_kernels``, the fused
-  GPU kernels): how a program runs; ``sphere_frame``: weights, broadcasting, blocks.
+* ``executors``: how a program runs. ``torch_executor`` (with ``row_ops``): the reference; ``cpu_executor``
+  (with ``cpu_build`` and ``csrc/sphere_program.cpp``): the fused CPU kernel; ``triton_executor`` (with
+  ``triton_layout`` and ``triton_kernels``): the fused GPU kernels. ``sphere_frame``: weights, broadcasting, blocks.
 * Products: ``cg``, ``gaunt_fourier``, ``gaunt_grid``, ``vector`` (+ ``odd_gaunt``), ``so2``,
   ``edge_aligned``, ``cp``. Tools: ``e3nn_interop``, ``expressivity``, ``summary``.
 """
