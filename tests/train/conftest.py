@@ -88,6 +88,29 @@ def tiny_config(data_dir: Path, work_dir: Path, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+#: the model and data flags of ``tiny_config`` on the command line
+TINY_FLAGS = (
+    "name",
+    "valid_count",
+    "E0s",
+    "energy_key",
+    "forces_key",
+    "r_max",
+    "num_radial_basis",
+    "num_channels",
+    "max_L",
+    "max_ell",
+    "correlation",
+    "num_interactions",
+    "batch_size",
+)
+
+
+def tiny_cli_flags(config: TrainConfig, names=TINY_FLAGS) -> list[str]:
+    """``["--name", "tiny", "--valid_count", "4", ...]``: fields ``names`` of ``config`` as ``gaunt train`` flags."""
+    return [item for name in names for item in (f"--{name}", str(getattr(config, name)))]
+
+
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread):
     """Every training test runs on one thread (tests/conftest.py)."""

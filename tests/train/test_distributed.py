@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_config
+from conftest import TINY_FLAGS, tiny_cli_flags, tiny_config
 
 from gaunt.train import train
 from gaunt.train.report import read_log
@@ -47,44 +47,9 @@ def test_torchrun_two_processes_match_single_process(data_dir, tmp_path) -> None
         config.train_file,
         "--work_dir",
         config.work_dir,
-        "--name",
-        config.name,
-        "--valid_count",
-        str(config.valid_count),
-        "--E0s",
-        "isolated",
-        "--energy_key",
-        "REF_energy",
-        "--forces_key",
-        "REF_forces",
-        "--r_max",
-        "4",
-        "--num_radial_basis",
-        "4",
-        "--num_channels",
-        "4",
-        "--max_L",
-        "1",
-        "--max_ell",
-        "1",
-        "--correlation",
-        "2",
-        "--num_interactions",
-        "1",
-        "--batch_size",
-        "2",
-        "--valid_batch_size",
-        "8",
-        "--max_num_epochs",
-        str(EPOCHS),
-        "--lr",
-        "0.02",
-        "--ema_decay",
-        "0.5",
-        "--forces_weight",
-        "10",
-        "--seed",
-        "7",
+        *tiny_cli_flags(
+            config, (*TINY_FLAGS, "valid_batch_size", "max_num_epochs", "lr", "ema_decay", "forces_weight", "seed")
+        ),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=240, env=env)

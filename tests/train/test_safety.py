@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import TINY_FLAGS, tiny_cli_flags, tiny_config
 
 from gaunt.models import load_model
 from gaunt.train import CheckpointManager, train
@@ -162,34 +162,7 @@ def test_sigint_to_gaunt_train_subprocess(data_dir, tmp_path) -> None:
         str(data_dir / "train.xyz"),
         "--work_dir",
         str(work),
-        "--name",
-        "tiny",
-        "--valid_count",
-        "4",
-        "--E0s",
-        "isolated",
-        "--energy_key",
-        "REF_energy",
-        "--forces_key",
-        "REF_forces",
-        "--r_max",
-        "4",
-        "--num_radial_basis",
-        "4",
-        "--num_channels",
-        "4",
-        "--max_L",
-        "1",
-        "--max_ell",
-        "1",
-        "--correlation",
-        "2",
-        "--num_interactions",
-        "1",
-        "--batch_size",
-        "4",
-        "--max_num_epochs",
-        "3",
+        *tiny_cli_flags(tiny_config(data_dir, work), (*TINY_FLAGS, "max_num_epochs")),
         "--no-progress",
         "--no-plot",
     ]
