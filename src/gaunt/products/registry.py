@@ -246,18 +246,6 @@ def _edge_lmax(irreps_in2, name: str) -> int:
     return lmax
 
 
-def spec_of(product: TensorProduct) -> ProductSpec:
-    """The registry entry a built product came from (by ``.chosen``, else by class and options)."""
-    chosen = getattr(product, "chosen", None)
-    if chosen in PRODUCTS:
-        return PRODUCTS[chosen]
-    for spec in PRODUCTS.values():
-        if type(product) is spec.cls and all(getattr(product, k, None) == v for k, v in spec.options.items()):
-            if not (spec.cls is GauntProduct and not spec.options and getattr(product, "transform", "") != "dft"):
-                return spec
-    raise LookupError(f"{type(product).__name__} is not a registered product")
-
-
 __all__ = [
     "ProductSpec",
     "PRODUCTS",
@@ -265,5 +253,4 @@ __all__ = [
     "choose_product",
     "channelwise_instructions",
     "is_sphere_function_product",
-    "spec_of",
 ]
