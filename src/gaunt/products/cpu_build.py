@@ -1,8 +1,9 @@
-"""Builds the fused CPU kernel (``csrc/sphere_program.cpp``) with torch's own extension tooling, once.
+"""Builds the fused CPU kernels (``csrc/*.cpp``) with torch's own extension tooling, once.
 
-The C++ source is compiled at first use by ``torch.utils.cpp_extension.load`` (ninja and the system C++
+The C++ sources are compiled, into one library, at first use by ``torch.utils.cpp_extension.load`` (ninja and the system C++
 compiler, as a fresh machine has them after ``make test``) into a cache directory, and loaded into the
-process, which registers the operator ``torch.ops.gaunt_fused.run``. Later processes load the cached
+process, which registers the operators of ``torch.ops.gaunt_fused`` (``run``: sphere programs, and those
+of the other sources). Later processes load the cached
 library (torch rebuilds it when the source changes). Nothing is downloaded and no code is generated at
 run time: the C++ is a fixed source file.
 
@@ -27,7 +28,9 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).parent / "csrc" / "sphere_program.cpp"
+SOURCE_DIR = Path(__file__).parent / "csrc"
+#: every C++ source of the library; each registers its operators in the ``gaunt_fused`` namespace
+SOURCES = sorted(SOURCE_DIR.glob("*.cpp"))
 NAME = "gaunt_sphere_program"
 DEFAULT_FLAGS = "-O3 -march=native -ffp-contract=fast"
 
@@ -66,13 +69,13 @@ def _build() -> None:
 
     if os.environ.get("GAUNT_DISABLE_CPU_FUSED", "") not in ("", "0"):
         raise RuntimeError("disabled by GAUNT_DISABLE_CPU_FUSED")
-    if not SOURCE.is_file():
-        raise FileNotFoundError(f"the kernel source {SOURCE} is not installed")
+    if not SOURCES or not all(source.is_file() for source in SOURCES):
+        raise FileNotFoundError(f"the kernel sources under {SOURCE_DIR} are not installed")
     directory = build_directory()
     directory.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(
         name=NAME,
-        sources=[str(SOURCE)],
+        sources=[str(source) for source in SOURCES],
         extra_cflags=compile_flags(),
         extra_ldflags=["-fopenmp"],
         build_directory=str(directory),
@@ -103,4 +106,4 @@ def unavailable() -> str | None:
     return _status["reason"]
 
 
-__all__ = ["NAME", "SOURCE", "build_directory", "compile_flags", "unavailable"]
+__all__ = ["NAME", "SOURCES", "build_directory", "compile_flags", "unavailable"]
