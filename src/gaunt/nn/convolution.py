@@ -153,7 +153,9 @@ class EquivariantConvolution(torch.nn.Module):
                 )
             ):
                 # same function, summed on the grid per node instead of per edge (nn.grid_convolution)
-                self.grid_executor = GridConvolution(self.irreps_node, lmax_edge, self.irreps_out)
+                self.grid_executor = GridConvolution(
+                    self.irreps_node, lmax_edge, self.irreps_out, executor=product_kw.get("executor", "auto")
+                )
         else:
             self.radial_mlp = RadialMLP(radial, hidden, self.product.weight_numel, bias=radial_bias)
 

@@ -21,6 +21,12 @@ points:
 instead of a synthesis and a projection per edge (O(E mul (L1^2 + L3^2) P)). P ~ (L1+L2+L3)^2 / 2.
 The result is the same function as ``EquivariantConvolution(product="grid", radial_weights="edge")``
 computed edge by edge (tested to 1e-12).
+
+The per-edge part, ``K``, ``G`` and the sum ``S``, is the slot-1 gradient of the multilinear form of
+``products.grid_messages`` (slot 0 is its transpose, slots 2 and 3 give the gradients of ``w2`` and the
+edge harmonics), run by the executor of ``executor=`` (``products.GridMessages``: "auto" picks the fused
+C++ kernel on CPU tensors, Triton on CUDA), so that forces and force training run fused too. The node
+stages (``F`` and the projection) are matmuls of size ``[N mul, ...]``, left to torch.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import math
 
 import torch
 
-from ..products import parse_spherical_irreps
+from ..products import GridMessages, parse_spherical_irreps
 from ..so3 import spherical_grid, spherical_harmonics
 
 
@@ -50,10 +56,11 @@ class GridConvolution(torch.nn.Module):
     ``irreps_node = mul x (0..L1)``, ``irreps_out = mul x (0..L3)`` (complete, one sign each), edge
     harmonics to ``lmax_edge``. Call with ``x [N, node.dim]``, ``edge_index [2, E]``, ``edge_sh [E,
     (L2+1)^2]`` (component normalised), ``w1 [mul, L1+1]``, ``w2 [E, mul, L2+1]``, ``w3 [mul, L3+1]``;
-    returns the un-normalised sum ``[N, out.dim]``.
+    returns the un-normalised sum ``[N, out.dim]``. ``executor``: of the per-edge sum (module docstring);
+    ``self.executor`` names the choice for CPU tensors.
     """
 
-    def __init__(self, irreps_node, lmax_edge: int, irreps_out) -> None:
+    def __init__(self, irreps_node, lmax_edge: int, irreps_out, executor: str = "auto") -> None:
         super().__init__()
         owner = "GridConvolution"
         self.node = parse_spherical_irreps(irreps_node, "irreps_node", owner)
@@ -85,13 +92,8 @@ class GridConvolution(torch.nn.Module):
             "_deg3", torch.repeat_interleave(torch.arange(L3 + 1), 2 * torch.arange(L3 + 1) + 1), persistent=False
         )
         self.num_points = points.shape[0]
-
-    def edge_kernel(self, edge_sh: torch.Tensor) -> torch.Tensor:
-        """``K[e, l2, p] = sum_m Yc[l2 m](r_e) Y[l2 m](s_p)`` ``[E, L2+1, P]``."""
-        y2 = self._y2.to(edge_sh.dtype)
-        return torch.stack(
-            [edge_sh[:, l * l : (l + 1) ** 2] @ y2[:, l * l : (l + 1) ** 2].T for l in range(self.lmax_edge + 1)], dim=1
-        )  # noqa: E741
+        self.messages = GridMessages(executor)
+        self.executor = self.messages.executor
 
     def forward(
         self,
@@ -102,16 +104,14 @@ class GridConvolution(torch.nn.Module):
         w2: torch.Tensor,
         w3: torch.Tensor,
     ) -> torch.Tensor:
-        N, mul, dtype = x.shape[0], self.node.mul, x.dtype
+        N, dtype = x.shape[0], x.dtype
         if self.node.lmax == 0 and self.out.lmax <= self.lmax_edge:
             return self._scalar_nodes(x, edge_index, edge_sh, w1, w2, w3)
         X = x[:, self._in_index] * w1[:, self._deg1]  # [N, mul, (L1+1)^2]
         F = X @ self._y1.to(dtype)  # [N, mul, P]
-        K = self.edge_kernel(edge_sh)  # [E, L2+1, P]
-        # G = w2 K: a sum of L2+1 broadcast products (a bmm of E tiny matrices is ~5x slower on CPU)
-        G = sum(w2[:, :, l, None] * K[:, None, l, :] for l in range(self.lmax_edge + 1))  # noqa: E741  [E, mul, P]
-        S = torch.zeros(N, mul, self.num_points, dtype=dtype, device=x.device)
-        S = S.index_add(0, edge_index[1], F.index_select(0, edge_index[0]) * G)
+        # S[i] = sum_{e: j -> i} F[j] * (w2 K)[e]: slot 1 of the grid-messages form
+        y2 = self._y2.to(dtype)
+        S = self.messages(1, F, None, w2, edge_sh, y2, edge_index[0], edge_index[1], N)  # [N, mul, P]
         Z = (S @ self._y3w.to(dtype)) * w3[:, self._deg3]  # [N, mul, (L3+1)^2]
         return Z.reshape(N, -1)[:, self._out_index]
 

@@ -22,7 +22,8 @@ Reading order (what, then how):
 * ``descriptor``: paths and coupling tensors, ``dense_product`` (the oracle); ``path_executor`` runs paths.
 * ``sphere_irreps``: irreps that are sphere functions; ``program``: sphere programs and their derivatives;
   ``sphere_programs`` / ``fourier_tables``: the Gaunt programs' grids and tables; ``powers``: the many-body
-  power programs; ``fft_program``: the paper's ``torch.fft`` execution.
+  power programs; ``fft_program``: the paper's ``torch.fft`` execution; ``grid_messages``: the grid-summed
+  convolution's per-edge sum as one multilinear form (four slots, closed under differentiation).
 * ``executors``: how a program runs. ``torch_executor`` (with ``row_ops``): the reference; ``cpu_executor``
   (with ``cpu_build`` and ``csrc/sphere_program.cpp``): the fused CPU kernel; ``triton_executor`` (with
   ``triton_layout`` and ``triton_kernels``): the fused GPU kernels. ``sphere_frame``: weights, broadcasting, blocks.
@@ -38,6 +39,7 @@ from .edge_aligned import EdgeAlignedGauntProduct
 from .executors import EXECUTORS, resolve_executor
 from .gaunt_fourier import GauntProduct
 from .gaunt_grid import GridGauntProduct
+from .grid_messages import GridMessages
 from .powers import PowerProgram, TorchPowers, power_program
 from .program import SphereProgram, derivative
 from .registry import PRODUCTS, ProductSpec, choose_product, make_product
@@ -72,6 +74,7 @@ __all__ = [
     "PowerProgram",
     "power_program",
     "TorchPowers",
+    "GridMessages",
     "check_spherical_product",
     "parse_spherical_irreps",
 ]

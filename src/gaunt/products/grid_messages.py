@@ -58,6 +58,8 @@ from collections.abc import Callable
 
 import torch
 
+from .executors import EXECUTORS, resolve_executor
+
 SLOTS = ("f", "s", "w", "y")  # the arguments of T, in slot order
 
 
@@ -181,6 +183,40 @@ def grid_messages_runner(executor: str) -> Callable[..., torch.Tensor]:
     raise ValueError(f"grid messages: no runner for executor {executor!r}")
 
 
+class GridMessages:
+    """The grid-messages op on an executor: ``self(slot, f, s, w, y, y2, senders, receivers, num_nodes)``.
+
+    ``executor="auto"`` runs, per device type of the inputs, the first available executor of
+    ``executors.PREFERENCE`` (warned once where a preferred one cannot run) and names the CPU choice in
+    ``self.executor``; a named executor is checked now (raises where it cannot run) and refuses tensors on
+    a device it does not run on.
+    """
+
+    def __init__(self, executor: str = "auto") -> None:
+        self.requested = executor
+        self._by_device: dict[str, Callable[..., torch.Tensor]] = {}
+        if executor == "auto":
+            self.executor = resolve_executor("auto", "cpu")
+            self.runner_for("cpu")  # resolved now, so that torch.compile finds it (no graph break)
+        else:
+            self.executor = resolve_executor(executor)
+
+    def runner_for(self, device_type: str) -> Callable[..., torch.Tensor]:
+        runner = self._by_device.get(device_type)
+        if runner is None:
+            name = resolve_executor(self.requested, device_type)
+            if device_type not in EXECUTORS[name].devices:
+                raise RuntimeError(f"executor {name!r} runs on {EXECUTORS[name].devices} tensors, not {device_type}")
+            runner = self._by_device[device_type] = grid_messages_runner(name)
+        return runner
+
+    def __call__(self, slot, f, s, w, y, y2, senders, receivers, num_nodes) -> torch.Tensor:
+        return self.runner_for(y2.device.type)(slot, f, s, w, y, y2, senders, receivers, num_nodes)
+
+    def __repr__(self) -> str:
+        return f"GridMessages(executor={self.executor!r})"
+
+
 def check(f, s, w, y, y2: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor, num_nodes: int) -> None:
     """Shapes, dtypes and index ranges of the arguments (``None`` allowed); raises ``ValueError``."""
     E, P, L1 = senders.shape[0], y2.shape[0], degrees(y2)
@@ -199,6 +235,7 @@ def check(f, s, w, y, y2: torch.Tensor, senders: torch.Tensor, receivers: torch.
 
 __all__ = [
     "SLOTS",
+    "GridMessages",
     "check",
     "define_op",
     "degrees",
