@@ -268,3 +268,29 @@ def test_cutoff_check_detects_radial_biases() -> None:
                 layer.bias.data.normal_(0.0, 0.3)
     jump, _ = _cutoff_jump(model)
     assert jump > 1e-6
+
+
+@pytest.mark.parametrize("product_name", ["grid", "gaunt"])
+def test_default_executors_equal_the_torch_executor(product_name: str, monkeypatch) -> None:
+    """The model with the default ("auto") executors, fused where the fused kernels build, gives the same
+    energy, forces and force-loss gradients as the same model on the torch executor everywhere."""
+    from gaunt.products import executors
+
+    model, graph = tiny_model(product_name, max_L=2).train(), random_molecule(n=8, seed=7)
+    monkeypatch.setitem(executors.PREFERENCE, "cpu", ("torch",))
+    reference = tiny_model(product_name, max_L=2).train()
+    monkeypatch.undo()
+    reference.load_state_dict(model.state_dict())
+    chosen = {m.executor for m in model.modules() if hasattr(m, "executor") and isinstance(m.executor, str)}
+    assert {m.executor for m in reference.modules() if isinstance(getattr(m, "executor", None), str)} == {"torch"}
+    if executors.EXECUTORS["cpu_fused"].unavailable() is None:
+        assert "cpu_fused" in chosen
+    results = []
+    for m in (model, reference):
+        out = m(graph)
+        loss = out["energy"].square().sum() + out["forces"].square().sum()
+        grads = torch.autograd.grad(loss, [p for p in m.parameters() if p.requires_grad], allow_unused=True)
+        results.append([out["energy"], out["forces"], *[g for g in grads if g is not None]])
+    assert len(results[0]) == len(results[1])
+    for a, b in zip(*results):
+        assert_close(a, b, rtol=1e-10, atol=1e-10)
