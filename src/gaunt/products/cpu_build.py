@@ -1,9 +1,9 @@
 """Builds the fused CPU kernels (``csrc/*.cpp``) with torch's own extension tooling, once.
 
-The C++ sources are compiled, into one library, at first use by ``torch.utils.cpp_extension.load`` (ninja and the system C++
-compiler, as a fresh machine has them after ``make test``) into a cache directory, and loaded into the
-process, which registers the operators of ``torch.ops.gaunt_fused`` (``run``: sphere programs, and those
-of the other sources). Later processes load the cached
+The C++ sources are compiled into one library at first use by ``torch.utils.cpp_extension.load`` (ninja
+and the system C++ compiler, as a fresh machine has them after ``make test``) into a cache directory, and
+loaded into the process, which registers the operators of ``torch.ops.gaunt_fused`` (``run``: sphere
+programs, and those of the other sources). Later processes load the cached
 library (torch rebuilds it when the source changes). Nothing is downloaded and no code is generated at
 run time: the C++ is a fixed source file.
 
