@@ -49,7 +49,7 @@ tl = triton.language
 @_device
 def _k_row(y_ptr, y2t_ptr, e, p, pm, P, l: tl.constexpr, L1: tl.constexpr, dt: tl.constexpr):
     """``k[e, l, p] = sum_m y[e, l m] y2[p, l m]`` ``[BP]``, column by column (``y2t``: ``y2`` transposed,
-    ``[(L+1)^2, P]``; its rows do not depend on the edge: a compiler keeps them in registers)."""
+    ``[(L+1)^2, P]``; its rows are the same for every edge: they stay in cache)."""
     k = tl.load(y_ptr + e * (L1 * L1) + l * l).to(dt) * tl.load(y2t_ptr + (l * l) * P + p, mask=pm, other=0.0)
     for m in tl.static_range(1, 2 * l + 1):
         column = tl.load(y2t_ptr + (l * l + m) * P + p, mask=pm, other=0.0)
@@ -141,8 +141,9 @@ def _edge_kernel(
         pm = p < P
         tile = um[:, None] & pm[None, :]
         offsets = u[:, None] * P + p[None, :]  # int32 within a node's [MUL, P] row; the rows' starts in int64
-        fa = tl.load(f_ptr + a * (MUL * P) + offsets, mask=tl.where(a_in, tile, False), other=0.0)  # (tile & scalar:
-        sb = tl.load(s_ptr + b * (MUL * P) + offsets, mask=tl.where(b_in, tile, False), other=0.0)  # int32 interpreted)
+        # (tl.where, not tile & scalar: that is int32 in the interpreter)
+        fa = tl.load(f_ptr + a * (MUL * P) + offsets, mask=tl.where(a_in, tile, False), other=0.0)
+        sb = tl.load(s_ptr + b * (MUL * P) + offsets, mask=tl.where(b_in, tile, False), other=0.0)
         h = fa.to(dt) * sb.to(dt)  # h[u, p] = f[senders[e], u, p] s[receivers[e], u, p]
         if SLOT == 2:
             for l in tl.static_range(L1):  # out[e, u, l] += sum_p h[u, p] k[e, l, p]
