@@ -12,6 +12,8 @@ Stages (``--skip STAGE`` leaves one out), results under ``benchmarks/gpu-<device
    gradcheck and gradgradcheck); ``tests.txt`` and the counts.
 3. ``executors``: the sphere products on the "torch" and "triton" executors side by side (``executors.py``):
    feature shape (64/128 channels, L = 1..10, 10^4 samples) and edge shape (64 channels, 10^5 edges).
+3b. ``grid_messages``: the grid messages op (slots 1 and 0, slot 1 forward + backward) on the Triton kernels
+   against the torch reference (``grid_messages.py``): 10^5 edges, 5000 nodes, 32/64 channels, 32/72 points, L = 3.
 4. ``sweep``: ``gaunt bench`` (its runners and agreement checks) with the peers e3nn, cuEquivariance and
    OpenEquivariance on the same function: feature shape 64/128 channels L = 1..10, edge shape 10^5 edges.
 5. ``ddp``: with two GPUs or more, one short ``torchrun --nproc_per_node 2 -m gaunt.train --distributed`` (NCCL).
@@ -34,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-STAGES = ("install", "tests", "executors", "sweep", "ddp")
+STAGES = ("install", "tests", "executors", "grid_messages", "sweep", "ddp")
 #: what the stages need: (import name, pip requirement); torch is never installed here
 PACKAGES = (
     ("numpy", "numpy==2.4.6"),
@@ -156,7 +158,11 @@ def stage_install(out: Path, remaining: float, device: str) -> dict:
 
 
 def stage_tests(out: Path, remaining: float, device: str) -> dict:
-    files = ["tests/products/test_conformance.py", "tests/products/test_triton.py"]
+    files = [
+        "tests/products/test_conformance.py",
+        "tests/products/test_triton.py",
+        "tests/products/test_triton_grid_messages.py",
+    ]
     env = {"GAUNT_TEST_DEVICE": device}
     if device == "cuda":
         env["TRITON_INTERPRET"] = "0"
@@ -180,6 +186,19 @@ def stage_executors(out: Path, remaining: float, device: str, sizes: dict) -> di
         device, sizes["Ls"], sizes["edge_channels"], sizes["edge_batch"], torch.float32, "edge", budget_s=budget
     )
     paths = executors.write(records, out)
+    status = {}
+    for r in records:
+        status[r["status"]] = status.get(r["status"], 0) + 1
+    return {"points": status, "files": paths}
+
+
+def stage_grid_messages(out: Path, remaining: float, device: str) -> dict:
+    import grid_messages  # benchmarks/gpu/grid_messages.py
+    import torch
+
+    sizes, min_time = (grid_messages.FULL, 0.2) if device == "cuda" else (grid_messages.TINY, 0.01)
+    records = grid_messages.run(device, sizes, torch.float32, budget_s=min(90.0, 0.25 * remaining), min_time=min_time)
+    paths = grid_messages.write(records, out)
     status = {}
     for r in records:
         status[r["status"]] = status.get(r["status"], 0) + 1
@@ -360,6 +379,8 @@ def run_stage(stage: str, out: Path, remaining: float, args, sizes: dict) -> dic
         return stage_tests(out, remaining, args.device)
     if stage == "executors":
         return stage_executors(out, remaining, args.device, sizes)
+    if stage == "grid_messages":
+        return stage_grid_messages(out, remaining, args.device)
     if stage == "sweep":
         return stage_sweep(out, remaining, args.device, sizes)
     return stage_ddp(out, remaining, args.device, args.ddp_on_cpu)
@@ -394,6 +415,7 @@ def report_markdown(summary: dict, out: Path) -> str:
         lines.append(f"| {stage} | `{json.dumps(brief)[:200]}` | {result.get('stage_seconds', '-')} |")
     for name, title in (
         ("executors.md", "Executors: torch vs triton, fwd+bwd float32"),
+        ("grid_messages.md", "Grid messages: torch reference vs triton kernels, float32"),
         ("sweep-feature/summary.md", "gaunt bench, feature shape"),
         ("sweep-edge/summary.md", "gaunt bench, edge shape"),
     ):
