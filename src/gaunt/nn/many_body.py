@@ -47,7 +47,9 @@ import math
 import numpy as np
 import torch
 
-from ..products import CGProduct, TorchPowers, choose_product, parse_spherical_irreps, power_program
+from ..products import CGProduct, choose_product, parse_spherical_irreps, power_program
+from ..products.executors import build_runner
+from ..products.powers import RUNNERS
 from ..so3 import Irreps, clebsch_gordan, gaunt_coefficients
 
 logger = logging.getLogger("gaunt.nn")
@@ -229,12 +231,19 @@ class GauntManyBody(torch.nn.Module):
 
     Args: ``irreps_in`` = ``mul x (l, s (-1)^l)`` (degrees increasing, one mul, one sign s),
     ``irreps_out`` likewise with the same mul (sign s_out), ``correlation`` nu, ``num_elements``,
-    ``method`` "grid" | "fourier". Weights ``self.weights.weight [num_elements or 1, numel]`` =
+    ``method`` "grid" | "fourier", ``executor`` "auto" | "torch" | "cpu_fused" (``products.executors``; the
+    choice: ``self.executor``). Weights ``self.weights.weight [num_elements or 1, numel]`` =
     ``w1 [mul, L+1]`` then ``w3 [|K|, mul, L_out+1]`` (w1 starts at 1, w3 Gaussian / sqrt|K|).
     """
 
     def __init__(
-        self, irreps_in, irreps_out, correlation: int, num_elements: int | None = None, method: str = "grid"
+        self,
+        irreps_in,
+        irreps_out,
+        correlation: int,
+        num_elements: int | None = None,
+        method: str = "grid",
+        executor: str = "auto",
     ) -> None:
         super().__init__()
         owner = "GauntManyBody"
@@ -272,9 +281,10 @@ class GauntManyBody(torch.nn.Module):
             w1, w3 = self.weights.weight.split(self._sizes, dim=-1)
             w1.fill_(1.0)
             w3.normal_().mul_(len(self.powers) ** -0.5)
-        # what to compute: the power program (products.powers); how: its torch executor
+        # what to compute: the power program (products.powers); how: the executor's runner (torch or fused C++)
         self.program = power_program(lin, lout, self.powers, kind="grid" if method == "grid" else "torus")
-        self.runner = TorchPowers(self.program)
+        self.runner = build_runner(self.program, executor, RUNNERS)
+        self.executor = self.runner.executor
         self.n_theta, self.n_phi = self.program.grid
         # per-position weight indices: w1[u, l] on the input, w3[k, u, l3] on each power's output
         self.register_buffer("_w1_index", torch.as_tensor(lin.weight_index()), persistent=False)
@@ -329,7 +339,7 @@ class GauntManyBody(torch.nn.Module):
         return ref
 
     def extra_repr(self) -> str:
-        grid = f"{'grid' if self.method == 'grid' else 'torus rings'} {self.n_theta} x {self.n_phi}"
+        grid = f"{'grid' if self.method == 'grid' else 'torus'} {self.n_theta} x {self.n_phi}, executor={self.executor}"
         return f"{self.irreps_in} -> {self.irreps_out}, powers={self.powers}, {grid}, num_elements={self.num_elements}"
 
 

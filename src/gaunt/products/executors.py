@@ -23,6 +23,8 @@ once per process); a named executor that cannot run raises (never a silent
 fallback), also when called with tensors on a device it does not support. A new executor is one module
 with a class like ``TorchProgram`` (``__init__(program)``, ``forward(x1, x2)``, attribute ``executor``) and
 one entry in ``EXECUTORS`` with the devices it runs on and the function that says whether it can run here.
+Programs of another kind (``powers.PowerProgram``) pass their own runner table (``powers.RUNNERS``: "torch" and
+"cpu_fused") to :func:`build_runner`; the names, devices, availability and "auto" order stay those of this table.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ import importlib.util
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -114,76 +117,92 @@ def _warn_unavailable(name: str, reason: str) -> None:
         warnings.warn(f"executor {name!r} cannot run here ({reason}); 'auto' uses the next one", stacklevel=3)
 
 
-def resolve_executor(name: str = "auto", device: str = "cpu") -> str:
+def resolve_executor(name: str = "auto", device: str = "cpu", among: Collection[str] | None = None) -> str:
     """The executor for ``device`` (a device type): ``name`` itself (checked) or, for "auto", the first
-    available one of ``PREFERENCE`` that runs on the device."""
+    available one of ``PREFERENCE`` that runs on the device. ``among``: the executors that can run the
+    program at hand (default: every one of ``EXECUTORS``; "torch" must be among them)."""
     if name == "auto":
         for candidate in PREFERENCE.get(device, ()):
             entry = EXECUTORS.get(candidate)
-            if entry is None or device not in entry.devices:
+            if entry is None or device not in entry.devices or (among is not None and candidate not in among):
                 continue
             reason = entry.unavailable()
             if reason is None:
                 return candidate
             _warn_unavailable(candidate, reason)
         return "torch"  # runs wherever torch runs
-    if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; expected 'auto' or one of {tuple(EXECUTORS)}")
+    known = tuple(EXECUTORS) if among is None else tuple(n for n in EXECUTORS if n in among)
+    if name not in known:
+        raise ValueError(f"unknown executor {name!r}; expected 'auto' or one of {known}")
     reason = EXECUTORS[name].unavailable()
     if reason is not None:
         raise RuntimeError(f"executor {name!r} was requested but cannot run here: {reason}")
     return name
 
 
+#: how a program is run by each executor: ``name -> runner class (or function) of the program``
+Runners = Mapping[str, Callable[[Any], torch.nn.Module]]
+
+
+def _runners(runners: Runners | None) -> Runners:
+    """``runners``, or by default the sphere programs' runners of ``EXECUTORS`` (read now: tests add entries)."""
+    return runners if runners is not None else {name: entry.runner for name, entry in EXECUTORS.items()}
+
+
 class AutoRunner(torch.nn.Module):
     """Runs a program on the executor ``resolve_executor("auto", device)`` of its inputs' device (runners are
     built on first use per device). ``executor``: the choice for CPU tensors, and for CUDA (when there is a CUDA
-    device) where it differs."""
+    device) where it differs. ``runners``: the runner of each executor that can run the program (default: the
+    sphere programs' runners of ``EXECUTORS``); ``self(*inputs)`` calls the chosen runner."""
 
-    def __init__(self, program: SphereProgram) -> None:
+    def __init__(self, program, runners: Runners | None = None) -> None:
         super().__init__()
-        self.program = program
+        self.program, self._table = program, _runners(runners)
         self.runners = torch.nn.ModuleDict()
         self._by_device: dict[str, torch.nn.Module] = {}  # device type -> runner (resolved once per type)
-        cpu = resolve_executor("auto", "cpu")
-        cuda = resolve_executor("auto", "cuda") if torch.cuda.is_available() else cpu
+        cpu = resolve_executor("auto", "cpu", self._table)
+        cuda = resolve_executor("auto", "cuda", self._table) if torch.cuda.is_available() else cpu
         self.executor = cpu if cpu == cuda else f"{cpu} (cpu), {cuda} (cuda)"
-        logger.info("sphere program %s: executor %s", program.name, self.executor)
+        logger.info("program %s: executor %s", program.name, self.executor)
         self.runner_for(torch.device("cpu"))  # built now, so that torch.compile finds it (no graph break)
 
     def runner_for(self, device: torch.device) -> torch.nn.Module:
         runner = self._by_device.get(device.type)
         if runner is None:
-            name = resolve_executor("auto", device.type)
+            name = resolve_executor("auto", device.type, self._table)
             if name not in self.runners:
-                self.runners[name] = EXECUTORS[name].runner(self.program).to(device)
+                self.runners[name] = self._table[name](self.program).to(device)
             runner = self._by_device[device.type] = self.runners[name]
         return runner
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        return self.runner_for(x1.device)(x1, x2)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.runner_for(inputs[0].device)(*inputs)
 
 
 class CheckedRunner(torch.nn.Module):
     """A named executor's runner that refuses tensors on a device the executor does not run on."""
 
-    def __init__(self, name: str, program: SphereProgram) -> None:
+    def __init__(self, name: str, program, runners: Runners | None = None) -> None:
         super().__init__()
         self.executor, self.devices = name, EXECUTORS[name].devices
-        self.runner = EXECUTORS[name].runner(program)
+        self.runner = _runners(runners)[name](program)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        if x1.device.type not in self.devices:
-            raise RuntimeError(f"executor {self.executor!r} runs on {self.devices} tensors, not {x1.device.type}")
-        return self.runner(x1, x2)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if inputs[0].device.type not in self.devices:
+            raise RuntimeError(
+                f"executor {self.executor!r} runs on {self.devices} tensors, not {inputs[0].device.type}"
+            )
+        return self.runner(*inputs)
 
 
-def build_runner(program: SphereProgram, executor: str = "auto") -> torch.nn.Module:
+def build_runner(program, executor: str = "auto", runners: Runners | None = None) -> torch.nn.Module:
     """The module that runs ``program``: :class:`AutoRunner` for "auto", else the named executor's runner
-    (checked now: ``resolve_executor``; and per call: the device)."""
+    (checked now: ``resolve_executor``; and per call: the device). ``runners``: as for :class:`AutoRunner`
+    (e.g. ``powers.RUNNERS`` for a power program)."""
     if executor == "auto":
-        return AutoRunner(program)
-    return CheckedRunner(resolve_executor(executor), program)
+        return AutoRunner(program, runners)
+    runners = _runners(runners)
+    return CheckedRunner(resolve_executor(executor, among=runners), program, runners)
 
 
 __all__ = ["EXECUTORS", "PREFERENCE", "AutoRunner", "CheckedRunner", "Executor", "build_runner", "resolve_executor"]

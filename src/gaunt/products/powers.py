@@ -8,7 +8,9 @@ For channel u of an input read as a function on the sphere, ``f_u = sum_{l m} x[
 with one synthesis (the tables of ``sphere_programs``), pointwise powers on the grid and one projection
 per power. ``f^k Y[l3]`` has degree k L + L3, so the grid of degree ``max(powers) L + L3`` is exact; on the
 2D Fourier torus (``kind="torus"``) f^k is a sphere function too, so the folded half-ring tables hold.
-Run by :class:`TorchPowers` (autograd derives backward and double backward through its torch ops).
+Run by :class:`TorchPowers` (autograd derives backward and double backward through its torch ops) or by
+``cpu_powers.FusedPowers`` (one fused C++ kernel for the forward and every derivative, ``power_family``);
+:data:`RUNNERS` is the table that ``executors.build_runner(program, executor, RUNNERS)`` chooses from.
 """
 
 from __future__ import annotations
@@ -111,4 +113,13 @@ class TorchPowers(torch.nn.Module):
         return f"{self.program.name}: powers {list(self.program.powers)}, grid {n_theta} x {n_phi}, executor=torch"
 
 
-__all__ = ["PowerProgram", "power_program", "TorchPowers"]
+def _fused_powers(program: PowerProgram) -> torch.nn.Module:
+    from .cpu_powers import FusedPowers  # imported on use: importing it registers the custom op
+
+    return FusedPowers(program)
+
+
+#: the runner of a power program per executor (names, devices and availability: ``executors.EXECUTORS``)
+RUNNERS = {"torch": TorchPowers, "cpu_fused": _fused_powers}
+
+__all__ = ["PowerProgram", "power_program", "RUNNERS", "TorchPowers"]
