@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gaunt.nn.many_body import CGManyBody, GauntManyBody, ManyBodyProduct
+from gaunt.products import cpu_build
 from gaunt.products.descriptor import dense_product
 from gaunt.so3 import Irreps
 
@@ -226,3 +227,34 @@ def test_reference_comparison_is_not_vacuous():
     A = torch.randn(4, gaunt.irreps_in.dim, dtype=torch.float64)
     with pytest.raises(AssertionError):
         torch.testing.assert_close(gaunt(A), reference(A), rtol=1e-10, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- executors of the power program
+@pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
+@pytest.mark.parametrize("method", ["grid", "fourier"])
+def test_fused_executor_equals_torch_with_gradients(method):
+    """GauntManyBody on the fused power kernel == on torch ops: output, gradients, and the forces-like double
+    backward (create_graph, then backward to the weights)."""
+    torch_ = randomise(GauntManyBody(sphere(4, 2), sphere(4, 1), 3, num_elements=2, method=method, executor="torch"))
+    fused = GauntManyBody(sphere(4, 2), sphere(4, 1), 3, num_elements=2, method=method, executor="cpu_fused")
+    fused.load_state_dict(torch_.state_dict())
+    assert (torch_.executor, fused.executor) == ("torch", "cpu_fused") and "executor=cpu_fused" in repr(fused)
+    assert GauntManyBody(sphere(2, 1), sphere(2, 1), 2).executor == "cpu_fused"  # "auto" on CPU
+    A = torch.randn(7, torch_.irreps_in.dim, dtype=torch.float64)
+    species = torch.tensor([0, 1, 1, 0, 1, 0, 0])
+    results = []
+    for m in (torch_.double(), fused.double()):
+        a = A.clone().requires_grad_()
+        out = m(a, species)
+        (forces,) = torch.autograd.grad(out.square().sum(), a, create_graph=True)
+        forces.square().sum().backward()
+        results.append([t.detach() for t in (out, forces, a.grad, m.weights.weight.grad)])
+    for got, expected in zip(results[1], results[0]):
+        assert expected.abs().max() > 1e-3
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10 * float(expected.abs().max()))
+
+
+def test_named_executor_is_checked():
+    with pytest.raises(ValueError, match="unknown executor 'triton'"):  # no Triton runner for power programs
+        GauntManyBody(sphere(2, 1), sphere(2, 1), 2, executor="triton")
+    assert GauntManyBody(sphere(2, 1), sphere(2, 1), 2, executor="torch").executor == "torch"
