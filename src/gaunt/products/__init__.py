@@ -22,10 +22,12 @@ Reading order (what, then how):
 * ``descriptor``: paths and coupling tensors, ``dense_product`` (the oracle); ``path_executor`` runs paths.
 * ``sphere_irreps``: irreps that are sphere functions; ``program``: sphere programs and their derivatives;
   ``sphere_programs`` / ``fourier_tables``: the Gaunt programs' grids and tables; ``powers``: the many-body
-  power programs; ``fft_program``: the paper's ``torch.fft`` execution; ``grid_messages``: the grid-summed
-  convolution's per-edge sum as one multilinear form (four slots, closed under differentiation).
+  power programs (``power_family``: their derivatives); ``fft_program``: the paper's ``torch.fft`` execution;
+  ``grid_messages``: the grid-summed convolution's per-edge sum as one multilinear form (four slots, closed under
+  differentiation).
 * ``executors``: how a program runs. ``torch_executor`` (with ``row_ops``): the reference; ``cpu_executor``
-  (with ``cpu_build`` and ``csrc/sphere_program.cpp``): the fused CPU kernel; ``triton_executor`` (with
+  (with ``cpu_build``, ``csrc/tiles.h`` and ``csrc/sphere_program.cpp``): the fused CPU kernel, and ``cpu_powers``
+  (``csrc/powers.cpp``) for the power programs; ``triton_executor`` (with
   ``triton_layout`` and ``triton_kernels``): the fused GPU kernels. ``sphere_frame``: weights, broadcasting, blocks.
 * Products: ``cg``, ``gaunt_fourier``, ``gaunt_grid``, ``vector`` (+ ``odd_gaunt``), ``so2``,
   ``edge_aligned``, ``cp``. Tools: ``e3nn_interop``, ``expressivity``, ``summary``.

@@ -9,7 +9,8 @@ name       runs
            the fused executors, checked on the reference; never chosen by "auto")
 "cpu_fused" ``cpu_executor.FusedProgram``: one C++ kernel over tiles of (sample, channel) columns, the
            grid in cache; CPU, float32/float64; built at first use (``cpu_build``); a custom op whose
-           backward and double backward run the derivative programs on the same kernel
+           backward and double backward run the derivative programs on the same kernel (power programs:
+           ``cpu_powers.FusedPowers``, their derivative family on one kernel)
 "triton"   ``triton_executor.TritonProgram``: one fused Triton kernel per term group, a ``torch.library``
            custom op (backward and double backward: the same op on the derivative programs); CUDA
            tensors, and CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, for the tests);
