@@ -255,6 +255,6 @@ def test_fused_executor_equals_torch_with_gradients(method):
 
 
 def test_named_executor_is_checked():
-    with pytest.raises(ValueError, match="unknown executor 'triton'"):  # no Triton runner for power programs
-        GauntManyBody(sphere(2, 1), sphere(2, 1), 2, executor="triton")
+    with pytest.raises(ValueError, match="unknown executor 'torch_programs'"):  # no such runner for power programs
+        GauntManyBody(sphere(2, 1), sphere(2, 1), 2, executor="torch_programs")
     assert GauntManyBody(sphere(2, 1), sphere(2, 1), 2, executor="torch").executor == "torch"

@@ -231,7 +231,7 @@ class GauntManyBody(torch.nn.Module):
 
     Args: ``irreps_in`` = ``mul x (l, s (-1)^l)`` (degrees increasing, one mul, one sign s),
     ``irreps_out`` likewise with the same mul (sign s_out), ``correlation`` nu, ``num_elements``,
-    ``method`` "grid" | "fourier", ``executor`` "auto" | "torch" | "cpu_fused" (``products.executors``; the
+    ``method`` "grid" | "fourier", ``executor`` "auto" | "torch" | "cpu_fused" | "triton" (``products.executors``; the
     choice: ``self.executor``). Weights ``self.weights.weight [num_elements or 1, numel]`` =
     ``w1 [mul, L+1]`` then ``w3 [|K|, mul, L_out+1]`` (w1 starts at 1, w3 Gaussian / sqrt|K|).
     """
@@ -281,7 +281,7 @@ class GauntManyBody(torch.nn.Module):
             w1, w3 = self.weights.weight.split(self._sizes, dim=-1)
             w1.fill_(1.0)
             w3.normal_().mul_(len(self.powers) ** -0.5)
-        # what to compute: the power program (products.powers); how: the executor's runner (torch or fused C++)
+        # what to compute: the power program (products.powers); how: the executor's runner (torch, fused C++ or Triton)
         self.program = power_program(lin, lout, self.powers, kind="grid" if method == "grid" else "torus")
         self.runner = build_runner(self.program, executor, RUNNERS)
         self.executor = self.runner.executor

@@ -12,7 +12,8 @@ name       runs
            backward and double backward run the derivative programs on the same kernel (power programs:
            ``cpu_powers.FusedPowers``, their derivative family on one kernel)
 "triton"   ``triton_executor.TritonProgram``: one fused Triton kernel per term group, a ``torch.library``
-           custom op (backward and double backward: the same op on the derivative programs); CUDA
+           custom op (backward and double backward: the same op on the derivative programs; power programs:
+           ``triton_powers.TritonPowers``, their derivative family on one kernel); CUDA
            tensors, and CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, for the tests);
            needs the optional ``triton`` (``pip install gaunt-tp[gpu]``)
 =========  ==========================================================================================
@@ -24,8 +25,9 @@ once per process); a named executor that cannot run raises (never a silent
 fallback), also when called with tensors on a device it does not support. A new executor is one module
 with a class like ``TorchProgram`` (``__init__(program)``, ``forward(x1, x2)``, attribute ``executor``) and
 one entry in ``EXECUTORS`` with the devices it runs on and the function that says whether it can run here.
-Programs of another kind (``powers.PowerProgram``) pass their own runner table (``powers.RUNNERS``: "torch" and
-"cpu_fused") to :func:`build_runner`; the names, devices, availability and "auto" order stay those of this table.
+Programs of another kind (``powers.PowerProgram``) pass their own runner table (``powers.RUNNERS``: "torch",
+"cpu_fused" and "triton") to :func:`build_runner`; the names, devices, availability and "auto" order stay those of
+this table.
 """
 
 from __future__ import annotations

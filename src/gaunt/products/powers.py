@@ -9,7 +9,8 @@ with one synthesis (the tables of ``sphere_programs``), pointwise powers on the 
 per power. ``f^k Y[l3]`` has degree k L + L3, so the grid of degree ``max(powers) L + L3`` is exact; on the
 2D Fourier torus (``kind="torus"``) f^k is a sphere function too, so the folded half-ring tables hold.
 Run by :class:`TorchPowers` (autograd derives backward and double backward through its torch ops) or by
-``cpu_powers.FusedPowers`` (one fused C++ kernel for the forward and every derivative, ``power_family``);
+``cpu_powers.FusedPowers`` (one fused C++ kernel for the forward and every derivative, ``power_family``) or by
+``triton_powers.TritonPowers`` (the same family on one fused Triton kernel: CUDA, or the CPU under the interpreter);
 :data:`RUNNERS` is the table that ``executors.build_runner(program, executor, RUNNERS)`` chooses from.
 """
 
@@ -119,7 +120,13 @@ def _fused_powers(program: PowerProgram) -> torch.nn.Module:
     return FusedPowers(program)
 
 
+def _triton_powers(program: PowerProgram) -> torch.nn.Module:
+    from .triton_powers import TritonPowers  # imported on use: triton is optional, and importing it registers the op
+
+    return TritonPowers(program)
+
+
 #: the runner of a power program per executor (names, devices and availability: ``executors.EXECUTORS``)
-RUNNERS = {"torch": TorchPowers, "cpu_fused": _fused_powers}
+RUNNERS = {"torch": TorchPowers, "cpu_fused": _fused_powers, "triton": _triton_powers}
 
 __all__ = ["PowerProgram", "power_program", "RUNNERS", "TorchPowers"]
