@@ -210,9 +210,7 @@ def power_tables(program: PowerProgram) -> PowerTables:
         raise ValueError(f"{program.name}: the powers must be increasing positive integers, got {powers}")
     valid = s.index[s.index >= 0]
     if len(np.unique(valid)) != len(valid):
-        raise ValueError(
-            f"{program.name}: the synthesis reads an input twice; the Triton kernel needs an injective one"
-        )
+        raise ValueError(f"{program.name}: the synthesis reads an input twice; the kernel needs an injective one")
     (R, Lp), (R3, L3p), (n_theta, n_phi) = s.rows, p.rows, program.grid
     sizes = {"RS": pow2(R, DOT_MIN), "LS": pow2(Lp), "R3": pow2(R3, DOT_MIN), "L3": pow2(L3p)}
     sizes.update(NP=pow2(n_phi, DOT_MIN), KP=pow2(len(powers)))
@@ -398,5 +396,4 @@ class TritonPowers(torch.nn.Module):
         )
 
 
-__all__ = ["DTYPES", "PowerTables", "TritonPowers", "blocks", "power_tables", "register_powers", "run_powers"]
-__all__ += ["powers_kernel", "triton_powers"]
+__all__ = ["DTYPES", "TritonPowers", "blocks", "power_tables", "powers_kernel", "register_powers", "triton_powers"]
