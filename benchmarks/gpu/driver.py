@@ -14,6 +14,8 @@ Stages (``--skip STAGE`` leaves one out), results under ``benchmarks/gpu-<device
    feature shape (64/128 channels, L = 1..10, 10^4 samples) and edge shape (64 channels, 10^5 edges).
 3b. ``grid_messages``: the grid messages op (slots 1 and 0, slot 1 forward + backward) on the Triton kernels
    against the torch reference (``grid_messages.py``): 10^5 edges, 5000 nodes, 32/64 channels, 32/72 points, L = 3.
+3c. ``many_body``: ``GauntManyBody`` forward and forward + backward on the "triton" and "torch" executors
+   (``many_body.py``): 10^4 samples, 32/64 channels, L = 2, 3, correlation 3.
 4. ``sweep``: ``gaunt bench`` (its runners and agreement checks) with the peers e3nn, cuEquivariance and
    OpenEquivariance on the same function: feature shape 64/128 channels L = 1..10, edge shape 10^5 edges.
 5. ``ddp``: with two GPUs or more, one short ``torchrun --nproc_per_node 2 -m gaunt.train --distributed`` (NCCL).
@@ -36,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-STAGES = ("install", "tests", "executors", "grid_messages", "sweep", "ddp")
+STAGES = ("install", "tests", "executors", "grid_messages", "many_body", "sweep", "ddp")
 #: what the stages need: (import name, pip requirement); torch is never installed here
 PACKAGES = (
     ("numpy", "numpy==2.4.6"),
@@ -162,6 +164,7 @@ def stage_tests(out: Path, remaining: float, device: str) -> dict:
         "tests/products/test_conformance.py",
         "tests/products/test_triton.py",
         "tests/products/test_triton_grid_messages.py",
+        "tests/products/test_triton_powers.py",
     ]
     env = {"GAUNT_TEST_DEVICE": device}
     if device == "cuda":
@@ -199,6 +202,19 @@ def stage_grid_messages(out: Path, remaining: float, device: str) -> dict:
     sizes, min_time = (grid_messages.FULL, 0.2) if device == "cuda" else (grid_messages.TINY, 0.01)
     records = grid_messages.run(device, sizes, torch.float32, budget_s=min(90.0, 0.25 * remaining), min_time=min_time)
     paths = grid_messages.write(records, out)
+    status = {}
+    for r in records:
+        status[r["status"]] = status.get(r["status"], 0) + 1
+    return {"points": status, "files": paths}
+
+
+def stage_many_body(out: Path, remaining: float, device: str) -> dict:
+    import many_body  # benchmarks/gpu/many_body.py
+    import torch
+
+    sizes, min_time = (many_body.FULL, 0.2) if device == "cuda" else (many_body.TINY, 0.01)
+    records = many_body.run(device, sizes, torch.float32, budget_s=min(60.0, 0.2 * remaining), min_time=min_time)
+    paths = many_body.write(records, out)
     status = {}
     for r in records:
         status[r["status"]] = status.get(r["status"], 0) + 1
@@ -381,6 +397,8 @@ def run_stage(stage: str, out: Path, remaining: float, args, sizes: dict) -> dic
         return stage_executors(out, remaining, args.device, sizes)
     if stage == "grid_messages":
         return stage_grid_messages(out, remaining, args.device)
+    if stage == "many_body":
+        return stage_many_body(out, remaining, args.device)
     if stage == "sweep":
         return stage_sweep(out, remaining, args.device, sizes)
     return stage_ddp(out, remaining, args.device, args.ddp_on_cpu)
@@ -416,6 +434,7 @@ def report_markdown(summary: dict, out: Path) -> str:
     for name, title in (
         ("executors.md", "Executors: torch vs triton, fwd+bwd float32"),
         ("grid_messages.md", "Grid messages: torch reference vs triton kernels, float32"),
+        ("many_body.md", "GauntManyBody: torch vs triton executors, float32"),
         ("sweep-feature/summary.md", "gaunt bench, feature shape"),
         ("sweep-edge/summary.md", "gaunt bench, edge shape"),
     ):

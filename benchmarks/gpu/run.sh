@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/gpu/run.sh                   # CUDA: install, tests on CUDA, executors, gaunt bench sweep, DDP
 #   bash benchmarks/gpu/run.sh --device cpu      # dry run on tiny sizes (Triton's interpreter): checks the script
-#   bash benchmarks/gpu/run.sh --skip install    # any stage can be left out (install tests executors grid_messages sweep ddp)
+#   bash benchmarks/gpu/run.sh --skip install    # any stage can be left out (install tests executors grid_messages many_body sweep ddp)
 #
 # PYTHON picks the interpreter (default: python3, which must have torch with CUDA; torch is never installed here).
 set -uo pipefail
