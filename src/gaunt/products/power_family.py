@@ -64,6 +64,8 @@ def project(p: Projection, h: torch.Tensor, n: int) -> torch.Tensor:
     """``H [n_phi, n_theta, mul * n] -> [n, len(p.read)]``: ``Y = p.theta @_R (p.phi H)``, read out by ``p.read``
     (entries -1 read zero)."""
     R3, _ = p.rows
+    if n == 0:  # an empty batch: nothing to read (the reshapes below need n > 0)
+        return h.new_zeros(0, len(p.read))
     C = _table(p.phi, h) @ h.reshape(h.shape[0], -1)  # [R3, n_theta * Z]
     Y = torch.bmm(_table(p.theta, h), C.view(R3, h.shape[1], -1))
     rows = torch.cat([Y.reshape(-1, n), Y.new_zeros(1, n)])  # [R3 * L3p * mul + 1, n]
