@@ -28,6 +28,7 @@ from .program import SphereProgram
 DIRECT_COST = 1.0
 HEADER = 8  # int64 words: mul, dim1, dim2, dim_out, k1, k2, k3, nnz
 KERNELS = ("auto", "direct", "transform")
+MAX_BLOCK = 15  # the widest block of the channel tiles (kMaxBlock of csrc/direct_program.cpp)
 
 
 def direct_cost(c: Coupling) -> float:
@@ -56,18 +57,36 @@ def choose_kernel(program: SphereProgram, kernel: str = "auto") -> tuple[str, Co
     return "transform", None
 
 
+def blocks(pos: np.ndarray, widest: int = MAX_BLOCK) -> np.ndarray | None:
+    """``pos [mul, k]`` as blocks ``(start, D, first)`` ``[blocks, 3]``: coefficients ``first + m`` (m < D)
+    at ``pos[u, first + m] = start + u D + m`` (the ``mul_ir`` layout of an irrep of dimension D <= widest);
+    None where the positions are not such blocks."""
+    mul, k = pos.shape
+    out, first = [], 0
+    while first < k and mul > 1:
+        start, D = int(pos[0, first]), int(pos[1, first] - pos[0, first])
+        expected = start + D * np.arange(mul)[:, None] + np.arange(D)[None, :]
+        if not 1 <= D <= min(widest, k - first) or (pos[:, first : first + D] != expected).any():
+            return None
+        out.append((start, D, first))
+        first += D
+    return np.array(out, dtype=np.int64).reshape(-1, 3) if first == k and mul > 1 else None
+
+
 def pack_direct(c: Coupling) -> tuple[np.ndarray, np.ndarray]:
     """``(meta, values)`` of a coupling list in the layout of ``csrc/direct_program.cpp``: meta = header,
-    then the tile row ``u k + a`` of every position of x1, x2 and out (-1: in no channel), then a, b, c;
-    values = the coefficients."""
-    rows = []
+    then the tile row ``u k + a`` of every position of x1, x2 and out (-1: in no channel), then a, b, c,
+    then per x1, x2, out its :func:`blocks` (count, -1 for none, then the rows); values = the coefficients."""
+    rows, grouped = [], []
     for pos, dim in zip(c.positions, c.dims):
         mul, k = pos.shape
         row = -np.ones(dim, dtype=np.int64)
         row[pos.reshape(-1)] = np.arange(mul * k)  # pos [u, a] -> row u k + a
         rows.append(row)
-    meta = np.concatenate([[c.mul, *c.dims, *c.sizes, c.nnz], *rows, c.a, c.b, c.c]).astype(np.int64)
-    return meta, np.array(c.coefficient, dtype=np.float64)
+        found = blocks(pos)
+        grouped += [[-1]] if found is None else [[len(found)], found.reshape(-1)]
+    meta = np.concatenate([[c.mul, *c.dims, *c.sizes, c.nnz], *rows, c.a, c.b, c.c, *grouped])
+    return meta.astype(np.int64), np.array(c.coefficient, dtype=np.float64)
 
 
-__all__ = ["DIRECT_COST", "KERNELS", "choose_kernel", "direct_cost", "pack_direct"]
+__all__ = ["DIRECT_COST", "KERNELS", "MAX_BLOCK", "blocks", "choose_kernel", "direct_cost", "pack_direct"]

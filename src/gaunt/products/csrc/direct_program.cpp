@@ -2,26 +2,35 @@
 //
 //   out[n, pos_out[u, c]] = sum_{triples t with c_t = c} coefficient_t x1[n, pos1[u, a_t]] x2[n, pos2[u, b_t]],
 //
-// for every channel u and sample n. Samples are taken W at a time (a tile: W = one 64-byte SIMD register
-// of the dtype, 16 floats or 8 doubles), and the tile's input rows [W, dim] are transposed in cache into
-// [dim, W] blocks (16 x 16 / 8 x 8 register transposes with AVX-512, scalar loops otherwise) whose rows are
-// stored in the order (channel u, coefficient a): row u k1 + a of the x1 block holds x1[n0 .. n0 + W,
-// pos1[u, a]]. Then every triple is one multiply and one fused multiply-add of W samples,
+// for every channel u and sample n. The data are brought into tiles whose rows are W values of one
+// coefficient (W = one 64-byte SIMD register of the dtype: 16 floats, 8 doubles), so that every triple is
+// one multiply and one fused multiply-add of W values,
 //
-//   Y[u k3 + c] = sum_t coefficient_t (X1[u k1 + a_t] * X2[u k2 + b_t]),
+//   Y[c] = sum_t coefficient_t (X1[a_t] * X2[b_t])      (the triples of one c in a row: one accumulator),
 //
-// per channel, the triples of one c in a row (one accumulator), and Y is transposed back into the output
-// rows. Positions of an input that no channel reads go to a scratch row; outputs that no channel writes
-// read a zero row. Threads split the tiles (at::parallel_for): no two threads write one output row.
+// in one of two ways:
 //
-// The program arrives as two tensors built by cpu_executor.py: `values` (the coefficients, in the input
-// dtype) and `meta` (int64): header [mul, dim1, dim2, dim_out, k1, k2, k3, nnz], then the tile row of every
-// position of x1, x2 and out ([dim1], [dim2], [dim_out]; -1: none), then a, b, c ([nnz] each, sorted by c).
+// * channels (the e3nn mul_ir layout, mul a multiple of W): a tile is W channels of one sample. Each
+//   input is a list of blocks: D coefficients read as x[n, start + u D + m] (m < D, an irrep of dimension
+//   D), i.e. W D consecutive values, split into D rows by lane shuffles (a D = 1 block is one plain load);
+//   the output blocks are interleaved back the same way. Every value is read and written once, in order.
+// * samples (any layout): a tile is W samples of every channel: the tile's input rows [W, dim] are
+//   transposed in cache into rows (channel u, coefficient a) of W samples (16 x 16 / 8 x 8 register
+//   transposes with AVX-512, scalar loops otherwise), and the output rows transposed back. Positions of
+//   an input that no channel reads go to a scratch row; outputs that no channel writes read a zero row.
+//
+// Threads split the samples (at::parallel_for): no two threads write one output row.
+//
+// The program arrives as two tensors built by cpu_direct.py: `values` (the coefficients, in the input
+// dtype) and `meta` (int64): header [mul, dim1, dim2, dim_out, k1, k2, k3, nnz], then the tile row u k + a
+// of every position of x1, x2 and out ([dim1], [dim2], [dim_out]; -1: none), then a, b, c ([nnz] each,
+// sorted by c), then per x1, x2, out its blocks: a count (-1: not blocked) and (start, D, first) each.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #if defined(__AVX512F__)
@@ -29,7 +38,10 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -147,20 +159,142 @@ void store_tile(const Vec<T>* tile, const int32_t* rows, T* out, int64_t dim, in
   }
 }
 
+// ------------------------------------------------------------------ blocks of channels (mul_ir layout)
+template <typename T>
+using Int = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+template <typename T>
+struct IVecOf {
+  typedef Int<T> type __attribute__((vector_size(64)));
+};
+template <typename T>
+using IVec = typename IVecOf<T>::type;
+constexpr int kMaxBlock = 15;  // the widest block: an irrep of dimension 15 (l = 7)
+constexpr int kColumns = 4;    // columns of W lanes coupled side by side (independent accumulators)
+
+// Row r (r < D) of a block's shuffle, lane i: value lane[r][i] of source vector vec[r][i] among D source
+// vectors, taken from the pair of sources vec / 2 by the two-source shuffle index[r][i] = lane + W (vec % 2).
+// Split (Interleave false): row m, lane j <- value j D + m of the W D consecutive ones; interleave: the inverse.
+template <typename T, int D>
+struct Shuffle {
+  alignas(64) Int<T> index[D][lanes<T>()];
+  alignas(64) Int<T> pair[D][lanes<T>()];
+};
+template <typename T, int D, bool Interleave>
+constexpr Shuffle<T, D> make_shuffle() {
+  constexpr int W = lanes<T>();
+  Shuffle<T, D> s{};
+  for (int r = 0; r < D; ++r)
+    for (int i = 0; i < W; ++i) {
+      const int f = Interleave ? r * W + i : i * D + r;  // the value's place among the W D consecutive ones
+      const int vec = Interleave ? f % D : f / W, lane = Interleave ? f / D : f % W;
+      s.index[r][i] = lane + W * (vec % 2);
+      s.pair[r][i] = vec / 2;
+    }
+  return s;
+}
+template <typename T, int D, bool Interleave>
+inline constexpr Shuffle<T, D> kShuffle = make_shuffle<T, D, Interleave>();
+
+// row r of a shuffle of the N source vectors s (two-source shuffles, one per pair of sources)
+template <typename T, int N>
+inline Vec<T> select(const Vec<T>* s, const Int<T>* index_row, const Int<T>* pair_row) {
+  IVec<T> index, pair;
+  __builtin_memcpy(&index, index_row, sizeof(index));
+  Vec<T> r = __builtin_shuffle(s[0], s[N > 1 ? 1 : 0], index);
+  if constexpr (N > 2) __builtin_memcpy(&pair, pair_row, sizeof(pair));
+#pragma GCC unroll 8
+  for (int p = 1; 2 * p < N; ++p) {
+    const Vec<T> t = __builtin_shuffle(s[2 * p], s[std::min(2 * p + 1, N - 1)], index);
+    r = pair == p ? t : r;
+  }
+  return r;
+}
+
+// dst[m stride] (m < D) <- lanes j of src[j D + m]: W channels of a D-dimensional block
+template <typename T, int D>
+inline void load_block(const T* src, Vec<T>* dst, int64_t stride) {
+  constexpr int W = lanes<T>();
+  if constexpr (D == 1) {
+    __builtin_memcpy(dst, src, sizeof(Vec<T>));
+  } else {
+    Vec<T> s[D];
+    for (int q = 0; q < D; ++q) __builtin_memcpy(&s[q], src + q * W, sizeof(Vec<T>));
+    constexpr const Shuffle<T, D>& t = kShuffle<T, D, false>;
+#pragma GCC unroll 16
+    for (int m = 0; m < D; ++m) dst[m * stride] = select<T, D>(s, t.index[m], t.pair[m]);
+  }
+}
+
+// dst[j D + m] <- lane j of src[m stride]: the inverse of load_block
+template <typename T, int D>
+inline void store_block(const Vec<T>* src, int64_t stride, T* dst) {
+  constexpr int W = lanes<T>();
+  if constexpr (D == 1) {
+    __builtin_memcpy(dst, src, sizeof(Vec<T>));
+  } else {
+    Vec<T> s[D];
+    for (int m = 0; m < D; ++m) s[m] = src[m * stride];
+    constexpr const Shuffle<T, D>& t = kShuffle<T, D, true>;
+#pragma GCC unroll 16
+    for (int q = 0; q < D; ++q) {
+      const Vec<T> r = select<T, D>(s, t.index[q], t.pair[q]);
+      __builtin_memcpy(dst + q * W, &r, sizeof(Vec<T>));
+    }
+  }
+}
+
+// load_block / store_block for a block width D known at run time (1 <= D <= kMaxBlock), inlined per width
+#define GAUNT_BLOCK_CASES(CALL) \
+  CALL(1) CALL(2) CALL(3) CALL(4) CALL(5) CALL(6) CALL(7) CALL(8) CALL(9) CALL(10) CALL(11) CALL(12) CALL(13) \
+  CALL(14) CALL(15)
+static_assert(kMaxBlock == 15, "GAUNT_BLOCK_CASES lists the widths 1 .. kMaxBlock");
+template <typename T>
+inline void load_any(int64_t D, const T* src, Vec<T>* dst, int64_t stride) {
+  switch (D) {
+#define GAUNT_LOAD(d) \
+  case d:             \
+    return load_block<T, d>(src, dst, stride);
+    GAUNT_BLOCK_CASES(GAUNT_LOAD)
+#undef GAUNT_LOAD
+  }
+}
+template <typename T>
+inline void store_any(int64_t D, const Vec<T>* src, int64_t stride, T* dst) {
+  switch (D) {
+#define GAUNT_STORE(d) \
+  case d:              \
+    return store_block<T, d>(src, stride, dst);
+    GAUNT_BLOCK_CASES(GAUNT_STORE)
+#undef GAUNT_STORE
+  }
+}
+
+// a block of one input or the output: D coefficients from `first` at positions start + u D + m
+struct Block {
+  int64_t start, D, first;
+};
+
 // the coupling list, read from meta: rows with -1 replaced by the scratch / zero row (the last one)
 struct Direct {
   int64_t mul, dims[3], k[3], nnz;
-  std::vector<int32_t> rows[3];        // tile row of every position of x1, x2, out
+  int64_t U;                           // channels side by side in the sample tiles (kColumns or 1)
+  std::vector<int32_t> rows[3];        // tile row of every position of x1, x2, out (-1: the spare row)
   std::vector<int32_t> a, b;           // per triple
   std::vector<int32_t> group, target;  // triples [group[g], group[g + 1]) write coefficient target[g]
+  std::vector<Block> blocks[3];        // of x1, x2, out (mul_ir layout)
+  bool blocked;                        // every position lies in a block
 
   explicit Direct(const int64_t* m) {
     mul = m[0], nnz = m[7];
     for (int i = 0; i < 3; ++i) dims[i] = m[1 + i], k[i] = m[4 + i];
     const int64_t* p = m + 8;
-    for (int i = 0; i < 3; ++i) {
+    U = mul % kColumns == 0 ? kColumns : 1;
+    for (int i = 0; i < 3; ++i) {  // row u k + a -> ((u / U) k + a) U + u % U: U channels side by side
       const int32_t spare = static_cast<int32_t>(mul * k[i]);
-      for (int64_t q = 0; q < dims[i]; ++q) rows[i].push_back(p[q] >= 0 ? static_cast<int32_t>(p[q]) : spare);
+      for (int64_t q = 0; q < dims[i]; ++q) {
+        const int64_t u = p[q] / k[i], a = p[q] % k[i];
+        rows[i].push_back(p[q] >= 0 ? static_cast<int32_t>(((u / U) * k[i] + a) * U + u % U) : spare);
+      }
       p += dims[i];
     }
     for (int64_t t = 0; t < nnz; ++t) {
@@ -170,25 +304,43 @@ struct Direct {
       if (t == 0 || c != target.back()) group.push_back(static_cast<int32_t>(t)), target.push_back(c);
     }
     group.push_back(static_cast<int32_t>(nnz));
+    p += 3 * nnz;
+    blocked = true;
+    for (int i = 0; i < 3; ++i) {
+      const int64_t count = *p++;
+      blocked = blocked && count >= 0;
+      for (int64_t g = 0; g < count; ++g, p += 3) {
+        blocked = blocked && p[1] >= 1 && p[1] <= kMaxBlock;
+        blocks[i].push_back({p[0], p[1], p[2]});
+      }
+    }
   }
+  bool channels(int W) const { return blocked && mul % W == 0; }  // the channel tiles apply
+  int64_t groups() const { return static_cast<int64_t>(target.size()); }
 };
 
-// Y[u k3 + c] = sum_t coefficient_t X1[u k1 + a_t] X2[u k2 + b_t] for every channel u and written c
-template <typename T>
+// U columns of W lanes side by side: Y[c U + i] = sum_{t: c_t = c} coefficient_t X1[a_t U + i] X2[b_t U + i],
+// i < U, for every written c (U independent accumulators per triple)
+template <typename T, int U>
 void couple(const Direct& D, const T* coefficient, const Vec<T>* X1, const Vec<T>* X2, Vec<T>* Y) {
   const int32_t* a = D.a.data();
   const int32_t* b = D.b.data();
-  const int64_t groups = static_cast<int64_t>(D.target.size());
-  for (int64_t u = 0; u < D.mul; ++u, X1 += D.k[0], X2 += D.k[1], Y += D.k[2]) {
-    for (int64_t g = 0; g < groups; ++g) {
-      int32_t t = D.group[g];
-      Vec<T> acc = coefficient[t] * (X1[a[t]] * X2[b[t]]);
-      for (++t; t < D.group[g + 1]; ++t) acc += coefficient[t] * (X1[a[t]] * X2[b[t]]);
-      Y[D.target[g]] = acc;
+  const int64_t groups = D.groups();
+  for (int64_t g = 0; g < groups; ++g) {
+    int32_t t = D.group[g];
+    Vec<T> acc[U];
+    const Vec<T>* p1 = X1 + a[t] * U;
+    const Vec<T>* p2 = X2 + b[t] * U;
+    for (int i = 0; i < U; ++i) acc[i] = coefficient[t] * (p1[i] * p2[i]);
+    for (++t; t < D.group[g + 1]; ++t) {
+      p1 = X1 + a[t] * U, p2 = X2 + b[t] * U;
+      for (int i = 0; i < U; ++i) acc[i] += coefficient[t] * (p1[i] * p2[i]);
     }
+    for (int i = 0; i < U; ++i) Y[D.target[g] * U + i] = acc[i];
   }
 }
 
+// tiles [first, last) of W samples: rows (channel block, coefficient, channel) as in Direct::rows
 template <typename T>
 void run_tiles(const Direct& D, const T* coefficient, const T* x1, const T* x2, int64_t n, int64_t first,
                int64_t last, T* out) {
@@ -199,9 +351,48 @@ void run_tiles(const Direct& D, const T* coefficient, const T* x1, const T* x2, 
     const int valid = static_cast<int>(std::min<int64_t>(W, n - n0));
     load_tile(x1, D.dims[0], n0, valid, D.rows[0].data(), X1.data());
     load_tile(x2, D.dims[1], n0, valid, D.rows[1].data(), X2.data());
-    couple(D, coefficient, X1.data(), X2.data(), Y.data());
+    for (int64_t u = 0; u < D.mul; u += D.U) {
+      if (D.U == kColumns)
+        couple<T, kColumns>(D, coefficient, &X1[u * D.k[0]], &X2[u * D.k[1]], &Y[u * D.k[2]]);
+      else
+        couple<T, 1>(D, coefficient, &X1[u * D.k[0]], &X2[u * D.k[1]], &Y[u * D.k[2]]);
+    }
     store_tile(Y.data(), D.rows[2].data(), out, D.dims[2], n0, valid);
   }
+}
+
+// the columns [first, first + U) (column = sample, channels v W .. v W + W - 1) through the blocks
+template <typename T, int U>
+void run_columns(const Direct& D, const T* coefficient, const T* x1, const T* x2, int64_t first, Vec<T>* X1,
+                 Vec<T>* X2, Vec<T>* Y, T* out) {
+  constexpr int W = lanes<T>();
+  const int64_t V = D.mul / W;
+  const T* x[2] = {x1, x2};
+  Vec<T>* tile[2] = {X1, X2};
+  for (int i = 0; i < U; ++i) {
+    const int64_t n = (first + i) / V, v = (first + i) % V;
+    for (int s = 0; s < 2; ++s)
+      for (const Block& b : D.blocks[s])
+        load_any<T>(b.D, x[s] + n * D.dims[s] + b.start + v * W * b.D, tile[s] + b.first * U + i, U);
+  }
+  couple<T, U>(D, coefficient, X1, X2, Y);
+  for (int i = 0; i < U; ++i) {
+    const int64_t n = (first + i) / V, v = (first + i) % V;
+    for (const Block& b : D.blocks[2]) store_any<T>(b.D, Y + b.first * U + i, U, out + n * D.dims[2] + b.start + v * W * b.D);
+  }
+}
+
+// samples [first, last) in columns of W channels of one sample (the mul_ir blocks), U columns at a time
+template <typename T>
+void run_channels(const Direct& D, const T* coefficient, const T* x1, const T* x2, int64_t first, int64_t last,
+                  T* out) {
+  constexpr int W = lanes<T>();
+  std::vector<Vec<T>> X1(D.k[0] * kColumns), X2(D.k[1] * kColumns), Y(D.k[2] * kColumns, Vec<T>{});
+  int64_t column = first * (D.mul / W);
+  const int64_t end = last * (D.mul / W);
+  for (; column + kColumns <= end; column += kColumns)
+    run_columns<T, kColumns>(D, coefficient, x1, x2, column, X1.data(), X2.data(), Y.data(), out);
+  for (; column < end; ++column) run_columns<T, 1>(D, coefficient, x1, x2, column, X1.data(), X2.data(), Y.data(), out);
 }
 
 at::Tensor direct(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& values, const at::Tensor& meta) {
@@ -215,19 +406,27 @@ at::Tensor direct(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& 
   TORCH_CHECK(values.numel() == D.nnz, "gaunt direct: one coefficient per triple");
   const int64_t n = x1.size(0);
   at::Tensor a = x1.contiguous(), b = x2.contiguous(), v = values.contiguous();
-  at::Tensor out = at::empty({n, D.dims[2]}, x1.options());  // every entry written by store_tile
+  const int lanes_of_dtype = x1.scalar_type() == at::kDouble ? lanes<double>() : lanes<float>();
+  // samples: every entry written by store_tile; channels: the outputs in no block stay zero
+  const bool zero = D.channels(lanes_of_dtype) && D.mul * D.k[2] < D.dims[2];
+  at::Tensor out = zero ? at::zeros({n, D.dims[2]}, x1.options()) : at::empty({n, D.dims[2]}, x1.options());
+  const int64_t work = D.mul * (D.nnz + D.k[0] + D.k[1] + D.k[2]);  // per sample, in one-lane operations
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "gaunt_direct_program", [&] {
     constexpr int W = lanes<scalar_t>();
-    const int64_t tiles = (n + W - 1) / W;
-    const int64_t work = D.mul * (D.nnz + D.k[0] + D.k[1] + D.k[2]);  // per tile, in W-wide operations
-    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work));
     const scalar_t* coefficient = v.data_ptr<scalar_t>();
     const scalar_t* p1 = a.data_ptr<scalar_t>();
     const scalar_t* p2 = b.data_ptr<scalar_t>();
     scalar_t* po = out.data_ptr<scalar_t>();
-    at::parallel_for(0, tiles, grain, [&](int64_t first, int64_t last) {
-      run_tiles<scalar_t>(D, coefficient, p1, p2, n, first, last, po);
-    });
+    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, work));  // samples
+    if (D.channels(W)) {
+      at::parallel_for(0, n, grain, [&](int64_t first, int64_t last) {
+        run_channels<scalar_t>(D, coefficient, p1, p2, first, last, po);
+      });
+    } else {
+      at::parallel_for(0, (n + W - 1) / W, (grain + W - 1) / W, [&](int64_t first, int64_t last) {
+        run_tiles<scalar_t>(D, coefficient, p1, p2, n, first, last, po);
+      });
+    }
   });
   return out;
 }
