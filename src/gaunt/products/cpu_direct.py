@@ -24,8 +24,12 @@ from .coupling import Coupling, NotChannelWise, coupling
 from .program import SphereProgram
 
 #: time of one triple of the direct kernel / time of one multiply-add (``flops_per_sample``) of the transform
-#: kernel; calibrated below
-DIRECT_COST = 1.0
+#: kernel. Calibrated with ``PYTHONPATH=src python benchmarks/fused_cpu/calibrate.py`` (float32, 1 thread,
+#: 64 channels; 2-core AMD EPYC Zen 4 KVM, AVX-512, load average ~1.9 from other jobs): the median over the
+#: GridGaunt and torus Gaunt programs (and their derivatives) at L = 4..6 is 1.80 (range 1.62-2.12; at L <= 3
+#: the fixed costs per sample differ and the direct kernel is 2-8x faster). GridGaunt at L = 6 is a tie
+#: (transform / direct 0.98-0.99): the rule picks "transform" there, "direct" below.
+DIRECT_COST = 1.8
 HEADER = 8  # int64 words: mul, dim1, dim2, dim_out, k1, k2, k3, nnz
 KERNELS = ("auto", "direct", "transform")
 MAX_BLOCK = 15  # the widest block of the channel tiles (kMaxBlock of csrc/direct_program.cpp)
