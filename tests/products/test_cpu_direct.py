@@ -141,9 +141,10 @@ def test_coupling_rejects_triples_outside_the_channel():
 @pytest.mark.parametrize("mul", [3, 16])  # 3: the sample tiles; 16: the channel blocks (float32 and float64)
 @pytest.mark.parametrize("cls", [GridGauntProduct, GauntProduct, VectorGauntProduct])
 @pytest.mark.parametrize("L", [1, 2, 3])
-def test_direct_kernel_equals_the_torch_executor(cls, L, mul):
+def test_direct_kernel_equals_the_torch_executor_and_the_transform_kernel(cls, L, mul):
     for program in programs(cls, mul, L):
         runner, reference = FusedProgram(program, "direct"), TorchProgram(program)
+        transform = FusedProgram(program, "transform")
         assert runner.kernel == "direct" and "kernel=direct" in repr(runner)
         assert blocks(coupling(program).positions[0]) is not None  # mul_ir; mul 3 is no multiple of 8 or 16 lanes
         for n in (37, 1, 0):
@@ -154,6 +155,7 @@ def test_direct_kernel_equals_the_torch_executor(cls, L, mul):
                 assert out.dtype == dtype and out.shape == (n, program.dims[2])
                 if n:
                     assert_close_to(out, exact, tol, f"{program.name} {dtype}")
+                    assert_close_to(out, transform(x1.to(dtype), x2.to(dtype)).double(), tol, "the transform kernel")
 
 
 @needs_kernel
