@@ -2,6 +2,10 @@
 
     PYTHONPATH=src python benchmarks/fused_cpu/run.py --L 1 2 4 6 --batch 10000 --out benchmarks/fused_cpu
 
+``--kernels direct transform`` runs "cpu_fused" once per kernel of ``cpu_executor.FusedProgram`` (every
+program and derivative program of the product forced onto it; rows "cpu_fused:direct", ...); by default
+"cpu_fused" chooses per program ("auto") and the row says which kernel ran the forward program.
+
 Feature shape (``mul x 0e + ... + mul x L``, both inputs and the output), external shared weights,
 float32, one call = forward plus the gradients of x1, x2 and the weights (``torch.autograd.grad`` with a
 fixed random cotangent). Per point: the minimum over ``--repeats`` calls after one warm-up call, in CPU
@@ -24,6 +28,7 @@ import torch
 
 from gaunt.bench.products import canonical, peer_runner, sh_irreps
 from gaunt.products import PRODUCTS
+from gaunt.products.cpu_executor import FusedProgram
 from gaunt.products.program import derivative
 
 PRODUCT_NAMES = {"GridGauntProduct": "grid", "GauntProduct": "gaunt"}
@@ -60,21 +65,33 @@ def step_flops(program) -> int:
     return 2 * sum(p.flops_per_sample() for p in (program, derivative(program, 0), derivative(program, 1)))
 
 
+def kernels_of(product, kernel: str | None) -> str:
+    """Force the fused programs of ``product`` onto ``kernel`` (None: keep "auto"); the forward kernels used."""
+    fused = [m for m in product.modules() if isinstance(m, FusedProgram)]
+    for m in fused:
+        if kernel is not None:
+            m.use_kernel(kernel)
+    return ",".join(sorted({m.kernel for m in fused}))
+
+
 def measure(name: str, L: int, mul: int, batch: int, executors, repeats: int) -> list[dict]:
-    """Our product on each executor (and "e3nn") at ``batch``: one row per executor."""
+    """Our product on each executor (and "e3nn") at ``batch``: one row per executor ("cpu_fused:direct"
+    forces a kernel of the fused executor)."""
     irreps = sh_irreps(mul, L)
     g = torch.Generator().manual_seed(L)
     x1, x2 = (torch.randn(batch, mul * (L + 1) ** 2, generator=g) for _ in range(2))
     rows = []
     for executor in executors:
+        base, _, kernel = executor.partition(":")
         product = PRODUCTS[PRODUCT_NAMES[name]].build(
             irreps,
             irreps,
             irreps,
             internal_weights=False,
             shared_weights=True,
-            executor=executor if executor != "e3nn" else "torch",
+            executor=base if base != "e3nn" else "torch",
         )
+        kernels = kernels_of(product, kernel or None) if base == "cpu_fused" else ""
         w64 = torch.randn(product.weight_numel, generator=g, dtype=torch.float64)
         cotangent = torch.randn(batch, product.irreps_out.dim, generator=g)
         if executor == "e3nn":
@@ -94,14 +111,15 @@ def measure(name: str, L: int, mul: int, batch: int, executors, repeats: int) ->
                 "L": L,
                 "batch": batch,
                 "executor": executor,
+                "kernel": kernels,
                 "cpu_s": cpu,
                 "wall_s": wall,
                 "gflops": flops / cpu / 1e9,
             }
         )
         print(
-            f"{name:17s} L={L} batch={batch:6d} {executor:9s} cpu {cpu * 1e3:9.1f} ms  wall {wall * 1e3:9.1f} ms"
-            f"  {flops / cpu / 1e9:6.1f} GFLOP/s",
+            f"{name:17s} L={L} batch={batch:6d} {executor:20s} cpu {cpu * 1e3:9.1f} ms  wall {wall * 1e3:9.1f} ms"
+            f"  {flops / cpu / 1e9:6.1f} GFLOP/s  {kernels}",
             flush=True,
         )
     return rows
@@ -115,6 +133,8 @@ def main() -> None:
     parser.add_argument("--mul", type=int, default=64)
     parser.add_argument("--products", nargs="+", default=["GridGauntProduct", "GauntProduct"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--kernels", nargs="*", default=[], help="cpu_fused kernels to force: direct, transform")
+    parser.add_argument("--no-torch", action="store_true", help="skip the torch executor")
     parser.add_argument("--threads-check", type=int, default=6, help="L of the 2-thread vs 1-thread run (0: none)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -127,10 +147,11 @@ def main() -> None:
     for L in args.L:
         for name in args.products:
             eb = e3nn_batch.get(L, args.batch)
-            executors = ["torch", "cpu_fused"] + (["e3nn"] if eb == args.batch and name == args.products[0] else [])
+            ours = ([] if args.no_torch else ["torch"]) + ["cpu_fused"] + [f"cpu_fused:{k}" for k in args.kernels]
+            executors = ours + (["e3nn"] if eb == args.batch and name == args.products[0] else [])
             rows += measure(name, L, args.mul, args.batch, executors, args.repeats)
             if eb != args.batch and name == args.products[0]:
-                rows += measure(name, L, args.mul, eb, ["torch", "cpu_fused", "e3nn"], max(1, args.repeats - 1))
+                rows += measure(name, L, args.mul, eb, ours + ["e3nn"], max(1, args.repeats - 1))
     threads = []
     if args.threads_check:
         for n in (1, 2):

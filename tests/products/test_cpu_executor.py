@@ -1,6 +1,7 @@
 """What is specific to the fused CPU executor (the conformance suite runs it on every product as well):
-equality with the torch executor on every product's programs and their derivative programs, the path
-where the kernel cannot build, threads, and ``torch.export`` of the custom op."""
+equality with the torch executor on every product's programs and their derivative programs, on both kernels
+(``test_cpu_direct.py`` has the direct kernel's own tests), the path where the kernel cannot build, threads,
+and ``torch.export`` of the custom op."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from gaunt.products import EXECUTORS, GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build, executors
+from gaunt.products.cpu_executor import FusedProgram
 from gaunt.products.program import derivative
 from gaunt.products.torch_executor import TorchProgram
 
@@ -32,12 +34,13 @@ def programs(product):
     return [p, derivative(p, 0), derivative(p, 1), derivative(derivative(p, 0), 1), derivative(derivative(p, 1), 0)]
 
 
+@pytest.mark.parametrize("kernel", ["transform", "direct"])
 @pytest.mark.parametrize("cls,irreps", CASES, ids=[f"{c.__name__}-{i[0]}" for c, i in CASES])
-def test_equals_torch_executor_on_every_program(cls, irreps):
-    fused = EXECUTORS["cpu_fused"].runner
+def test_equals_torch_executor_on_every_program(cls, irreps, kernel):
     g = torch.Generator().manual_seed(0)
     for program in programs(cls(*irreps, executor="torch")):
-        reference, runner = TorchProgram(program), fused(program)
+        reference, runner = TorchProgram(program), FusedProgram(program, kernel)
+        assert runner.kernel == kernel
         for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
             x1 = torch.randn(37, program.dims[0], generator=g, dtype=torch.float64)
             x2 = torch.randn(37, program.dims[1], generator=g, dtype=torch.float64)

@@ -12,6 +12,9 @@ It is the custom operator ``torch.ops.gaunt.cpu_sphere_program(x1, x2, program_i
   and ``values`` (the tables and coefficients, per dtype);
 * a fake (meta) implementation gives the output ``[n, dim_out]``, so ``torch.compile(fullgraph=True)``
   traces the op with no graph break and ``torch.export`` keeps it as one node;
+* each registered program runs on one of two kernels, chosen when it is registered (``cpu_direct``):
+  "transform" (``csrc/sphere_program.cpp``, the grid) or "direct" (``csrc/direct_program.cpp``, the sparse
+  coupling list: cheaper at small L); the registry entry says which, the op stays one op;
 * its registered autograd runs the derivative programs (``program.derivative``) with the same op, so
   backward and double backward are fused too, and differentiable (the derivatives of a derivative
   program are registered lazily, by id).
@@ -26,6 +29,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from .cpu_build import unavailable
+from .cpu_direct import choose_kernel, pack_direct
 from .program import SphereProgram, _inverse, derivative
 from .torch_executor import TorchProgram
 
@@ -117,12 +121,15 @@ def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class _Entry:
-    """A registered program: its packed tables as numpy arrays, as tensors per dtype (made by the op's real
-    implementation on first use, never under a tracing mode) and the ids of its derivatives."""
+    """A registered program: its kernel ("direct" or "transform"), that kernel's packed tables as numpy
+    arrays, as tensors per dtype (made by the op's real implementation on first use, never under a tracing
+    mode), the kernel asked for (``cpu_direct.KERNELS``; derivatives inherit it) and the ids of its derivatives."""
 
     program: SphereProgram
+    kernel: str
     meta: np.ndarray
     values: np.ndarray
+    requested: str = "auto"
     tensors: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     derivatives: dict[int, int] = field(default_factory=dict)
 
@@ -136,24 +143,35 @@ class _Entry:
 _REGISTRY: list[_Entry] = []
 
 
-def register_program(program: SphereProgram) -> int:
-    """Pack ``program`` once and return its id for ``torch.ops.gaunt.cpu_sphere_program``."""
-    _REGISTRY.append(_Entry(program, *pack(program)))
+def register_program(program: SphereProgram, kernel: str = "auto") -> int:
+    """Choose the kernel of ``program`` (``cpu_direct.choose_kernel``; ``kernel`` "auto", "direct" or
+    "transform"), pack its tables once and return its id for ``torch.ops.gaunt.cpu_sphere_program``."""
+    chosen, c = choose_kernel(program, kernel)
+    tables = pack_direct(c) if chosen == "direct" else pack(program)
+    _REGISTRY.append(_Entry(program, chosen, *tables, requested=kernel))
     return len(_REGISTRY) - 1
+
+
+def kernel_of(program_id: int) -> str:
+    """The kernel ("direct" or "transform") that runs a registered program."""
+    return _REGISTRY[program_id].kernel
 
 
 def derivative_id(program_id: int, wrt: int) -> int:
     """The id of ``derivative(program, wrt)`` (registered on first use)."""
     entry = _REGISTRY[program_id]
     if wrt not in entry.derivatives:
-        entry.derivatives[wrt] = register_program(derivative(entry.program, wrt))
+        entry.derivatives[wrt] = register_program(derivative(entry.program, wrt), entry.requested)
     return entry.derivatives[wrt]
 
 
 @torch.library.custom_op("gaunt::cpu_sphere_program", mutates_args=())
 def sphere_program(x1: torch.Tensor, x2: torch.Tensor, program_id: int) -> torch.Tensor:
     """``program(x1, x2)`` for ``x1 [n, dim1]``, ``x2 [n, dim2]`` (CPU, float32/float64) -> ``[n, dim_out]``."""
-    values, meta = _REGISTRY[program_id].tables(x1.dtype)
+    entry = _REGISTRY[program_id]
+    values, meta = entry.tables(x1.dtype)
+    if entry.kernel == "direct":
+        return torch.ops.gaunt_fused.direct(x1, x2, values, meta)
     return torch.ops.gaunt_fused.run(x1, x2, values, meta)
 
 
@@ -190,20 +208,30 @@ def _dual(*tensors: torch.Tensor) -> bool:
 
 
 class FusedProgram(torch.nn.Module):
-    """A sphere program on the fused kernel; ``self(x1, x2)``: ``[n, dim1] x [n, dim2] -> [n, dim_out]``
+    """A sphere program on the fused kernels; ``self(x1, x2)``: ``[n, dim1] x [n, dim2] -> [n, dim_out]``
     (float32, float64; other dtypes, and inputs with forward-mode tangents, run on ``fallback``, the torch
-    executor)."""
+    executor). ``kernel``: "auto" (the cheaper one, ``cpu_direct.choose_kernel``), "direct" or "transform",
+    for the program and its derivative programs; the attribute ``kernel`` says which runs the program."""
 
     executor = "cpu_fused"
 
-    def __init__(self, program: SphereProgram) -> None:
+    def __init__(self, program: SphereProgram, kernel: str = "auto") -> None:
         super().__init__()
         reason = unavailable()  # builds the kernel on first use
         if reason is not None:
             raise RuntimeError(f"executor 'cpu_fused' cannot run here: {reason}")
         self.program = program
-        self.program_id = register_program(program)
+        self.use_kernel(kernel)
         self.fallback = TorchProgram(program)
+
+    def use_kernel(self, kernel: str) -> None:
+        """Register the program (again) with ``kernel`` ("auto", "direct", "transform"); later calls run it."""
+        self.program_id = register_program(self.program, kernel)
+
+    @property
+    def kernel(self) -> str:
+        """The kernel that runs the program: "direct" or "transform"."""
+        return kernel_of(self.program_id)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         if x1.dtype not in FUSED_DTYPES:
@@ -216,8 +244,8 @@ class FusedProgram(torch.nn.Module):
         n_theta, n_phi = self.program.grid
         return (
             f"{self.program.name}: grid {n_theta} x {n_phi}, {len(self.program.terms)} term(s), "
-            f"executor=cpu_fused (program {self.program_id})"
+            f"executor=cpu_fused (program {self.program_id}, kernel={self.kernel})"
         )
 
 
-__all__ = ["FusedProgram", "derivative_id", "nonzero_ranges", "pack", "register_program", "sphere_program"]
+__all__ = ["FusedProgram", "derivative_id", "kernel_of", "nonzero_ranges", "pack", "register_program", "sphere_program"]

@@ -7,9 +7,10 @@ name       runs
            autograd through them (the reference executor)
 "torch_programs"  the same ops; backward and double backward run the derivative programs (the scheme of
            the fused executors, checked on the reference; never chosen by "auto")
-"cpu_fused" ``cpu_executor.FusedProgram``: one C++ kernel over tiles of (sample, channel) columns, the
-           grid in cache; CPU, float32/float64; built at first use (``cpu_build``); a custom op whose
-           backward and double backward run the derivative programs on the same kernel (power programs:
+"cpu_fused" ``cpu_executor.FusedProgram``: C++ kernels, per program the cheaper of "transform" (the grid
+           in cache, tiles of (sample, channel) columns) and "direct" (the sparse coupling list: small L);
+           CPU, float32/float64; built at first use (``cpu_build``); a custom op whose backward and double
+           backward run the derivative programs on the same kernels (power programs:
            ``cpu_powers.FusedPowers``, their derivative family on one kernel)
 "triton"   ``triton_executor.TritonProgram``: one fused Triton kernel per term group, a ``torch.library``
            custom op (backward and double backward: the same op on the derivative programs; power programs:
@@ -97,7 +98,7 @@ EXECUTORS: dict[str, Executor] = {
         "cpu_fused",
         _fused_program,
         cpu_build.unavailable,
-        "one fused C++ kernel per program, grid tiles in cache",
+        "fused C++ kernels, per program the cheaper: sparse coupling list (small L) or grid tiles in cache",
         ("cpu",),
     ),
     "triton": Executor(
