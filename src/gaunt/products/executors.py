@@ -111,6 +111,8 @@ EXECUTORS: dict[str, Executor] = {
 }
 #: per device type, the order in which "auto" tries them (fastest first); names not in ``EXECUTORS`` are skipped
 PREFERENCE: dict[str, tuple[str, ...]] = {"cpu": ("cpu_fused", "torch"), "cuda": ("triton", "torch")}
+#: executors whose kernels tile the batch themselves (the products' blocks of samples would only add copies)
+TILES_ITS_BATCH = frozenset({"cpu_fused", "triton"})
 #: (executor, reason) pairs that "auto" has already warned about (once per process)
 _WARNED: set[tuple[str, str]] = set()
 
@@ -167,6 +169,7 @@ class AutoRunner(torch.nn.Module):
         cpu = resolve_executor("auto", "cpu", self._table)
         cuda = resolve_executor("auto", "cuda", self._table) if torch.cuda.is_available() else cpu
         self.executor = cpu if cpu == cuda else f"{cpu} (cpu), {cuda} (cuda)"
+        self.chosen = (cpu, cuda)  # the executor names behind ``executor``
         logger.info("program %s: executor %s", program.name, self.executor)
         self.runner_for(torch.device("cpu"))  # built now, so that torch.compile finds it (no graph break)
 
@@ -189,6 +192,7 @@ class CheckedRunner(torch.nn.Module):
     def __init__(self, name: str, program, runners: Runners | None = None) -> None:
         super().__init__()
         self.executor, self.devices = name, EXECUTORS[name].devices
+        self.chosen = (name,)
         self.runner = _runners(runners)[name](program)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:

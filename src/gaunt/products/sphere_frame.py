@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+from .executors import TILES_ITS_BATCH
+
 
 def _buffer(module: torch.nn.Module, name: str, array) -> None:
     module.register_buffer(name, torch.as_tensor(np.ascontiguousarray(array)), persistent=False)
@@ -32,7 +34,8 @@ class FactorisedFrame(torch.nn.Module):
     """
 
     #: Outside torch.compile, batches run in blocks of about this many grid values (mul * samples * grid
-    #: points): the stages are memory-bound, and cache-sized blocks cut cache misses. None: no blocks.
+    #: points): the torch executor's stages are memory-bound, and cache-sized blocks cut cache misses. None: no
+    #: blocks (the default where every executor of the runner tiles the batch itself: ``TILES_ITS_BATCH``).
     chunk_elements: int | None = 1 << 20
 
     def __init__(
@@ -40,6 +43,8 @@ class FactorisedFrame(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.runner, self.mul, self.grid_points = runner, mul, grid_points
+        if set(getattr(runner, "chosen", ("torch",))) <= TILES_ITS_BATCH:
+            self.chunk_elements = None
         for k, index in enumerate(weight_index, start=1):
             _buffer(self, f"_w{k}_index", np.asarray(index, dtype=np.int64))
         self.copies = copy_index is not None
