@@ -66,14 +66,17 @@ class FactorisedFrame(torch.nn.Module):
             return x1.new_zeros(*batch, len(self._w3_index)) + 0 * (x1.sum() + x2.sum() + weight.sum())
         rows = n if torch.compiler.is_compiling() else min(n, self.block_rows())
         if per_sample:
-            w1, w2, w3 = (w.expand(*batch, -1).reshape(n, w.shape[-1]).split(rows) for w in ws)
+            ws = [w.expand(*batch, -1).reshape(n, w.shape[-1]) for w in ws]
+        if rows == n:  # one block: no split (its backward is a copy of the whole gradient, a cat)
+            return (self.runner(x1 * ws[0], x2 * ws[1]) * ws[2]).reshape(*batch, len(self._w3_index))
+        if per_sample:
+            w1, w2, w3 = (w.split(rows) for w in ws)
         else:
             w1, w2, w3 = ([w] * math.ceil(n / rows) for w in ws)
         outs = [
             self.runner(a * wa, b * wb) * wc for a, b, wa, wb, wc in zip(x1.split(rows), x2.split(rows), w1, w2, w3)
         ]
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return out.reshape(*batch, out.shape[-1])
+        return torch.cat(outs).reshape(*batch, len(self._w3_index))
 
     def block_rows(self) -> int:
         """Samples per block: about ``chunk_elements`` grid values per block (0 or None: no blocks)."""
