@@ -34,6 +34,7 @@
 #include <cstring>
 #include <optional>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -100,14 +101,64 @@ inline T hsum(Vec<T> v) {
   return a[0];
 }
 
+// lane j of fold<G>(a, b), a and b holding groups of G lanes, each group a partial sum of one accumulator:
+// a's groups, then b's, folded to G / 2 lanes (lower half + upper half); this picks the lower half's lane
+constexpr int fold_lane(int V, int G, int j) {
+  const int group = j / (G / 2), n = V / G;
+  return (group >= n) * V + (group % n) * G + j % (G / 2);
+}
+template <typename T, int G, int... J>
+inline Vec<T> fold(Vec<T> a, Vec<T> b, std::integer_sequence<int, J...>) {
+  constexpr int V = kLanes<T>;
+  return __builtin_shufflevector(a, b, fold_lane(V, G, J)...) +
+         __builtin_shufflevector(a, b, (fold_lane(V, G, J) + G / 2)...);
+}
+// the lane sums of v[0 .. n) (n a power of 2, <= kLanes) as one vector: n groups of kLanes / n lanes, in order
+template <typename T, int N>
+inline Vec<T> fold_tree(const Vec<T>* v) {
+  if constexpr (N == 1)
+    return v[0];
+  else
+    return fold<T, 2 * kLanes<T> / N>(fold_tree<T, N / 2>(v), fold_tree<T, N / 2>(v + N / 2),
+                                      std::make_integer_sequence<int, kLanes<T>>{});
+}
+
+// out[r] = the sum of the lanes of acc[r], r < R
+template <typename T, int R>
+inline void hsums(const Vec<T>* acc, T* out) {
+  constexpr int V = kLanes<T>;
+  int r = 0;
+  for (; r + V <= R; r += V) {
+    const Vec<T> sums = fold_tree<T, V>(acc + r);
+    std::memcpy(out + r, &sums, sizeof sums);
+  }
+  for (; r < R; ++r) out[r] = hsum<T>(acc[r]);
+}
+
 // register blocks: C degree rows of PB vectors plus PB (or UB x C) accumulators fit the registers
 template <int C>
-constexpr int grid_block() {
-  return std::max(1, std::min(8, (kRegisters - C - 2) / (C + 1)));
+constexpr int grid_block() {  // a power of 2 <= 4 (remainders run in halves)
+  const int fit = (kRegisters - C - 2) / (C + 1);
+  return fit >= 4 ? 4 : fit >= 2 ? 2 : 1;
 }
 template <int C>
 constexpr int channel_block() {
   return std::max(1, std::min(8, (kRegisters - C - 2) / C));
+}
+
+// f(j, B, Part) over the vectors j of a row of P: blocks of B = PB vectors, the rest by halves (B compile-time),
+// then the partial vector (Part = true)
+template <int PB, typename F>
+inline void over_grid(int full, int tail, F&& f) {
+  static_assert(PB == 1 || PB == 2 || PB == 4, "grid blocks of 1, 2 or 4 vectors");
+  using Whole = std::false_type;
+  int j = 0;
+  for (; j + PB <= full; j += PB) f(j, std::integral_constant<int, PB>{}, Whole{});
+  if constexpr (PB >= 4)
+    if (j + 2 <= full) f(j, std::integral_constant<int, 2>{}, Whole{}), j += 2;
+  if constexpr (PB >= 2)
+    if (j < full) f(j, std::integral_constant<int, 1>{}, Whole{}), ++j;
+  if (tail) f(j, std::integral_constant<int, 1>{}, std::true_type{});
 }
 
 // f(std::integral_constant<int, C>) for the runtime chunk size c in 1..kMaxChunk
@@ -167,18 +218,9 @@ inline void node_block(const Problem<T>& pb, const T* w, const Vec<T>* k, const 
     for (int b = 0; b < PB; ++b) {
       Vec<T> g = wl[0] * kr[0][b];
       for (int l = 1; l < C; ++l) g += wl[l] * kr[l][b];
-      a[b] += load_row<T, Part && PB == 1>(row + b * V, pb.tail) * g;
+      a[b] += load_row<T, Part>(row + b * V, pb.tail) * g;
     }
   }
-}
-
-template <typename T, int C>
-void node_edge(const Problem<T>& pb, const T* w, const Vec<T>* k, const T* src, Vec<T>* acc) {
-  constexpr int PB = grid_block<C>();
-  int j = 0;
-  for (; j + PB <= pb.full; j += PB) node_block<T, C, PB, false>(pb, w, k, src, j, acc);
-  for (; j < pb.full; ++j) node_block<T, C, 1, false>(pb, w, k, src, j, acc);
-  if (pb.tail) node_block<T, C, 1, true>(pb, w, k, src, j, acc);
 }
 
 // out[n] = sum over the edges e with dst[e] = n of src_tensor[from[e]] * g[e]
@@ -217,8 +259,12 @@ void node_sums(const Problem<T>& pb, const int64_t* dst, const int64_t* from, co
         pb.edge_kernel(e, k.data());
         for (int64_t l0 = 0; l0 < pb.L1; l0 += kMaxChunk)
           with_chunk(static_cast<int>(std::min<int64_t>(kMaxChunk, pb.L1 - l0)), [&](auto C) {
-            node_edge<T, decltype(C)::value>(pb, pb.w + e * pb.mul * pb.L1 + l0, k.data() + l0 * pb.nv,
-                                             src + from[e] * row, acc.data());
+            constexpr int c = decltype(C)::value;
+            const T* we = pb.w + e * pb.mul * pb.L1 + l0;
+            over_grid<grid_block<c>()>(pb.full, pb.tail, [&](int j, auto B, auto part) {
+              node_block<T, c, decltype(B)::value, decltype(part)::value>(pb, we, k.data() + l0 * pb.nv,
+                                                                         src + from[e] * row, j, acc.data());
+            });
           });
       }
       for (int64_t u = 0; u < pb.mul; ++u) std::memcpy(o + u * pb.P, &acc[u * pb.nv], pb.P * sizeof(T));
@@ -227,35 +273,51 @@ void node_sums(const Problem<T>& pb, const int64_t* dst, const int64_t* from, co
 }
 
 // ---------------------------------------------------------------- slot 2: out[e, u, l] = sum_p h[u, p] k[l, p]
-// the channels u0 .. u0 + UB, degrees l0 .. l0 + C (w, k, out at the chunk; fe, se: the rows of f, s)
-template <typename T, int C, int UB>
-inline void weight_block(const Problem<T>& pb, const T* fe, const T* se, const Vec<T>* k, int64_t u0, T* out) {
+// acc[b C + l] += sum over the grid vector j of h[u0 + b, j] k[l, j]  (b < UB, l < C)
+template <typename T, int C, int UB, bool Part>
+inline void weight_step(const Problem<T>& pb, const T* fe, const T* se, const Vec<T>* k, int64_t u0, int j,
+                        Vec<T>* acc) {
   constexpr int V = kLanes<T>;
-  Vec<T> acc[UB][C];
-  for (int b = 0; b < UB; ++b)
-    for (int l = 0; l < C; ++l) acc[b][l] = Vec<T>{};
-  auto step = [&](int j, auto part) {
-    Vec<T> kr[C];
-    for (int l = 0; l < C; ++l) kr[l] = k[l * pb.nv + j];
-    for (int b = 0; b < UB; ++b) {
-      const int64_t at = (u0 + b) * pb.P + j * V;
-      const Vec<T> h = load_row<T, decltype(part)::value>(fe + at, pb.tail) *
-                       load_row<T, decltype(part)::value>(se + at, pb.tail);
-      for (int l = 0; l < C; ++l) acc[b][l] += h * kr[l];
-    }
-  };
-  for (int j = 0; j < pb.full; ++j) step(j, std::false_type{});
-  if (pb.tail) step(pb.full, std::true_type{});
-  for (int b = 0; b < UB; ++b)
-    for (int l = 0; l < C; ++l) out[(u0 + b) * pb.L1 + l] = hsum<T>(acc[b][l]);
+  Vec<T> kr[C];
+  for (int l = 0; l < C; ++l) kr[l] = k[l * pb.nv + j];
+  for (int b = 0; b < UB; ++b) {
+    const int64_t at = (u0 + b) * pb.P + j * V;
+    const Vec<T> h = load_row<T, Part>(fe + at, pb.tail) * load_row<T, Part>(se + at, pb.tail);
+    for (int l = 0; l < C; ++l) acc[b * C + l] += h * kr[l];
+  }
+}
+
+// out[u0 + b, l] = sum_p h[u0 + b, p] k[l, p] for b < UB, l < C (k, out at the degree chunk; fe, se: rows of f, s)
+// (Tail: whether the rows end in a partial vector; a compile-time flag keeps acc in registers)
+template <typename T, int C, int UB, bool Tail>
+inline void weight_block(const Problem<T>& pb, const T* fe, const T* se, const Vec<T>* k, int64_t u0, T* out) {
+  Vec<T> acc[UB * C];
+  for (int r = 0; r < UB * C; ++r) acc[r] = Vec<T>{};
+  for (int j = 0; j < pb.full; ++j) weight_step<T, C, UB, false>(pb, fe, se, k, u0, j, acc);
+  if constexpr (Tail) weight_step<T, C, UB, true>(pb, fe, se, k, u0, pb.full, acc);
+  if (C == pb.L1) {  // out[(u0 + b) L1 + l] for r = b C + l: contiguous
+    hsums<T, UB * C>(acc, out + u0 * C);
+  } else {
+    T sums[UB * C];
+    hsums<T, UB * C>(acc, sums);
+    for (int b = 0; b < UB; ++b)
+      for (int l = 0; l < C; ++l) out[(u0 + b) * pb.L1 + l] = sums[b * C + l];
+  }
 }
 
 template <typename T, int C>
 void weight_edge(const Problem<T>& pb, const T* fe, const T* se, const Vec<T>* k, T* out) {
   constexpr int UB = channel_block<C>();
-  int64_t u = 0;
-  for (; u + UB <= pb.mul; u += UB) weight_block<T, C, UB>(pb, fe, se, k, u, out);
-  for (; u < pb.mul; ++u) weight_block<T, C, 1>(pb, fe, se, k, u, out);
+  auto run = [&](auto tail) {
+    constexpr bool Tail = decltype(tail)::value;
+    int64_t u = 0;
+    for (; u + UB <= pb.mul; u += UB) weight_block<T, C, UB, Tail>(pb, fe, se, k, u, out);
+    for (; u < pb.mul; ++u) weight_block<T, C, 1, Tail>(pb, fe, se, k, u, out);
+  };
+  if (pb.tail)
+    run(std::true_type{});
+  else
+    run(std::false_type{});
 }
 
 // ---------------------------------------------------------------- slot 3: q[l, p] = sum_u w[e, u, l] h[u, p]
@@ -270,22 +332,13 @@ inline void harmonic_block(const Problem<T>& pb, const T* fe, const T* se, const
     for (int l = 0; l < C; ++l) wl[l] = w[u * pb.L1 + l];
     const int64_t at = u * pb.P + j * V;
     for (int b = 0; b < PB; ++b) {
-      const Vec<T> h = load_row<T, Part && PB == 1>(fe + at + b * V, pb.tail) *
-                       load_row<T, Part && PB == 1>(se + at + b * V, pb.tail);
+      const Vec<T> h = load_row<T, Part>(fe + at + b * V, pb.tail) *
+                       load_row<T, Part>(se + at + b * V, pb.tail);
       for (int l = 0; l < C; ++l) acc[l][b] += wl[l] * h;
     }
   }
   for (int l = 0; l < C; ++l)
     for (int b = 0; b < PB; ++b) q[l * pb.nv + j + b] = acc[l][b];
-}
-
-template <typename T, int C>
-void harmonic_edge(const Problem<T>& pb, const T* fe, const T* se, const T* w, Vec<T>* q) {
-  constexpr int PB = grid_block<C>();
-  int j = 0;
-  for (; j + PB <= pb.full; j += PB) harmonic_block<T, C, PB, false>(pb, fe, se, w, j, q);
-  for (; j < pb.full; ++j) harmonic_block<T, C, 1, false>(pb, fe, se, w, j, q);
-  if (pb.tail) harmonic_block<T, C, 1, true>(pb, fe, se, w, j, q);
 }
 
 // slots 2 and 3, parallel over edges
@@ -306,7 +359,10 @@ void edge_values(const Problem<T>& pb, int slot, T* out) {
           if (slot == 2)
             weight_edge<T, c>(pb, fe, se, buffer.data() + l0 * pb.nv, o + l0);
           else
-            harmonic_edge<T, c>(pb, fe, se, pb.w + e * pb.mul * L1 + l0, buffer.data() + l0 * pb.nv);
+            over_grid<grid_block<c>()>(pb.full, pb.tail, [&](int j, auto B, auto part) {
+              harmonic_block<T, c, decltype(B)::value, decltype(part)::value>(pb, fe, se, pb.w + e * pb.mul * L1 + l0,
+                                                                              j, buffer.data() + l0 * pb.nv);
+            });
         });
       if (slot == 3)  // out[e, l m] = sum_p q[l, p] y2[p, l m]
         for (int64_t l = 0; l < L1; ++l)
