@@ -91,6 +91,14 @@ inline Vec<T> load_row(const T* p, int n) {
   return load(p);
 }
 
+// the start of the row at p, for the next edge (its rows come from anywhere in f and s; once the first lines
+// miss, the hardware streams the rest of the row): the first kPrefetchBytes
+constexpr int64_t kPrefetchBytes = 1024;
+inline void prefetch(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t i = 0; i < std::min(bytes, kPrefetchBytes); i += 64) __builtin_prefetch(c + i, 0, 3);
+}
+
 // the sum of the lanes, as a tree
 template <typename T>
 inline T hsum(Vec<T> v) {
@@ -128,22 +136,26 @@ template <typename T, int R>
 inline void hsums(const Vec<T>* acc, T* out) {
   constexpr int V = kLanes<T>;
   int r = 0;
+#pragma GCC unroll 4
   for (; r + V <= R; r += V) {
     const Vec<T> sums = fold_tree<T, V>(acc + r);
     std::memcpy(out + r, &sums, sizeof sums);
   }
+#pragma GCC unroll 16
   for (; r < R; ++r) out[r] = hsum<T>(acc[r]);
 }
 
-// register blocks: C degree rows of PB vectors plus PB (or UB x C) accumulators fit the registers
+// register blocks: C degree rows of PB vectors plus PB accumulators fit the registers (slots 0, 1, 3); UB
+// channels of C accumulators (slot 2). The loops over them carry `#pragma GCC unroll` so that the arrays of
+// accumulators become registers.
 template <int C>
 constexpr int grid_block() {  // a power of 2 <= 4 (remainders run in halves)
   const int fit = (kRegisters - C - 2) / (C + 1);
   return fit >= 4 ? 4 : fit >= 2 ? 2 : 1;
 }
 template <int C>
-constexpr int channel_block() {
-  return std::max(1, std::min(8, (kRegisters - C - 2) / C));
+constexpr int channel_block() {  // UB C accumulators: half the registers (more spill around the sums)
+  return std::max(1, kRegisters / 2 / C);
 }
 
 // f(j, B, Part) over the vectors j of a row of P: blocks of B = PB vectors, the rest by halves (B compile-time),
@@ -202,6 +214,17 @@ struct Problem {
   }
 };
 
+// the edges grouped by node (a stable counting sort): edges order[start[n] .. start[n + 1]) have node[e] = n
+struct ByNode {
+  std::vector<int64_t> start, order;
+  ByNode(const int64_t* node, int64_t N, int64_t E) : start(N + 1, 0), order(E) {
+    for (int64_t e = 0; e < E; ++e) ++start[node[e] + 1];
+    for (int64_t n = 0; n < N; ++n) start[n + 1] += start[n];
+    std::vector<int64_t> next(start.begin(), start.end() - 1);
+    for (int64_t e = 0; e < E; ++e) order[next[node[e]]++] = e;
+  }
+};
+
 // ---------------------------------------------------------------- slots 0 and 1: sums into nodes
 // acc[u, j + b] += src[u, j + b] * sum_{l < C} w[u, l] k[l, j + b]  for b < PB, u < mul (w, k at the chunk)
 template <typename T, int C, int PB, bool Part>
@@ -227,13 +250,8 @@ inline void node_block(const Problem<T>& pb, const T* w, const Vec<T>* k, const 
 template <typename T>
 void node_sums(const Problem<T>& pb, const int64_t* dst, const int64_t* from, const T* src, T* out) {
   const int64_t N = pb.N, E = pb.E, row = pb.mul * pb.P;
-  std::vector<int64_t> start(N + 1, 0), order(E);  // CSR by destination: edges order[start[n] .. start[n + 1])
-  for (int64_t e = 0; e < E; ++e) ++start[dst[e] + 1];
-  for (int64_t n = 0; n < N; ++n) start[n + 1] += start[n];
-  {
-    std::vector<int64_t> next(start.begin(), start.end() - 1);
-    for (int64_t e = 0; e < E; ++e) order[next[dst[e]]++] = e;
-  }
+  const ByNode csr(dst, N, E);
+  const std::vector<int64_t>&start = csr.start, &order = csr.order;
   // task t covers the nodes [first(t), first(t + 1)): equal shares of edges + nodes
   const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), N));
   auto first = [&](int64_t t) {
@@ -256,6 +274,12 @@ void node_sums(const Problem<T>& pb, const int64_t* dst, const int64_t* from, co
       std::fill(acc.begin(), acc.end(), Vec<T>{});
       for (int64_t i = start[n]; i < start[n + 1]; ++i) {
         const int64_t e = order[i];
+        if (i + 1 < start[end]) {  // the next edge's rows of src, w and y
+          const int64_t next = order[i + 1];
+          prefetch(src + from[next] * row, row * sizeof(T));
+          prefetch(pb.w + next * pb.mul * pb.L1, pb.mul * pb.L1 * sizeof(T));
+          prefetch(pb.y + next * pb.L1 * pb.L1, pb.L1 * pb.L1 * sizeof(T));
+        }
         pb.edge_kernel(e, k.data());
         for (int64_t l0 = 0; l0 < pb.L1; l0 += kMaxChunk)
           with_chunk(static_cast<int>(std::min<int64_t>(kMaxChunk, pb.L1 - l0)), [&](auto C) {
@@ -279,10 +303,13 @@ inline void weight_step(const Problem<T>& pb, const T* fe, const T* se, const Ve
                         Vec<T>* acc) {
   constexpr int V = kLanes<T>;
   Vec<T> kr[C];
+#pragma GCC unroll 8
   for (int l = 0; l < C; ++l) kr[l] = k[l * pb.nv + j];
+#pragma GCC unroll 16
   for (int b = 0; b < UB; ++b) {
     const int64_t at = (u0 + b) * pb.P + j * V;
     const Vec<T> h = load_row<T, Part>(fe + at, pb.tail) * load_row<T, Part>(se + at, pb.tail);
+#pragma GCC unroll 8
     for (int l = 0; l < C; ++l) acc[b * C + l] += h * kr[l];
   }
 }
@@ -292,6 +319,7 @@ inline void weight_step(const Problem<T>& pb, const T* fe, const T* se, const Ve
 template <typename T, int C, int UB, bool Tail>
 inline void weight_block(const Problem<T>& pb, const T* fe, const T* se, const Vec<T>* k, int64_t u0, T* out) {
   Vec<T> acc[UB * C];
+#pragma GCC unroll 32
   for (int r = 0; r < UB * C; ++r) acc[r] = Vec<T>{};
   for (int j = 0; j < pb.full; ++j) weight_step<T, C, UB, false>(pb, fe, se, k, u0, j, acc);
   if constexpr (Tail) weight_step<T, C, UB, true>(pb, fe, se, k, u0, pb.full, acc);
@@ -351,6 +379,10 @@ void edge_values(const Problem<T>& pb, int slot, T* out) {
     for (int64_t e = begin; e < end; ++e) {
       const T* fe = pb.f + pb.senders[e] * row;
       const T* se = pb.s + pb.receivers[e] * row;
+      if (e + 1 < end) {  // the next edge's rows
+        prefetch(pb.f + pb.senders[e + 1] * row, row * sizeof(T));
+        if (pb.receivers[e + 1] != pb.receivers[e]) prefetch(pb.s + pb.receivers[e + 1] * row, row * sizeof(T));
+      }
       T* o = out + e * width;
       if (slot == 2) pb.edge_kernel(e, buffer.data());
       for (int64_t l0 = 0; l0 < L1; l0 += kMaxChunk)
