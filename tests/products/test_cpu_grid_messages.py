@@ -198,7 +198,7 @@ def test_bad_arguments_raise():
         "w is required": (1, f, None, None, y, y2, senders, receivers, N),
         "receivers out of range": (1, f, None, w, y, y2, senders, torch.cat([receivers[:-1], torch.tensor([N])]), N),
         "senders out of range": (0, None, s, w, y, y2, torch.cat([senders[:-1], torch.tensor([-1])]), receivers, N),
-        "senders must be int64": (3, f, s, w, None, y2, senders.int(), receivers, N),
+        "senders must be an int64": (3, f, s, w, None, y2, senders.int(), receivers, N),
         "not \\(L\\+1\\)\\^2": (1, f, None, w, y, y2[:, :3], senders, receivers, N),
         "slot must be 0..3": (4, f, s, w, y, y2, senders, receivers, N),
     }
