@@ -645,8 +645,7 @@ def roofline(result: dict, path: Path) -> None:
     grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
     ax.plot(grid, [min(peak, bw * x) for x in grid], "k-", lw=1.5, label="roof")
     ax.axhline(peak, color="k", ls=":", lw=0.8)
-    ax.text(lo * 1.1, peak * 1.05, f"sgemm {peak:.0f} GFLOP/s (1 thread)", fontsize=8)
-    ax.text(lo * 1.2, bw * lo * 1.2 / 2.2, f"memory {bw:.1f} GB/s (1 thread)", fontsize=8)
+    ax.text(hi / 1.1, peak * 1.06, f"sgemm {peak:.0f} GFLOP/s (1 thread)", fontsize=8, ha="right")
     style = {
         ("feature", "auto"): ("o", "C0", True),
         ("feature", "torch"): ("o", "C0", False),
@@ -678,7 +677,14 @@ def roofline(result: dict, path: Path) -> None:
     ax.set_title(title + (" [--quick]" if cfg["quick"] else ""), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    ys = [r["gflops"] for r in points] + [bw * lo]
+    ax.set_ylim(min(ys) / 2, peak * 1.6)
     fig.tight_layout()
+    x0 = lo * 1.3  # the memory roof's label, along its line (the angle in display coordinates)
+    (ax0, ay0), (ax1, ay1) = ax.transData.transform([(x0, bw * x0), (2 * x0, 2 * bw * x0)])
+    angle = math.degrees(math.atan2(ay1 - ay0, ax1 - ax0))
+    label = f"memory {bw:.1f} GB/s (1 thread)"
+    ax.text(x0 * 1.15, bw * x0 / 1.15, label, fontsize=8, rotation=angle, rotation_mode="anchor", va="top")
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
