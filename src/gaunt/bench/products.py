@@ -78,15 +78,20 @@ def sh_irreps(mul: int, L: int) -> str:
     return "+".join(f"{mul}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(L + 1))
 
 
-def build_product(name: str, shape: str, L: int, mul: int) -> torch.nn.Module:
-    """One of our products (its bench name, :func:`by_bench_name`) for a shape: external shared weights, float64
-    tables, on CPU. Edge products (edge shape only) get the edge harmonics of degree L."""
+def build_product(
+    name: str, shape: str, L: int, mul: int, shared_weights: bool = True, executor: str = "auto"
+) -> torch.nn.Module:
+    """One of our products (its bench name, :func:`by_bench_name`) for a shape: external weights (shared by
+    default; ``shared_weights=False``: one weight vector per sample), float64 tables, on CPU, on ``executor``
+    (passed to the class only when not "auto", its default).
+    Edge products (edge shape only) get the edge harmonics of degree L."""
     spec = by_bench_name()[name]
     node = sh_irreps(mul, L)
     if spec.edge and shape != "edge":
         raise ValueError(f"{name} only has the edge shape")
     second = node if shape == "feature" else sh_irreps(1, L)
-    product = spec.build(node, second, node, internal_weights=False, shared_weights=True)
+    options = {} if executor == "auto" else {"executor": executor}  # not every product takes an executor
+    product = spec.build(node, second, node, internal_weights=False, shared_weights=shared_weights, **options)
     product.bench_name = name
     return product
 
@@ -215,10 +220,11 @@ def _peer_second_input(product: torch.nn.Module, use_e3nn: bool) -> Callable[[di
     return lambda ins: spherical_harmonics(lmax, ins["vectors"], normalization="component")
 
 
-def build_e3nn(d: ProductDescriptor) -> tuple[torch.nn.Module, torch.Tensor]:
+def build_e3nn(d: ProductDescriptor, shared_weights: bool = True) -> tuple[torch.nn.Module, torch.Tensor]:
     """e3nn's TensorProduct for ``d`` built in float64 (``to_e3nn``); other dtypes are ``deepcopy().to(dtype)``
-    of it, which equals building in that dtype (e3nn casts its float64 wigner_3j tables; checked in tests)."""
-    return to_e3nn(d, shared_weights=True, dtype=torch.float64)
+    of it, which equals building in that dtype (e3nn casts its float64 wigner_3j tables; checked in tests).
+    ``shared_weights=False``: e3nn takes one weight vector per sample (``[B, weight_numel]``)."""
+    return to_e3nn(d, shared_weights=shared_weights, dtype=torch.float64)
 
 
 def peer_runner(
