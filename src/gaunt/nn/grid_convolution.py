@@ -129,12 +129,15 @@ class GridConvolution(torch.nn.Module):
 
             out_i[u, l3 m3] = w3[u, l3] w1[u, 0] / sqrt(4 pi) sum_{j -> i} x_j[u] w2[e, u, l3] Yc[l3 m3](r_ij)
 
-        (needs L3 <= L2): no grid, [E, mul, (L3+1)^2] per edge instead of [E, mul, P]."""
-        L3 = self.out.lmax
-        coeff = edge_sh[:, None, : (L3 + 1) ** 2] * w2[:, :, self._deg3]  # [E, mul, (L3+1)^2]
-        messages = x[edge_index[0], :, None] * coeff  # x: [N, mul] (mul x 0e)
-        S = torch.zeros(x.shape[0], *messages.shape[1:], dtype=x.dtype, device=x.device)
-        S = S.index_add(0, edge_index[1], messages)
+        (needs L3 <= L2): no grid. The sum is the grid-messages form on an "identity grid" of (L3+1)^2 points,
+        ``y2 = I``: then ``k[e, l3, p] = Yc[e, p]`` for p in degree l3's block, and slot 1 with the node function
+        ``f[j, u, p] = x_j[u]`` (constant in p) is the sum above, on the same executor as the grid path."""
+        N, L3 = x.shape[0], self.out.lmax
+        n = (L3 + 1) ** 2
+        f = x[:, :, None].expand(N, x.shape[1], n)  # x: [N, mul] (mul x 0e), the same value at every "point"
+        eye = torch.eye(n, dtype=x.dtype, device=x.device)
+        w2, sh = w2[:, :, : L3 + 1], edge_sh[:, :n]
+        S = self.messages(1, f, None, w2, sh, eye, edge_index[0], edge_index[1], N)  # [N, mul, (L3+1)^2]
         Z = S * (w3[:, self._deg3] * w1[:, :1] / math.sqrt(4 * math.pi))
         return Z.reshape(x.shape[0], -1)[:, self._out_index]
 
