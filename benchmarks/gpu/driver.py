@@ -16,6 +16,10 @@ Stages (``--skip STAGE`` leaves one out), results under ``benchmarks/gpu-<device
    against the torch reference (``grid_messages.py``): 10^5 edges, 5000 nodes, 32/64 channels, 32/72 points, L = 3.
 3c. ``many_body``: ``GauntManyBody`` forward and forward + backward on the "triton" and "torch" executors
    (``many_body.py``): 10^4 samples, 32/64 channels, L = 2, 3, correlation 3.
+3d. ``potential``: the potential's training step (RESULTS.md's model, batches of 5 and 64 molecules of 3BPA or of
+   its size, float64 and float32) and one molecule's energy + forces through the ASE calculator, with the default
+   executors ("auto": Triton) against every executor forced to "torch", after checking that both give the same
+   energies and forces (``potential.py``, a subprocess with its own time limit: at most 80 s).
 4. ``sweep``: ``gaunt bench`` (its runners and agreement checks) with the peers e3nn, cuEquivariance and
    OpenEquivariance on the same function: feature shape 64/128 channels L = 1..10, edge shape 10^5 edges.
 5. ``ddp``: with two GPUs or more, one short ``torchrun --nproc_per_node 2 -m gaunt.train --distributed`` (NCCL).
@@ -38,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-STAGES = ("install", "tests", "executors", "grid_messages", "many_body", "sweep", "ddp")
+STAGES = ("install", "tests", "executors", "grid_messages", "many_body", "potential", "sweep", "ddp")
 #: what the stages need: (import name, pip requirement); torch is never installed here
 PACKAGES = (
     ("numpy", "numpy==2.4.6"),
@@ -221,6 +225,30 @@ def stage_many_body(out: Path, remaining: float, device: str) -> dict:
     return {"points": status, "files": paths}
 
 
+def stage_potential(out: Path, remaining: float, device: str) -> dict:
+    """``potential.py`` as a subprocess (the executors' preferences it sets stay there) with a time limit: its own
+    budget ends 15 s before the limit (imports, the last point); it rewrites ``potential.json`` after every point, so
+    a run stopped at the limit keeps what it measured."""
+    limit = min(80.0, 0.3 * remaining) if device == "cuda" else min(300.0, remaining)  # the interpreter is slow
+    if limit < 25:
+        return {"status": "skipped", "reason": f"budget ({limit:.0f} s left for it)"}
+    cmd = [sys.executable, "benchmarks/gpu/potential.py", "--out", str(out), "--budget", f"{max(limit - 15, 5):.0f}"]
+    env = {"TRITON_INTERPRET": "0"} if device == "cuda" else {}
+    if device != "cuda":
+        cmd.append("--dry-run")
+    result = run_command(cmd, limit, env, out / "potential.txt")
+    report = {"rc": result["rc"], "seconds": result["seconds"], "limit_s": round(limit)}
+    if (out / "potential.json").exists():
+        records = json.loads((out / "potential.json").read_text())["records"]
+        status = {}
+        for r in records:
+            status[r["status"]] = status.get(r["status"], 0) + 1
+        report["points"] = status
+        report["agree"] = {r["dtype"]: r.get("agree") for r in records if r["case"] == "check"}
+        report["files"] = [str(out / "potential.json"), str(out / "potential.md")]
+    return report
+
+
 def stage_sweep(out: Path, remaining: float, device: str, sizes: dict) -> dict:
     """``gaunt bench`` twice (feature, edge) with its own total budgets, as a subprocess each."""
     Ls = ",".join(map(str, sizes["Ls"]))
@@ -399,6 +427,8 @@ def run_stage(stage: str, out: Path, remaining: float, args, sizes: dict) -> dic
         return stage_grid_messages(out, remaining, args.device)
     if stage == "many_body":
         return stage_many_body(out, remaining, args.device)
+    if stage == "potential":
+        return stage_potential(out, remaining, args.device)
     if stage == "sweep":
         return stage_sweep(out, remaining, args.device, sizes)
     return stage_ddp(out, remaining, args.device, args.ddp_on_cpu)
@@ -435,6 +465,7 @@ def report_markdown(summary: dict, out: Path) -> str:
         ("executors.md", "Executors: torch vs triton, fwd+bwd float32"),
         ("grid_messages.md", "Grid messages: torch reference vs triton kernels, float32"),
         ("many_body.md", "GauntManyBody: torch vs triton executors, float32"),
+        ("potential.md", "Potential: training step and calculator, auto (triton) vs torch executors"),
         ("sweep-feature/summary.md", "gaunt bench, feature shape"),
         ("sweep-edge/summary.md", "gaunt bench, edge shape"),
     ):
