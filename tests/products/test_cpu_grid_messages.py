@@ -53,7 +53,7 @@ def assert_matches_reference(slot, args, y2, senders, receivers, N, out=None):
 
 
 CASES = {
-    # N, E, mul, P, L1: P = 13 and 58 end in a partial vector, 48 and 58 run the blocks of 4, 2 and 1 vectors
+    # N, E, mul, P, L1 (8 float64 lanes): P = 13, 58 end in a partial vector, 48, 58 run blocks of 4, 2, 1 vectors
     "unsorted": (9, 40, 3, 13, 3),
     "blocks": (7, 30, 5, 58, 4),
     "even_grid": (6, 25, 4, 48, 2),
