@@ -84,7 +84,7 @@ def run(device, sizes: dict, dtype, budget_s: float = 90.0, min_time: float = 0.
     import torch
 
     from gaunt.bench.timing import time_call
-    from gaunt.products.grid_messages import grid_messages_runner
+    from gaunt.products.grid_messages_runners import grid_messages_runner
 
     start, records = time.perf_counter(), []
     for mul in sizes["muls"]:

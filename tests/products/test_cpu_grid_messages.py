@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from gaunt.products import cpu_build
-from gaunt.products.grid_messages import grid_messages_runner, reference
+from gaunt.products.grid_messages import reference
+from gaunt.products.grid_messages_runners import grid_messages_runner
 
 pytestmark = pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
 

@@ -16,7 +16,8 @@ import torch
 from conformance import DEVICE, INTERPRETED
 
 from gaunt.products import EXECUTORS
-from gaunt.products.grid_messages import grid_messages_runner, reference
+from gaunt.products.grid_messages import reference
+from gaunt.products.grid_messages_runners import grid_messages_runner
 
 REASON = EXECUTORS["triton"].unavailable()
 needs_triton = pytest.mark.skipif(

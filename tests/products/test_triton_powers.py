@@ -22,7 +22,8 @@ from gaunt.nn import GauntManyBody
 from gaunt.products import EXECUTORS
 from gaunt.products.executors import resolve_executor
 from gaunt.products.power_family import powers_reference
-from gaunt.products.powers import RUNNERS, power_program
+from gaunt.products.power_runners import RUNNERS
+from gaunt.products.powers import power_program
 from gaunt.products.sphere_irreps import parse_spherical_irreps
 from gaunt.so3 import Irreps
 

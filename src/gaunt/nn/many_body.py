@@ -49,7 +49,7 @@ import torch
 
 from ..products import CGProduct, choose_product, parse_spherical_irreps, power_program
 from ..products.executors import build_runner
-from ..products.powers import RUNNERS
+from ..products.power_runners import RUNNERS
 from ..so3 import Irreps, clebsch_gordan, gaunt_coefficients
 
 logger = logging.getLogger("gaunt.nn")

@@ -25,10 +25,13 @@ Reading order (what, then how):
   power programs (``power_family``: their derivatives); ``fft_program``: the paper's ``torch.fft`` execution;
   ``grid_messages``: the grid-summed convolution's per-edge sum as one multilinear form (four slots, closed under
   differentiation).
-* ``executors``: how a program runs. ``torch_executor`` (with ``row_ops``): the reference; ``cpu_executor``
-  (with ``cpu_build``, ``csrc/tiles.h`` and ``csrc/sphere_program.cpp``): the fused CPU kernel, and ``cpu_powers``
-  (``csrc/powers.cpp``) for the power programs; ``triton_executor`` (with
-  ``triton_layout`` and ``triton_kernels``): the fused GPU kernels. ``sphere_frame``: weights, broadcasting, blocks.
+* ``executors``: how a program runs. ``torch_executor`` (with ``row_ops``): the reference. ``cpu_executor``
+  (with ``cpu_build`` and ``csrc/tiles.h``): the fused CPU kernels of a program, per program the cheaper of
+  ``csrc/sphere_program.cpp`` (the grid in cache) and ``csrc/direct_program.cpp`` (``coupling``: the sparse
+  per-channel coupling list; ``cpu_direct``: the choice). ``triton_executor`` (with ``triton_layout`` and
+  ``triton_kernels``): the fused GPU kernels. ``sphere_frame``: weights, broadcasting, blocks.
+* The other forms on the same executors: ``cpu_powers`` / ``triton_powers`` (``power_runners``: the table),
+  ``cpu_grid_messages`` / ``triton_grid_messages`` (``grid_messages_runners``: the table, ``GridMessages``).
 * Products: ``cg``, ``gaunt_fourier``, ``gaunt_grid``, ``vector`` (+ ``odd_gaunt``), ``so2``,
   ``edge_aligned``, ``cp``. Tools: ``e3nn_interop``, ``expressivity``, ``summary``.
 """
@@ -41,7 +44,7 @@ from .edge_aligned import EdgeAlignedGauntProduct
 from .executors import EXECUTORS, resolve_executor
 from .gaunt_fourier import GauntProduct
 from .gaunt_grid import GridGauntProduct
-from .grid_messages import GridMessages
+from .grid_messages_runners import GridMessages
 from .powers import PowerProgram, TorchPowers, power_program
 from .program import SphereProgram, derivative
 from .registry import PRODUCTS, ProductSpec, choose_product, make_product

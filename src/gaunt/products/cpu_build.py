@@ -53,12 +53,16 @@ def _cpu_tag() -> str:
 
 
 def build_directory() -> Path:
-    """Where the library is built and cached: one folder per torch, Python, flags and CPU."""
+    """Where the library is built and cached: one folder per torch, Python, flags, CPU and source text (so an
+    edited header, which torch's own check would miss, builds anew)."""
     base = os.environ.get("GAUNT_EXTENSIONS_DIR")
     if not base:
         cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         base = str(Path(cache) / "gaunt" / "extensions")
-    key = hashlib.sha256(" ".join(compile_flags()).encode() + _cpu_tag().encode()).hexdigest()[:12]
+    digest = hashlib.sha256(" ".join(compile_flags()).encode() + _cpu_tag().encode())
+    for source in sorted(SOURCE_DIR.glob("*.[ch]*")):  # headers too: torch tracks only the listed .cpp files
+        digest.update(source.name.encode() + source.read_bytes())
+    key = digest.hexdigest()[:12]
     tag = f"torch{torch.__version__}-py{sys.version_info.major}{sys.version_info.minor}-{key}"
     return Path(base) / tag
 

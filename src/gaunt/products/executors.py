@@ -26,7 +26,7 @@ once per process); a named executor that cannot run raises (never a silent
 fallback), also when called with tensors on a device it does not support. A new executor is one module
 with a class like ``TorchProgram`` (``__init__(program)``, ``forward(x1, x2)``, attribute ``executor``) and
 one entry in ``EXECUTORS`` with the devices it runs on and the function that says whether it can run here.
-Programs of another kind (``powers.PowerProgram``) pass their own runner table (``powers.RUNNERS``: "torch",
+Programs of another kind (``powers.PowerProgram``) pass their own runner table (``power_runners.RUNNERS``: "torch",
 "cpu_fused" and "triton") to :func:`build_runner`; the names, devices, availability and "auto" order stay those of
 this table.
 """
@@ -206,7 +206,7 @@ class CheckedRunner(torch.nn.Module):
 def build_runner(program, executor: str = "auto", runners: Runners | None = None) -> torch.nn.Module:
     """The module that runs ``program``: :class:`AutoRunner` for "auto", else the named executor's runner
     (checked now: ``resolve_executor``; and per call: the device). ``runners``: as for :class:`AutoRunner`
-    (e.g. ``powers.RUNNERS`` for a power program)."""
+    (e.g. ``power_runners.RUNNERS`` for a power program)."""
     if executor == "auto":
         return AutoRunner(program, runners)
     runners = _runners(runners)

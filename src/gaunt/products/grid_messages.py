@@ -27,7 +27,7 @@ slot j's gradient with argument k replaced by c (T is linear in each argument, a
 with four slots is thus closed under differentiation: forces (a first derivative) and force training (a
 second) run on it. The argument in the computed slot is ``None``.
 
-Executors (:func:`grid_messages_runner`; names as in ``executors.EXECUTORS``): "torch" (:func:`reference`,
+Executors (``grid_messages_runners``; names as in ``executors.EXECUTORS``): "torch" (:func:`reference`,
 autograd through torch ops), "torch_programs" (the reference as a custom op with the slot-swapping
 autograd: the scheme of the fused executors, checked on the reference), "cpu_fused"
 (``torch.ops.gaunt.cpu_grid_messages``, the C++ kernel of ``csrc/grid_messages.cpp``: per edge, ``k``,
@@ -57,8 +57,6 @@ import math
 from collections.abc import Callable
 
 import torch
-
-from .executors import EXECUTORS, resolve_executor
 
 SLOTS = ("f", "s", "w", "y")  # the arguments of T, in slot order
 
@@ -159,64 +157,6 @@ def define_op(name: str, kernel: Callable[..., torch.Tensor]):
     return op
 
 
-_REFERENCE_OP = None
-
-
-def grid_messages_runner(executor: str) -> Callable[..., torch.Tensor]:
-    """The function ``(slot, f, s, w, y, y2, senders, receivers, num_nodes) -> gradient`` of a resolved
-    executor name (``executors.resolve_executor``); the fused ones are imported (and built) on first use."""
-    global _REFERENCE_OP
-    if executor == "torch":
-        return reference
-    if executor == "torch_programs":
-        if _REFERENCE_OP is None:
-            _REFERENCE_OP = define_op("gaunt::torch_grid_messages", reference)
-        return _REFERENCE_OP
-    if executor == "cpu_fused":
-        from .cpu_grid_messages import grid_messages
-
-        return grid_messages
-    if executor == "triton":
-        from .triton_grid_messages import grid_messages
-
-        return grid_messages
-    raise ValueError(f"grid messages: no runner for executor {executor!r}")
-
-
-class GridMessages:
-    """The grid-messages op on an executor: ``self(slot, f, s, w, y, y2, senders, receivers, num_nodes)``.
-
-    ``executor="auto"`` runs, per device type of the inputs, the first available executor of
-    ``executors.PREFERENCE`` (warned once where a preferred one cannot run) and names the CPU choice in
-    ``self.executor``; a named executor is checked now (raises where it cannot run) and refuses tensors on
-    a device it does not run on.
-    """
-
-    def __init__(self, executor: str = "auto") -> None:
-        self.requested = executor
-        self._by_device: dict[str, Callable[..., torch.Tensor]] = {}
-        if executor == "auto":
-            self.executor = resolve_executor("auto", "cpu")
-            self.runner_for("cpu")  # resolved now, so that torch.compile finds it (no graph break)
-        else:
-            self.executor = resolve_executor(executor)
-
-    def runner_for(self, device_type: str) -> Callable[..., torch.Tensor]:
-        runner = self._by_device.get(device_type)
-        if runner is None:
-            name = resolve_executor(self.requested, device_type)
-            if device_type not in EXECUTORS[name].devices:
-                raise RuntimeError(f"executor {name!r} runs on {EXECUTORS[name].devices} tensors, not {device_type}")
-            runner = self._by_device[device_type] = grid_messages_runner(name)
-        return runner
-
-    def __call__(self, slot, f, s, w, y, y2, senders, receivers, num_nodes) -> torch.Tensor:
-        return self.runner_for(y2.device.type)(slot, f, s, w, y, y2, senders, receivers, num_nodes)
-
-    def __repr__(self) -> str:
-        return f"GridMessages(executor={self.executor!r})"
-
-
 def check(f, s, w, y, y2: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor, num_nodes: int) -> None:
     """Shapes, dtypes and index ranges of the arguments (``None`` allowed); raises ``ValueError``."""
     E, P, L1 = senders.shape[0], y2.shape[0], degrees(y2)
@@ -235,12 +175,10 @@ def check(f, s, w, y, y2: torch.Tensor, senders: torch.Tensor, receivers: torch.
 
 __all__ = [
     "SLOTS",
-    "GridMessages",
     "check",
     "define_op",
     "degrees",
     "edge_kernel",
-    "grid_messages_runner",
     "output_shape",
     "reference",
 ]

@@ -11,7 +11,7 @@ per power. ``f^k Y[l3]`` has degree k L + L3, so the grid of degree ``max(powers
 Run by :class:`TorchPowers` (autograd derives backward and double backward through its torch ops) or by
 ``cpu_powers.FusedPowers`` (one fused C++ kernel for the forward and every derivative, ``power_family``) or by
 ``triton_powers.TritonPowers`` (the same family on one fused Triton kernel: CUDA, or the CPU under the interpreter);
-:data:`RUNNERS` is the table that ``executors.build_runner(program, executor, RUNNERS)`` chooses from.
+``power_runners.RUNNERS`` is the table that ``executors.build_runner(program, executor, RUNNERS)`` chooses from.
 """
 
 from __future__ import annotations
@@ -114,19 +114,4 @@ class TorchPowers(torch.nn.Module):
         return f"{self.program.name}: powers {list(self.program.powers)}, grid {n_theta} x {n_phi}, executor=torch"
 
 
-def _fused_powers(program: PowerProgram) -> torch.nn.Module:
-    from .cpu_powers import FusedPowers  # imported on use: importing it registers the custom op
-
-    return FusedPowers(program)
-
-
-def _triton_powers(program: PowerProgram) -> torch.nn.Module:
-    from .triton_powers import TritonPowers  # imported on use: triton is optional, and importing it registers the op
-
-    return TritonPowers(program)
-
-
-#: the runner of a power program per executor (names, devices and availability: ``executors.EXECUTORS``)
-RUNNERS = {"torch": TorchPowers, "cpu_fused": _fused_powers, "triton": _triton_powers}
-
-__all__ = ["PowerProgram", "power_program", "RUNNERS", "TorchPowers"]
+__all__ = ["PowerProgram", "power_program", "TorchPowers"]
