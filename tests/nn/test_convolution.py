@@ -349,3 +349,16 @@ def test_grid_executor_on_every_executor(executor, l_node):
     inputs = (x.requires_grad_(), vectors.requires_grad_(), radial.requires_grad_())
     assert torch.autograd.gradcheck(f, inputs)
     assert torch.autograd.gradgradcheck(f, inputs)
+
+
+def test_grid_executor_survives_deepcopy_and_pickle():
+    """Training deep-copies models (EMA, best model); the grid messages' runners are custom ops, resolved anew."""
+    import copy
+    import pickle
+
+    m = conv("grid", sphere(2, 1), 2, sphere(2, 2), radial_weights="edge")
+    x, edge_index, vectors, radial = graph(sphere(2, 1), n_nodes=4, n_edges=9)
+    expected = m(x, edge_index, vectors, radial)
+    for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert clone.grid_executor.executor == m.grid_executor.executor
+        torch.testing.assert_close(clone(x, edge_index, vectors, radial), expected, rtol=0, atol=0)

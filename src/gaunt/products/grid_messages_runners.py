@@ -65,6 +65,15 @@ class GridMessages:
             runner = self._by_device[device_type] = grid_messages_runner(name)
         return runner
 
+    def __getstate__(self) -> dict:
+        # the runners are custom ops (not picklable, so not deep-copyable): copies resolve them anew
+        return {**self.__dict__, "_by_device": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.requested == "auto":
+            self.runner_for("cpu")
+
     def __call__(self, slot, f, s, w, y, y2, senders, receivers, num_nodes) -> torch.Tensor:
         return self.runner_for(y2.device.type)(slot, f, s, w, y, y2, senders, receivers, num_nodes)
 
