@@ -226,7 +226,13 @@ class FusedProgram(torch.nn.Module):
 
     def use_kernel(self, kernel: str) -> None:
         """Register the program (again) with ``kernel`` ("auto", "direct", "transform"); later calls run it."""
+        self.requested_kernel = kernel
         self.program_id = register_program(self.program, kernel)
+
+    def __setstate__(self, state: dict) -> None:
+        # the id indexes this process's registry: a copy (pickle, deepcopy, another process) registers anew
+        super().__setstate__(state)
+        self.use_kernel(self.requested_kernel)
 
     @property
     def kernel(self) -> str:

@@ -156,6 +156,11 @@ class FusedPowers(torch.nn.Module):
             return self.fallback(x)  # plain torch ops: any dtype, forward mode
         return cpu_powers(x, [], None, self.program_id)
 
+    def __setstate__(self, state: dict) -> None:
+        # the id indexes this process's registry: a copy (pickle, deepcopy, another process) registers anew
+        super().__setstate__(state)
+        self.program_id = register_powers(self.program)
+
     def extra_repr(self) -> str:
         n_theta, n_phi = self.program.grid
         return (

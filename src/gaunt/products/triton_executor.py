@@ -169,6 +169,11 @@ class TritonProgram(torch.nn.Module):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         return sphere_program(x1, x2, self.key)
 
+    def __setstate__(self, state: dict) -> None:
+        # the key indexes this process's registry: a copy (pickle, deepcopy, another process) registers anew
+        super().__setstate__(state)
+        self.key = register(self.program)
+
     def extra_repr(self) -> str:
         n_theta, n_phi = self.program.grid
         return f"{self.program.name}: grid {n_theta} x {n_phi}, {len(self.program.terms)} term(s), executor=triton"

@@ -388,6 +388,11 @@ class TritonPowers(torch.nn.Module):
             return self.fallback(x)
         return triton_powers(x, [], None, self.program_id)
 
+    def __setstate__(self, state: dict) -> None:
+        # the id indexes this process's registry: a copy (pickle, deepcopy, another process) registers anew
+        super().__setstate__(state)
+        self.program_id = register_powers(self.program)
+
     def extra_repr(self) -> str:
         n_theta, n_phi = self.program.grid
         return (
