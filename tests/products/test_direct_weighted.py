@@ -1,7 +1,8 @@
 """Shared weights folded into the direct kernel (``direct_weighted``, ``csrc/direct_weighted.cpp``): the four
-slots of the op against autograd of the multilinear form written in torch, both tilings and every channel-block
-grouping; the folded products against the unfolded path and the torch executor (values and gradients, broadcast
-and empty batches), gradcheck and gradgradcheck with the weight, torch.compile, and when the frame folds."""
+slots of the op (and three at once) against autograd of the multilinear form written in torch, both tilings and
+every channel-block grouping; the folded products against the unfolded path and the torch executor (values and
+gradients, broadcast and empty batches), gradcheck and gradgradcheck with the weight, torch.compile, and when the
+frame folds."""
 
 from __future__ import annotations
 
@@ -98,6 +99,11 @@ def test_every_slot_equals_autograd_of_the_form(cls, L, mul):
                     assert_close_to(out, exact[slot], tol, f"{cls.__name__} L={L} mul={mul} n={n} slot {slot} {dtype}")
                 else:
                     assert float(out.abs().max()) == 0  # an empty batch sums to zero
+            together = op.direct_weighted_backward(*args, folded_id)  # slots 0, 1, 3 in one pass
+            for out, slot in zip(together, (0, 1, 3)):
+                assert out.dtype == dtype and out.shape == exact[slot].shape
+                if n:
+                    assert_close_to(out, exact[slot], tol, f"{cls.__name__} L={L} mul={mul} n={n} slot {slot} at once")
 
 
 def test_the_reduction_sums_in_blocks_over_long_ranges_and_is_deterministic():
@@ -136,6 +142,7 @@ def test_opcheck_and_the_op_gradients():
     x1, x2, g, C = (a.requires_grad_() for a in random_args(c, 3, torch.float64, seed=4))
     torch.library.opcheck(op.direct_weighted, (2, x1, x2, None, C, folded_id))
     torch.library.opcheck(op.direct_weighted, (3, x1, x2, g, None, folded_id))
+    torch.library.opcheck(op.direct_weighted_backward, (x1, x2, g, C, folded_id))
     for slot, args in ((2, (x1, x2, C)), (0, (x2, g, C))):
 
         def f(a, b, d, slot=slot):
@@ -144,6 +151,7 @@ def test_opcheck_and_the_op_gradients():
 
         assert torch.autograd.gradcheck(f, args)
         assert torch.autograd.gradgradcheck(f, args)
+    assert torch.autograd.gradcheck(lambda *a: op.direct_weighted_backward(*a, folded_id), (x1, x2, g, C))
 
 
 # ------------------------------------------------------------------------------------------------ the products
@@ -182,7 +190,8 @@ def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, L, 
             product.to(dtype)
             assert product.frame.folds(*cast[:3], per_sample=False)
             folded, names = outputs_and_gradients(product, *cast)
-            assert names.ran("gaunt.cpu_direct_weighted") == bool(x1.numel() and x2.numel())  # non-vacuous
+            ran = bool(x1.numel() and x2.numel())  # non-vacuous: the folded op, and its backward in one pass
+            assert names.ran("gaunt.cpu_direct_weighted") == ran == names.ran("gaunt.cpu_direct_weighted_backward")
             product.frame.fold_weights = False
             unfolded, names = outputs_and_gradients(product, *cast)
             product.frame.fold_weights = True

@@ -23,10 +23,13 @@ is the gradient of T with respect to one argument (a *slot*) with the others giv
 and the vector-Jacobian product of slot i's gradient with respect to argument j, for the cotangent v, is slot
 j's gradient with argument i replaced by v (as for ``grid_messages``). The op ``gaunt::cpu_direct_weighted``
 computes the slots on the C++ kernels of ``csrc/direct_weighted.cpp`` (slots 0-2 ``direct_weighted``, slot 3
-``direct_reduce``) and differentiates by this rule, so backward and double backward run on it too; the map
-(2) from the weight vector to C stays in torch ops, and the weight gradient comes from slot 3 through it by
-autograd. Instead of four elementwise passes over ``[n, dim]`` tensors for the weights (and their sums over the
-batch for the weight gradients), one ``[nnz, mul]`` table per call.
+``direct_reduce``) and differentiates by this rule, so backward and double backward run on it too. The backward
+of the product (slot 2) needs slots 0, 1 and 3 with the same (x1, x2, g, C): where it needs all three,
+``gaunt::cpu_direct_weighted_backward`` computes them in one pass over the rows of x1, x2 and g
+(``direct_backward``), differentiated by the same rule. The map (2) from the weight vector to C stays in torch
+ops, and the weight gradient comes from slot 3 through it by autograd. Instead of four elementwise passes over
+``[n, dim]`` tensors for the weights (and their sums over the batch for the weight gradients), one
+``[nnz, mul]`` table per call.
 
 :class:`FoldedWeights` holds the tables of one product; ``sphere_frame.FactorisedFrame`` decides when it runs.
 """
@@ -113,19 +116,63 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(x1, x2, g, coefficients)
 
 
-def _backward(ctx, grad: torch.Tensor):
-    """Argument j's gradient: slot j with the cotangent in the computed slot's place (module docstring)."""
-    args = list(ctx.saved_tensors)
-    args[ctx.slot] = grad
+def _slot_vjps(args: list, cotangents: dict[int, torch.Tensor | None], needs, folded_id: int) -> list:
+    """The gradients of the arguments ``args`` (x1, x2, g, C) for the cotangents of the slots ``cotangents``
+    (slot -> cotangent of its output; None: none): argument j's gradient sums, over the slots s != j, slot j
+    with the cotangent of s in the place of argument s (module docstring). ``needs[j]``: argument j's is wanted."""
     grads = [None] * 4
-    for j in range(4):
-        if j != ctx.slot and ctx.needs_input_grad[1 + j]:
-            given = [None if i == j else a for i, a in enumerate(args)]
-            grads[j] = direct_weighted(j, *given, ctx.folded_id)
-    return None, *grads, None
+    for s, v in cotangents.items():
+        if v is None:
+            continue
+        for j in range(4):
+            if j != s and needs[j]:
+                given = [v if i == s else None if i == j else a for i, a in enumerate(args)]
+                term = direct_weighted(j, *given, folded_id)
+                grads[j] = term if grads[j] is None else grads[j] + term
+    return grads
+
+
+def _backward(ctx, grad: torch.Tensor):
+    args = list(ctx.saved_tensors)
+    needs = ctx.needs_input_grad[1:5]
+    if ctx.slot == 2 and needs[0] and needs[1] and needs[3]:  # the product's gradients in one pass
+        x1, x2, _, coefficients = args
+        g1, g2, gc = direct_weighted_backward(x1, x2, grad, coefficients, ctx.folded_id)
+        return None, g1, g2, None, gc, None
+    return None, *_slot_vjps(args, {ctx.slot: grad}, needs, ctx.folded_id), None
 
 
 direct_weighted.register_autograd(_backward, setup_context=_setup_context)
+
+
+@torch.library.custom_op("gaunt::cpu_direct_weighted_backward", mutates_args=())
+def direct_weighted_backward(
+    x1: torch.Tensor, x2: torch.Tensor, g: torch.Tensor, coefficients: torch.Tensor, folded_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dT/dx1 [n, dim1], dT/dx2 [n, dim2], dT/dC [nnz, mul])``: slots 0, 1 and 3 at once (module docstring)."""
+    entry = _FOLDED[folded_id]
+    values = [entry.coefficients(slot, x1.dtype) for slot in range(3)]
+    rows, meta = list(entry.rows[:2]), list(entry.meta)
+    return torch.ops.gaunt_fused.direct_backward(x1, x2, g, coefficients, values, rows, meta)
+
+
+@direct_weighted_backward.register_fake
+def _direct_weighted_backward_fake(x1, x2, g, coefficients, folded_id):
+    return x1.new_empty(x1.shape), x2.new_empty(x2.shape), coefficients.new_empty(coefficients.shape)
+
+
+def _setup_backward_context(ctx, inputs, output) -> None:
+    *args, ctx.folded_id = inputs
+    ctx.save_for_backward(*args)
+
+
+def _backward_backward(ctx, v1, v2, vc):
+    """The outputs are slots 0, 1 and 3 of T: their cotangents go through :func:`_slot_vjps`."""
+    args = list(ctx.saved_tensors)
+    return *_slot_vjps(args, {0: v1, 1: v2, 3: vc}, ctx.needs_input_grad[:4], ctx.folded_id), None
+
+
+direct_weighted_backward.register_autograd(_backward_backward, setup_context=_setup_backward_context)
 
 
 class FoldedWeights(torch.nn.Module):
@@ -167,4 +214,4 @@ def fold(program, weight_index, out_sign=None) -> FoldedWeights | None:
     return FoldedWeights(c, weight_index)
 
 
-__all__ = ["SLOTS", "FoldedWeights", "direct_weighted", "fold", "register_folded"]
+__all__ = ["SLOTS", "FoldedWeights", "direct_weighted", "direct_weighted_backward", "fold", "register_folded"]
