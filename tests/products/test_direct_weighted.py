@@ -112,10 +112,10 @@ def test_the_reduction_sums_in_blocks_over_long_ranges_and_is_deterministic():
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        for mul in (3, 16):
+        for mul, n in ((3, 40000), (16, 6000)):  # more samples than the grain of one thread (2^20 lane operations)
             c = coupling(GridGauntProduct(*irreps_of(GridGauntProduct, mul, 1), executor="torch").program)
             folded_id = op.register_folded(c)
-            args = random_args(c, 3000, torch.float64, seed=mul)
+            args = random_args(c, n, torch.float64, seed=mul)
             first = op.direct_weighted(3, *args[:3], None, folded_id)
             torch.testing.assert_close(op.direct_weighted(3, *args[:3], None, folded_id), first, rtol=0, atol=0)
             assert_close_to(first, form_slots(c, args)[3], 1e-12, f"mul={mul}")
