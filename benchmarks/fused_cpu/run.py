@@ -5,6 +5,8 @@
 ``--kernels direct transform`` runs "cpu_fused" once per kernel of ``cpu_executor.FusedProgram`` (every
 program and derivative program of the product forced onto it; rows "cpu_fused:direct", ...); by default
 "cpu_fused" chooses per program ("auto") and the row says which kernel ran the forward program.
+``--unfolded`` adds the row "cpu_fused:unfolded": the shared weights applied per position around the
+program (``FactorisedFrame.fold_weights = False``) instead of folded into the direct kernel.
 
 Feature shape (``mul x 0e + ... + mul x L``, both inputs and the output), external shared weights,
 float32, one call = forward plus the gradients of x1, x2 and the weights (``torch.autograd.grad`` with a
@@ -83,6 +85,8 @@ def measure(name: str, L: int, mul: int, batch: int, executors, repeats: int) ->
     rows = []
     for executor in executors:
         base, _, kernel = executor.partition(":")
+        unfolded = kernel == "unfolded"
+        kernel = "" if unfolded else kernel
         product = PRODUCTS[PRODUCT_NAMES[name]].build(
             irreps,
             irreps,
@@ -92,6 +96,9 @@ def measure(name: str, L: int, mul: int, batch: int, executors, repeats: int) ->
             executor=base if base != "e3nn" else "torch",
         )
         kernels = kernels_of(product, kernel or None) if base == "cpu_fused" else ""
+        if hasattr(product, "frame"):
+            product.frame.fold_weights = not unfolded
+            kernels += ", folded" if product.frame.folded is not None and not unfolded else ""
         w64 = torch.randn(product.weight_numel, generator=g, dtype=torch.float64)
         cotangent = torch.randn(batch, product.irreps_out.dim, generator=g)
         if executor == "e3nn":
@@ -135,6 +142,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--kernels", nargs="*", default=[], help="cpu_fused kernels to force: direct, transform")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch executor")
+    parser.add_argument("--unfolded", action="store_true", help="also cpu_fused with the weights not folded")
     parser.add_argument("--threads-check", type=int, default=6, help="L of the 2-thread vs 1-thread run (0: none)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -148,6 +156,7 @@ def main() -> None:
         for name in args.products:
             eb = e3nn_batch.get(L, args.batch)
             ours = ([] if args.no_torch else ["torch"]) + ["cpu_fused"] + [f"cpu_fused:{k}" for k in args.kernels]
+            ours += ["cpu_fused:unfolded"] if args.unfolded else []
             executors = ours + (["e3nn"] if eb == args.batch and name == args.products[0] else [])
             rows += measure(name, L, args.mul, args.batch, executors, args.repeats)
             if eb != args.batch and name == args.products[0]:

@@ -98,13 +98,17 @@ def test_when_the_kernel_cannot_build(monkeypatch):
         GridGauntProduct(*irreps, executor="cpu_fused")
 
 
-def test_export_keeps_the_custom_op():
+@pytest.mark.parametrize("fold", [True, False])
+def test_export_keeps_the_custom_op(fold):
+    """The product's op: its shared weights folded into the direct kernel (``direct_weighted``), or the program's."""
     product = GridGauntProduct(
         "2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e", "2x0e+2x1o+2x2e", weight_init="randn", executor="cpu_fused"
     )
+    product.frame.fold_weights = fold
     x1, x2 = torch.randn(5, product.irreps_in1.dim), torch.randn(5, product.irreps_in2.dim)
     exported = torch.export.export(product, (x1, x2))
-    assert "gaunt.cpu_sphere_program" in str(exported.graph)
+    op = "gaunt.cpu_direct_weighted" if fold else "gaunt.cpu_sphere_program"
+    assert op in str(exported.graph)
     torch.testing.assert_close(exported.module()(x1, x2), product(x1, x2), rtol=1e-6, atol=1e-6)
 
 

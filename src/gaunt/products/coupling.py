@@ -97,6 +97,14 @@ class Coupling:
             return _sorted(self.mul, (dim1, dim_out, dim2), (pos1, pos_out, pos2), (self.a, self.c, self.b), self)
         raise ValueError(f"vjp: wrt must be 0 or 1, got {wrt!r}")
 
+    def vjp_order(self, wrt: int) -> np.ndarray:
+        """``[nnz]``: the triple of this list behind each triple of ``vjp(wrt)`` (its sort), so that
+        ``vjp(wrt).coefficient == coefficient[order]`` and likewise for ``a``, ``b``, ``c`` permuted."""
+        if wrt not in (0, 1):
+            raise ValueError(f"vjp_order: wrt must be 0 or 1, got {wrt!r}")
+        a, b, c = (self.c, self.b, self.a) if wrt == 0 else (self.a, self.c, self.b)
+        return np.lexsort((b, a, c))  # the key of _sorted
+
 
 def _sorted(mul, dims, positions, triples, like: Coupling | None = None, coefficient=None, name=None) -> Coupling:
     """A :class:`Coupling` with its triples sorted by ``(c, a, b)``."""

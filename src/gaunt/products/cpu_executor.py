@@ -228,6 +228,7 @@ class FusedProgram(torch.nn.Module):
         """Register the program (again) with ``kernel`` ("auto", "direct", "transform"); later calls run it."""
         self.requested_kernel = kernel
         self.program_id = register_program(self.program, kernel)
+        self._kernel = kernel_of(self.program_id)  # kept here: torch.compile reads it with no registry guard
 
     def __setstate__(self, state: dict) -> None:
         # the id indexes this process's registry: a copy (pickle, deepcopy, another process) registers anew
@@ -237,7 +238,7 @@ class FusedProgram(torch.nn.Module):
     @property
     def kernel(self) -> str:
         """The kernel that runs the program: "direct" or "transform"."""
-        return kernel_of(self.program_id)
+        return self._kernel
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         if x1.dtype not in FUSED_DTYPES:

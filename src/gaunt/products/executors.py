@@ -203,6 +203,16 @@ class CheckedRunner(torch.nn.Module):
         return self.runner(*inputs)
 
 
+def cpu_runner(runner: torch.nn.Module) -> torch.nn.Module:
+    """The module that runs CPU tensors for ``runner`` (an :class:`AutoRunner`, a :class:`CheckedRunner` or a
+    plain runner), e.g. a ``cpu_executor.FusedProgram`` whose ``kernel`` says which kernel runs the program."""
+    if isinstance(runner, AutoRunner):
+        return runner.runner_for(torch.device("cpu"))
+    if isinstance(runner, CheckedRunner):
+        return runner.runner
+    return runner
+
+
 def build_runner(program, executor: str = "auto", runners: Runners | None = None) -> torch.nn.Module:
     """The module that runs ``program``: :class:`AutoRunner` for "auto", else the named executor's runner
     (checked now: ``resolve_executor``; and per call: the device). ``runners``: as for :class:`AutoRunner`
@@ -213,4 +223,13 @@ def build_runner(program, executor: str = "auto", runners: Runners | None = None
     return CheckedRunner(resolve_executor(executor, among=runners), program, runners)
 
 
-__all__ = ["EXECUTORS", "PREFERENCE", "AutoRunner", "CheckedRunner", "Executor", "build_runner", "resolve_executor"]
+__all__ = [
+    "EXECUTORS",
+    "PREFERENCE",
+    "AutoRunner",
+    "CheckedRunner",
+    "Executor",
+    "build_runner",
+    "cpu_runner",
+    "resolve_executor",
+]

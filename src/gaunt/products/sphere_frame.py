@@ -8,6 +8,10 @@ where ``P`` is a bilinear sphere program (``program``) and the weights of every 
 the flat weight vector by index tables (``w_in1[j] = weight[index1[j]]``, ...). This module does that,
 the broadcasting of batch dimensions, the copy of a one-channel x2 to every channel, and the split of
 large batches into cache-sized blocks (outside ``torch.compile``); the program runs on its executor.
+
+Where the program runs on the direct kernel of "cpu_fused" and the weights are shared by the batch, the
+weights are folded into the kernel instead (``direct_weighted``: one ``[nnz, mul]`` table of per-channel
+coefficients, no elementwise passes over the batch); :meth:`FactorisedFrame.folds` says when.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ import math
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 
-from .executors import TILES_ITS_BATCH
+from .executors import TILES_ITS_BATCH, cpu_runner
+
+FOLD_DTYPES = (torch.float32, torch.float64)  # those of the direct kernel
 
 
 def _buffer(module: torch.nn.Module, name: str, array) -> None:
@@ -31,7 +38,13 @@ class FactorisedFrame(torch.nn.Module):
     ``copy_index [dim2c]``: positions of x2 that give the program's x2 (None: x2 as it is);
     ``out_sign [dim_out]`` (None: +1); ``runner``: the program on its executor;
     ``grid_points``: values per channel and sample on the program's grid (sets the block size).
+    ``folded``: the program's folded tables (``direct_weighted.FoldedWeights``) where the runner runs CPU
+    tensors on "cpu_fused" and the program is channel-uniform, else None; ``fold_weights = False`` (on the
+    instance) turns the folded path off.
     """
+
+    #: run the folded path where :meth:`folds` allows it (False: always the per-position weights)
+    fold_weights: bool = True
 
     #: Outside torch.compile, batches run in blocks of about this many grid values (mul * samples * grid
     #: points): the torch executor's stages are memory-bound, and cache-sized blocks cut cache misses. None: no
@@ -51,19 +64,41 @@ class FactorisedFrame(torch.nn.Module):
         _buffer(self, "_copy_index", np.asarray(copy_index if self.copies else [], dtype=np.int64))
         self.signed = out_sign is not None
         _buffer(self, "_out_sign", np.asarray(out_sign if self.signed else [], dtype=np.float64))
+        self.folded = None
+        fused = cpu_runner(runner)
+        if getattr(fused, "executor", None) == "cpu_fused":
+            from .direct_weighted import fold  # imported on use: it registers its custom op
+
+            self.folded = fold(fused.program, weight_index, out_sign)
+
+    def folds(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, per_sample: bool) -> bool:
+        """Whether this call folds the weights into the direct kernel: the program has folded tables
+        (``folded``: channel-uniform, run by "cpu_fused") and ``fold_weights`` is on; the kernel that runs it
+        now is "direct"; the weights are shared (not per sample); the inputs are float32/float64 CPU tensors
+        with no forward-mode tangents (the custom op has no forward-mode rule)."""
+        if self.folded is None or not self.fold_weights or per_sample:
+            return False
+        if x1.device.type != "cpu" or x1.dtype not in FOLD_DTYPES:
+            return False
+        if not torch.compiler.is_compiling() and any(fwAD.unpack_dual(t).tangent is not None for t in (x1, x2, weight)):
+            return False
+        return cpu_runner(self.runner).kernel == "direct"
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, per_sample: bool) -> torch.Tensor:
         batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1], weight.shape[:-1] if per_sample else ())
         n = math.prod(batch)
-        ws = [weight[..., self._w1_index], weight[..., self._w2_index], weight[..., self._w3_index]]
-        if self.signed:
-            ws[2] = ws[2] * self._out_sign.to(ws[2].dtype)
+        folds = self.folds(x1, x2, weight, per_sample)
         x1 = x1.expand(*batch, -1).reshape(n, x1.shape[-1])
         x2 = x2.expand(*batch, -1).reshape(n, x2.shape[-1])
         if self.copies:  # one channel of x2 to every channel, before the per-channel weights w2[u, l]
             x2 = x2.index_select(-1, self._copy_index)
         if n == 0:  # empty batch (zero-size matmuls are rejected by some backends); graph kept connected
             return x1.new_zeros(*batch, len(self._w3_index)) + 0 * (x1.sum() + x2.sum() + weight.sum())
+        if folds:  # one op: the weights as per-channel coefficients of the coupling list
+            return self.folded(x1, x2, weight).reshape(*batch, len(self._w3_index))
+        ws = [weight[..., self._w1_index], weight[..., self._w2_index], weight[..., self._w3_index]]
+        if self.signed:
+            ws[2] = ws[2] * self._out_sign.to(ws[2].dtype)
         rows = n if torch.compiler.is_compiling() else min(n, self.block_rows())
         if per_sample:
             ws = [w.expand(*batch, -1).reshape(n, w.shape[-1]) for w in ws]
@@ -77,6 +112,13 @@ class FactorisedFrame(torch.nn.Module):
             self.runner(a * wa, b * wb) * wc for a, b, wa, wb, wc in zip(x1.split(rows), x2.split(rows), w1, w2, w3)
         ]
         return torch.cat(outs).reshape(*batch, len(self._w3_index))
+
+    def extra_repr(self) -> str:
+        if self.folded is None or not self.fold_weights:
+            return "weights: per position"
+        if cpu_runner(self.runner).kernel != "direct":
+            return "weights: per position (the program runs on the transform kernel)"
+        return "weights: folded into the direct kernel when shared (CPU float32/float64), else per position"
 
     def block_rows(self) -> int:
         """Samples per block: about ``chunk_elements`` grid values per block (0 or None: no blocks)."""

@@ -1,0 +1,310 @@
+// The direct CPU kernels' shared pieces (csrc/direct_program.cpp: one coefficient per triple;
+// csrc/direct_weighted.cpp: a coefficient per triple and channel, and the reduction over samples).
+//
+// A sphere program's sparse per-channel coupling list (gaunt.products.coupling),
+//
+//   out[n, pos_out[u, c]] = sum_{triples t with c_t = c} C(t, u) x1[n, pos1[u, a_t]] x2[n, pos2[u, b_t]],
+//
+// runs on rows of W values of one coefficient (W: one 64-byte SIMD register, 16 floats or 8 doubles), so
+// that a triple is a multiply and a multiply-add of W values, Y[c] += C (X1[a_t] * X2[b_t]) (the triples of
+// one c in a row), U = kColumns columns of W side by side (U independent accumulators). A column is, in one of
+// two tilings:
+//
+// * channels (the e3nn mul_ir layout, mul a multiple of W): W channels of one sample. Each input is a list
+//   of blocks, D coefficients at x[n, start + u D + m] (m < D: an irrep of dimension D), so W D consecutive
+//   values, split into D rows by lane shuffles; the output blocks are interleaved back the same way.
+// * samples (any layout): W samples of one channel. A tile's input rows [W, dim] are transposed in cache
+//   (W x W register transposes: log2 W steps of two-source shuffles) into rows ((u / U) k + a) U + u % U
+//   (coefficient a of channel u), and the output rows transposed back. Positions of an input that no
+//   channel reads go to a spare row; outputs that no channel writes read a zero row.
+//
+// The list arrives as `meta` (int64, built by cpu_direct.pack_direct): header [mul, dim1, dim2, dim_out, k1,
+// k2, k3, nnz], the tile row u k + a of every position of x1, x2 and out ([dim1], [dim2], [dim_out]; -1:
+// none), a, b, c ([nnz] each, sorted by c), then per x1, x2, out its blocks: a count (-1: not blocked) and
+// (start, D, first) each.
+
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace gaunt_direct {
+
+
+// a tile row: W values of one dtype as a GCC vector of 64 bytes (one zmm register)
+template <typename T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(64), may_alias));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(64), may_alias));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+template <typename T>
+constexpr int lanes() {
+  return static_cast<int>(64 / sizeof(T));
+}
+
+template <typename T>
+using Int = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+template <typename T>
+struct IVecOf {
+  typedef Int<T> type __attribute__((vector_size(64)));
+};
+template <typename T>
+using IVec = typename IVecOf<T>::type;
+
+// constant lane tables: v[r][k] = f(r, k) for R rows of W lanes (loaded as integer vectors by lane_row)
+template <typename T, int R>
+struct Table {
+  alignas(64) Int<T> v[R][lanes<T>()];
+};
+template <typename T, int R, typename F>
+constexpr Table<T, R> table(F f) {
+  Table<T, R> t{};
+  for (int r = 0; r < R; ++r)
+    for (int k = 0; k < lanes<T>(); ++k) t.v[r][k] = f(r, k);
+  return t;
+}
+template <typename T>
+inline IVec<T> lane_row(const Int<T>* row) {
+  IVec<T> v;
+  __builtin_memcpy(&v, row, sizeof(v));
+  return v;
+}
+
+// One step of the W x W transpose: the off-diagonal H x H blocks swap. For rows i (bit H clear) and i + H:
+// new r[i][k] = (k & H) ? r[i + H][k - H] : r[i][k], new r[i + H][k] = (k & H) ? r[i + H][k] : r[i][k + H]:
+// two-source shuffles of (r[i], r[i + H]) with the lanes of rows 0 and 1 of kTranspose.
+template <typename T, int H>
+inline constexpr Table<T, 2> kTranspose = table<T, 2>([](int r, int k) {
+  return (k & H) ? lanes<T>() + k - (r == 0 ? H : 0) : k + (r == 0 ? 0 : H);
+});
+
+// r[k][i] <- r[i][k] for the W rows r (log2 W steps of W shuffles each)
+template <typename T, int H = lanes<T>() / 2>
+inline void transpose(Vec<T>* r) {
+  const IVec<T> low = lane_row<T>(kTranspose<T, H>.v[0]), high = lane_row<T>(kTranspose<T, H>.v[1]);
+#pragma GCC unroll 16
+  for (int i = 0; i < lanes<T>(); ++i) {
+    if (i & H) continue;
+    const Vec<T> a = r[i], b = r[i + H];
+    r[i] = __builtin_shuffle(a, b, low);
+    r[i + H] = __builtin_shuffle(a, b, high);
+  }
+  if constexpr (H > 1) transpose<T, H / 2>(r);
+}
+
+// tile[rows[p]][j] = x[n0 + j, p] for j < n (0 for j >= n), p < dim
+template <typename T>
+void load_tile(const T* x, int64_t dim, int64_t n0, int n, const int32_t* rows, Vec<T>* tile) {
+  constexpr int W = lanes<T>();
+  const T* base = x + n0 * dim;
+  int64_t p = 0;
+  if (n == W) {
+    Vec<T> r[W];
+    for (; p + W <= dim; p += W) {
+      for (int j = 0; j < W; ++j) __builtin_memcpy(&r[j], base + j * dim + p, sizeof(Vec<T>));
+      transpose<T>(r);
+      for (int i = 0; i < W; ++i) tile[rows[p + i]] = r[i];
+    }
+  }
+  for (; p < dim; ++p) {
+    T* dst = reinterpret_cast<T*>(tile + rows[p]);
+    for (int j = 0; j < W; ++j) dst[j] = j < n ? base[j * dim + p] : T(0);
+  }
+}
+
+// out[n0 + j, p] = tile[rows[p]][j] for j < n, p < dim
+template <typename T>
+void store_tile(const Vec<T>* tile, const int32_t* rows, T* out, int64_t dim, int64_t n0, int n) {
+  constexpr int W = lanes<T>();
+  T* base = out + n0 * dim;
+  int64_t p = 0;
+  if (n == W) {
+    Vec<T> r[W];
+    for (; p + W <= dim; p += W) {
+      for (int i = 0; i < W; ++i) r[i] = tile[rows[p + i]];
+      transpose<T>(r);
+      for (int j = 0; j < W; ++j) __builtin_memcpy(base + j * dim + p, &r[j], sizeof(Vec<T>));
+    }
+  }
+  for (; p < dim; ++p) {
+    const T* src = reinterpret_cast<const T*>(tile + rows[p]);
+    for (int j = 0; j < n; ++j) base[j * dim + p] = src[j];
+  }
+}
+
+// ------------------------------------------------------------------ blocks of channels (mul_ir layout)
+constexpr int kMaxBlock = 15;  // the widest block: an irrep of dimension 15 (l = 7)
+constexpr int kColumns = 4;    // columns of W lanes coupled side by side (independent accumulators)
+
+// Row r of the shuffle of a block (D source vectors -> D rows), lane k: value f(r, k) of the W D ones, i.e.
+// lane f % W of source f / W, taken from the pair of sources f / 2W by the two-source index f % 2W. Split
+// (Interleave false): row m, lane j <- value j D + m; interleave: row q, lane i <- row (qW + i) % D, lane
+// (qW + i) / D of the split rows, i.e. value ((qW + i) % D) W + (qW + i) / D.
+template <int W, int D, bool Interleave>
+constexpr int value_of(int r, int k) {
+  return Interleave ? ((r * W + k) % D) * W + (r * W + k) / D : k * D + r;
+}
+template <typename T, int D, bool Interleave>
+inline constexpr Table<T, D> kIndex =
+    table<T, D>([](int r, int k) { return value_of<lanes<T>(), D, Interleave>(r, k) % (2 * lanes<T>()); });
+template <typename T, int D, bool Interleave>
+inline constexpr Table<T, D> kPair =
+    table<T, D>([](int r, int k) { return value_of<lanes<T>(), D, Interleave>(r, k) / (2 * lanes<T>()); });
+
+// row r of a shuffle of the N source vectors s (two-source shuffles, one per pair of sources)
+template <typename T, int N, bool Interleave>
+inline Vec<T> select(const Vec<T>* s, int r) {
+  if constexpr (N == 1) return s[0];
+  const IVec<T> index = lane_row<T>(kIndex<T, N, Interleave>.v[r]);
+  Vec<T> out = __builtin_shuffle(s[0], s[1], index);
+  if constexpr (N > 2) {
+    const IVec<T> pair = lane_row<T>(kPair<T, N, Interleave>.v[r]);
+#pragma GCC unroll 8
+    for (int p = 1; 2 * p < N; ++p)
+      out = pair == p ? __builtin_shuffle(s[2 * p], s[std::min(2 * p + 1, N - 1)], index) : out;
+  }
+  return out;
+}
+
+// D rows of W values, row q at src + q src_stride, shuffled into D rows at dst + r dst_stride: split the W
+// channels of a D-dimensional block (W D consecutive values) into one row per m, or the inverse (Interleave)
+template <typename T, int D, bool Interleave>
+inline void shuffle_block(const T* src, int64_t src_stride, T* dst, int64_t dst_stride) {
+  Vec<T> s[D];
+  for (int q = 0; q < D; ++q) __builtin_memcpy(&s[q], src + q * src_stride, sizeof(Vec<T>));
+#pragma GCC unroll 16
+  for (int r = 0; r < D; ++r) {
+    const Vec<T> row = select<T, D, Interleave>(s, r);
+    __builtin_memcpy(dst + r * dst_stride, &row, sizeof(Vec<T>));
+  }
+}
+
+// shuffle_block for a width w known at run time (1 <= w <= kMaxBlock), each width inlined
+template <bool Interleave, typename T, int... D>
+inline void shuffle_width(int64_t w, const T* src, int64_t src_stride, T* dst, int64_t dst_stride,
+                          std::integer_sequence<int, D...>) {
+  (void)((w == D + 1 && (shuffle_block<T, D + 1, Interleave>(src, src_stride, dst, dst_stride), true)) || ...);
+}
+constexpr auto kWidths = std::make_integer_sequence<int, kMaxBlock>{};
+
+// a block of one input or the output: D coefficients from `first` at positions start + u D + m
+struct Block {
+  int64_t start, D, first;
+};
+
+// the coupling list, read from meta: rows with -1 replaced by the scratch / zero row (the last one)
+struct Direct {
+  int64_t mul, dims[3], k[3], nnz;
+  int64_t U;                           // channels side by side in the sample tiles (kColumns or 1)
+  std::vector<int32_t> rows[3];        // tile row of every position of x1, x2, out (-1: the spare row)
+  std::vector<int32_t> a, b;           // per triple
+  std::vector<int32_t> group, target;  // triples [group[g], group[g + 1]) write coefficient target[g]
+  std::vector<Block> blocks[3];        // of x1, x2, out (mul_ir layout)
+  bool blocked;                        // every position lies in a block
+
+  // the list of meta, for tiles of W lanes (the sample tiles' rows are only read where they are used)
+  Direct(const int64_t* m, int W) {
+    mul = m[0], nnz = m[7];
+    for (int i = 0; i < 3; ++i) dims[i] = m[1 + i], k[i] = m[4 + i];
+    const int64_t* row = m + 8;  // the rows, read last
+    const int64_t* p = row + dims[0] + dims[1] + dims[2];
+    for (int64_t t = 0; t < nnz; ++t) {
+      a.push_back(static_cast<int32_t>(p[t]));
+      b.push_back(static_cast<int32_t>(p[nnz + t]));
+      const int32_t c = static_cast<int32_t>(p[2 * nnz + t]);
+      if (t == 0 || c != target.back()) group.push_back(static_cast<int32_t>(t)), target.push_back(c);
+    }
+    group.push_back(static_cast<int32_t>(nnz));
+    p += 3 * nnz;
+    blocked = true;
+    for (int i = 0; i < 3; ++i) {
+      const int64_t count = *p++;
+      blocked = blocked && count >= 0;
+      for (int64_t g = 0; g < count; ++g, p += 3) {
+        blocked = blocked && p[1] >= 1 && p[1] <= kMaxBlock;
+        blocks[i].push_back({p[0], p[1], p[2]});
+      }
+    }
+    U = mul % kColumns == 0 ? kColumns : 1;
+    if (channels(W)) return;
+    for (int i = 0; i < 3; ++i) {  // row u k + a -> ((u / U) k + a) U + u % U: U channels side by side
+      const int32_t spare = static_cast<int32_t>(mul * k[i]);
+      for (int64_t q = 0; q < dims[i]; ++q) {
+        const int64_t u = row[q] / k[i], a = row[q] % k[i];
+        rows[i].push_back(row[q] >= 0 ? static_cast<int32_t>(((u / U) * k[i] + a) * U + u % U) : spare);
+      }
+      row += dims[i];
+    }
+  }
+  bool channels(int W) const { return blocked && mul % W == 0; }  // the channel tiles apply
+  int64_t groups() const { return static_cast<int64_t>(target.size()); }
+};
+
+// U columns of W lanes side by side: Y[c U + i] = sum_{t: c_t = c} coefficient(t, i) X1[a_t U + i] X2[b_t U + i],
+// i < U, for every written c (U independent accumulators per triple). coefficient(t, i) is a scalar (of the
+// triple, or of the triple and the channel of column i) or a row of W values (one per lane)
+template <typename T, int U, typename Coefficient>
+inline void couple(const Direct& D, const Coefficient& coefficient, const Vec<T>* X1, const Vec<T>* X2, Vec<T>* Y) {
+  const int32_t* a = D.a.data();
+  const int32_t* b = D.b.data();
+  const int64_t groups = D.groups();
+  for (int64_t g = 0; g < groups; ++g) {
+    int32_t t = D.group[g];
+    Vec<T> acc[U];
+    const Vec<T>* p1 = X1 + a[t] * U;
+    const Vec<T>* p2 = X2 + b[t] * U;
+    for (int i = 0; i < U; ++i) acc[i] = coefficient(t, i) * (p1[i] * p2[i]);
+    for (++t; t < D.group[g + 1]; ++t) {
+      p1 = X1 + a[t] * U, p2 = X2 + b[t] * U;
+      for (int i = 0; i < U; ++i) acc[i] += coefficient(t, i) * (p1[i] * p2[i]);
+    }
+    for (int i = 0; i < U; ++i) Y[D.target[g] * U + i] = acc[i];
+  }
+}
+
+// prefetch the cache lines of x[0 .. size) (RW: 0 read, 1 write)
+constexpr int64_t kPrefetch = 2;  // samples ahead
+template <int RW, typename T>
+inline void prefetch_row(const T* x, int64_t size) {
+  const char* begin = reinterpret_cast<const char*>(x);
+  const char* end = reinterpret_cast<const char*>(x + size);
+  for (const char* line = begin; line < end; line += 64) __builtin_prefetch(line, RW, 3);
+}
+
+// a column of the channel tiles: channels v W .. v W + W - 1 of one sample (its rows of x1, x2 and out)
+template <typename T>
+struct Column {
+  const T* x[2];
+  T* out;
+  int64_t v;
+};
+
+// U columns through the blocks: split into X1, X2 (row a of column i at a U + i), coupled, interleaved out
+template <typename T, int U, typename Coefficient>
+inline void run_columns(const Direct& D, const Coefficient& coefficient, const Column<T>* columns, Vec<T>* X1,
+                        Vec<T>* X2, Vec<T>* Y) {
+  constexpr int W = lanes<T>();
+  T* tile[2] = {reinterpret_cast<T*>(X1), reinterpret_cast<T*>(X2)};
+  for (int i = 0; i < U; ++i)
+    for (int s = 0; s < 2; ++s)
+      for (const Block& b : D.blocks[s])
+        shuffle_width<false>(b.D, columns[i].x[s] + b.start + columns[i].v * W * b.D, W,
+                             tile[s] + (b.first * U + i) * W, U * W, kWidths);
+  couple<T, U>(D, coefficient, X1, X2, Y);
+  for (int i = 0; i < U; ++i)
+    for (const Block& b : D.blocks[2])
+      shuffle_width<true>(b.D, reinterpret_cast<const T*>(Y + b.first * U + i), U * W,
+                          columns[i].out + b.start + columns[i].v * W * b.D, W, kWidths);
+}
+
+}  // namespace gaunt_direct
