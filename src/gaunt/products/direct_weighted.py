@@ -183,8 +183,13 @@ class FoldedWeights(torch.nn.Module):
         super().__init__()
         index = [np.asarray(w)[pos[:, triple].T] for w, pos, triple in zip(weight_index, c.positions, (c.a, c.b, c.c))]
         self.register_buffer("_index", torch.as_tensor(np.stack(index)), persistent=False)  # [3, nnz, mul]
-        self.nnz, self.mul = c.nnz, c.mul
+        self.nnz, self.mul, self.coupling = c.nnz, c.mul, c
         self.folded_id = register_folded(c)
+
+    def __setstate__(self, state: dict) -> None:
+        # the id indexes this process's registry: a copy (pickle, deepcopy, another process) registers anew
+        super().__setstate__(state)
+        self.folded_id = register_folded(self.coupling)
 
     def coefficients(self, weight: torch.Tensor) -> torch.Tensor:
         """``C[t, u] = w1 w2 w3`` (2): ``[numel] -> [nnz, mul]``, differentiable (torch ops)."""
