@@ -82,7 +82,7 @@ class FactorisedFrame(torch.nn.Module):
             return False
         if not torch.compiler.is_compiling() and any(fwAD.unpack_dual(t).tangent is not None for t in (x1, x2, weight)):
             return False
-        return cpu_runner(self.runner).kernel == "direct"
+        return getattr(cpu_runner(self.runner), "kernel", None) == "direct"
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, per_sample: bool) -> torch.Tensor:
         batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1], weight.shape[:-1] if per_sample else ())
@@ -116,7 +116,7 @@ class FactorisedFrame(torch.nn.Module):
     def extra_repr(self) -> str:
         if self.folded is None or not self.fold_weights:
             return "weights: per position"
-        if cpu_runner(self.runner).kernel != "direct":
+        if getattr(cpu_runner(self.runner), "kernel", None) != "direct":
             return "weights: per position (the program runs on the transform kernel)"
         return "weights: folded into the direct kernel when shared (CPU float32/float64), else per position"
 
