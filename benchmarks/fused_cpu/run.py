@@ -98,7 +98,8 @@ def measure(name: str, L: int, mul: int, batch: int, executors, repeats: int) ->
         kernels = kernels_of(product, kernel or None) if base == "cpu_fused" else ""
         if hasattr(product, "frame"):
             product.frame.fold_weights = not unfolded
-            kernels += ", folded" if product.frame.folded is not None and not unfolded else ""
+            folds = product.frame.folded is not None and not unfolded and kernels.startswith("direct")
+            kernels += ", folded" if folds else ""  # the weights fold into the direct kernel only
         w64 = torch.randn(product.weight_numel, generator=g, dtype=torch.float64)
         cotangent = torch.randn(batch, product.irreps_out.dim, generator=g)
         if executor == "e3nn":
