@@ -362,3 +362,19 @@ def test_grid_executor_survives_deepcopy_and_pickle():
     for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
         assert clone.grid_executor.executor == m.grid_executor.executor
         torch.testing.assert_close(clone(x, edge_index, vectors, radial), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("l_node", [0, 1])  # 0: the scalar-node path (identity grid)
+def test_grid_executor_compiles_with_no_graph_break(l_node):
+    """The grid-summed convolution on the default executor (the fused grid messages) under
+    ``torch.compile(fullgraph=True)``: values and the forces-like gradient equal eager."""
+    m = conv("grid", sphere(2, l_node), 2, sphere(2, 2), radial_weights="edge")
+    x, edge_index, vectors, radial = graph(sphere(2, l_node), n_nodes=5, n_edges=12)
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
+    for module in (compiled, m):
+        v = vectors.clone().requires_grad_()
+        out = module(x, edge_index, v, radial)
+        (grad,) = torch.autograd.grad(out.square().sum(), v)
+        if module is compiled:
+            expected = (out.detach(), grad)
+    torch.testing.assert_close(expected, (out.detach(), grad), rtol=1e-12, atol=1e-12)
