@@ -18,7 +18,6 @@ read-out indices with their row patterns, the non-zero ranges) and ``values`` (t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch
 
 from .cpu_build import unavailable
 from .cpu_executor import FUSED_DTYPES, _dual, _Packer, _with_patterns, nonzero_ranges
-from .power_family import family_vjp
+from .power_family import register_family_op
 from .powers import PowerProgram, TorchPowers
 from .program import _inverse
 
@@ -106,33 +105,7 @@ def cpu_powers(x: torch.Tensor, ts: list[torch.Tensor], g: torch.Tensor | None, 
     return torch.ops.gaunt_fused.powers(x, ts, g, values, meta)
 
 
-@cpu_powers.register_fake
-def _cpu_powers_fake(x: torch.Tensor, ts: list[torch.Tensor], g: torch.Tensor | None, program_id: int):
-    if g is not None:
-        return x.new_empty(x.shape)
-    program = _REGISTRY[program_id].program
-    return x.new_empty((x.shape[0], len(program.powers), len(program.projection.read)))
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    x, ts, g, program_id = inputs
-    ctx.save_for_backward(x, g, *ts)
-    ctx.program_id = program_id
-
-
-def _backward(ctx, cotangent: torch.Tensor):
-    """The family's rule (``power_family.family_vjp``): every gradient is this op with one more tangent."""
-    x, g, *ts = ctx.saved_tensors
-    need_x, need_ts, need_g, _ = ctx.needs_input_grad
-
-    def member(x: torch.Tensor, ts: Sequence[torch.Tensor], g: torch.Tensor | None) -> torch.Tensor:
-        return cpu_powers(x, list(ts), g, ctx.program_id)
-
-    grad_x, grad_ts, grad_g = family_vjp(member, x, ts, g, cotangent, (need_x, need_ts, need_g and g is not None))
-    return grad_x, grad_ts, grad_g, None
-
-
-cpu_powers.register_autograd(_backward, setup_context=_setup_context)
+register_family_op(cpu_powers, lambda program_id: _REGISTRY[program_id].program)
 
 
 class FusedPowers(torch.nn.Module):

@@ -129,4 +129,43 @@ def family_vjp(
     return grad_x, grad_ts, grad_g
 
 
-__all__ = ["coefficient", "derivative_order", "family_vjp", "powers_reference", "project", "synthesize"]
+def register_family_op(op, program_of: Callable[[int], PowerProgram]) -> None:
+    """Give a custom op ``op(x, ts, g, program_id)`` that computes the family's members (``cpu_powers``,
+    ``triton_powers``) its fake implementation (the output shape from ``program_of(program_id)``) and its
+    autograd: :func:`family_vjp` with the op itself as the member, so every derivative order runs on it."""
+
+    @op.register_fake
+    def _fake(x: torch.Tensor, ts: list[torch.Tensor], g: torch.Tensor | None, program_id: int) -> torch.Tensor:
+        if g is not None:
+            return x.new_empty(x.shape)
+        program = program_of(program_id)
+        return x.new_empty((x.shape[0], len(program.powers), len(program.projection.read)))
+
+    def setup_context(ctx, inputs, output) -> None:
+        x, ts, g, program_id = inputs
+        ctx.save_for_backward(x, g, *ts)
+        ctx.program_id = program_id
+
+    def backward(ctx, cotangent: torch.Tensor):
+        x, g, *ts = ctx.saved_tensors
+        need_x, need_ts, need_g, _ = ctx.needs_input_grad
+
+        def member(x: torch.Tensor, ts: Sequence[torch.Tensor], g: torch.Tensor | None) -> torch.Tensor:
+            return op(x, list(ts), g, ctx.program_id)
+
+        needs = (need_x, need_ts, need_g and g is not None)
+        grad_x, grad_ts, grad_g = family_vjp(member, x, ts, g, cotangent.contiguous(), needs)
+        return grad_x, grad_ts, grad_g, None
+
+    op.register_autograd(backward, setup_context=setup_context)
+
+
+__all__ = [
+    "coefficient",
+    "derivative_order",
+    "family_vjp",
+    "powers_reference",
+    "project",
+    "register_family_op",
+    "synthesize",
+]

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .cpu_executor import _dual
-from .power_family import coefficient, family_vjp
+from .power_family import coefficient, register_family_op
 from .powers import PowerProgram, TorchPowers
 from .triton_executor import DEVICE_TYPES, INTERPRET, _compute_dtype, _precision
 from .triton_kernels import _SUM, _device, triton
@@ -341,34 +341,7 @@ def triton_powers(x: torch.Tensor, ts: list[torch.Tensor], g: torch.Tensor | Non
     return run_powers(program_id, x, ts, g)
 
 
-@triton_powers.register_fake
-def _triton_powers_fake(x: torch.Tensor, ts: list[torch.Tensor], g: torch.Tensor | None, program_id: int):
-    if g is not None:
-        return x.new_empty(x.shape)
-    program = _REGISTRY[program_id].program
-    return x.new_empty((x.shape[0], len(program.powers), len(program.projection.read)))
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    x, ts, g, program_id = inputs
-    ctx.save_for_backward(x, g, *ts)
-    ctx.program_id = program_id
-
-
-def _backward(ctx, cotangent: torch.Tensor):
-    """The family's rule (``power_family.family_vjp``): every gradient is this op with one more tangent."""
-    x, g, *ts = ctx.saved_tensors
-    need_x, need_ts, need_g, _ = ctx.needs_input_grad
-
-    def member(x: torch.Tensor, ts: Sequence[torch.Tensor], g: torch.Tensor | None) -> torch.Tensor:
-        return triton_powers(x, list(ts), g, ctx.program_id)
-
-    cotangent = cotangent.contiguous()
-    grad_x, grad_ts, grad_g = family_vjp(member, x, ts, g, cotangent, (need_x, need_ts, need_g and g is not None))
-    return grad_x, grad_ts, grad_g, None
-
-
-triton_powers.register_autograd(_backward, setup_context=_setup_context)
+register_family_op(triton_powers, lambda program_id: _REGISTRY[program_id].program)
 
 
 class TritonPowers(torch.nn.Module):
