@@ -378,3 +378,24 @@ def test_grid_executor_compiles_with_no_graph_break(l_node):
         if module is compiled:
             expected = (out.detach(), grad)
     torch.testing.assert_close(expected, (out.detach(), grad), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("l_node", [0, 1])
+def test_grid_executor_with_no_nodes_and_constant_grid_table(l_node):
+    """N = 0 (an empty graph) gives an empty output (was a reshape error); the grid table y2 must be a constant."""
+    from gaunt.products import GridMessages
+
+    m = conv("grid", sphere(2, l_node), 2, sphere(2, 2), radial_weights="edge")
+    x = torch.zeros(0, sphere(2, l_node).dim, dtype=torch.float64)
+    edge_index = torch.zeros(2, 0, dtype=torch.long)
+    vectors, radial = torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, RADIAL, dtype=torch.float64)
+    assert m(x, edge_index, vectors, radial).shape == (0, sphere(2, 2).dim)
+    f = torch.randn(3, 2, 4, dtype=torch.float64)
+    y2 = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    w, y, index = (
+        torch.randn(2, 2, 2, dtype=torch.float64),
+        torch.randn(2, 4, dtype=torch.float64),
+        torch.tensor([0, 1]),
+    )
+    with pytest.raises(ValueError, match="constant table"):
+        GridMessages()(1, f, None, w, y, y2, index, index, 3)

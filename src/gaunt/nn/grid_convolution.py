@@ -113,7 +113,7 @@ class GridConvolution(torch.nn.Module):
         y2 = self._y2.to(dtype)
         S = self.messages(1, F, None, w2, edge_sh, y2, edge_index[0], edge_index[1], N)  # [N, mul, P]
         Z = (S @ self._y3w.to(dtype)) * w3[:, self._deg3]  # [N, mul, (L3+1)^2]
-        return Z.reshape(N, -1)[:, self._out_index]
+        return Z.flatten(1)[:, self._out_index]  # (flatten: reshape(N, -1) fails at N = 0)
 
     def _scalar_nodes(
         self,
@@ -139,7 +139,7 @@ class GridConvolution(torch.nn.Module):
         w2, sh = w2[:, :, : L3 + 1], edge_sh[:, :n]
         S = self.messages(1, f, None, w2, sh, eye, edge_index[0], edge_index[1], N)  # [N, mul, (L3+1)^2]
         Z = S * (w3[:, self._deg3] * w1[:, :1] / math.sqrt(4 * math.pi))
-        return Z.reshape(x.shape[0], -1)[:, self._out_index]
+        return Z.flatten(1)[:, self._out_index]
 
 
 __all__ = ["GridConvolution"]

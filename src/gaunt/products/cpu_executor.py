@@ -22,6 +22,7 @@ It is the custom operator ``torch.ops.gaunt.cpu_sphere_program(x1, x2, program_i
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,6 +142,7 @@ class _Entry:
 
 
 _REGISTRY: list[_Entry] = []
+_REGISTRY_LOCK = threading.Lock()
 
 
 def register_program(program: SphereProgram, kernel: str = "auto") -> int:
@@ -148,8 +150,9 @@ def register_program(program: SphereProgram, kernel: str = "auto") -> int:
     "transform"), pack its tables once and return its id for ``torch.ops.gaunt.cpu_sphere_program``."""
     chosen, c = choose_kernel(program, kernel)
     tables = pack_direct(c) if chosen == "direct" else pack(program)
-    _REGISTRY.append(_Entry(program, chosen, *tables, requested=kernel))
-    return len(_REGISTRY) - 1
+    with _REGISTRY_LOCK:  # the index and the append together: another thread's program never gets this id
+        _REGISTRY.append(_Entry(program, chosen, *tables, requested=kernel))
+        return len(_REGISTRY) - 1
 
 
 def kernel_of(program_id: int) -> str:

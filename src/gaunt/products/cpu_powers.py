@@ -18,6 +18,7 @@ read-out indices with their row patterns, the non-zero ranges) and ``values`` (t
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,12 +90,15 @@ class _Packed:
 
 
 _REGISTRY: list[_Packed] = []
+_REGISTRY_LOCK = threading.Lock()
 
 
 def register_powers(program: PowerProgram) -> int:
     """Pack ``program`` once and return its id for ``torch.ops.gaunt.cpu_powers``."""
-    _REGISTRY.append(_Packed(program, *pack(program)))
-    return len(_REGISTRY) - 1
+    packed = _Packed(program, *pack(program))
+    with _REGISTRY_LOCK:  # the index and the append together: another thread's program never gets this id
+        _REGISTRY.append(packed)
+        return len(_REGISTRY) - 1
 
 
 @torch.library.custom_op("gaunt::cpu_powers", mutates_args=())

@@ -37,6 +37,7 @@ ops, and the weight gradient comes from slot 3 through it by autograd. Instead o
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 import torch
@@ -68,6 +69,7 @@ class _Folded:
 
 
 _FOLDED: list[_Folded] = []
+_FOLDED_LOCK = threading.Lock()
 
 
 def register_folded(c: Coupling) -> int:
@@ -78,8 +80,10 @@ def register_folded(c: Coupling) -> int:
     packed = [pack_direct(lst) for lst in lists]
     meta = tuple(torch.tensor(m) for m, _ in packed)
     rows = tuple(torch.tensor(order, dtype=torch.int64) for order in orders)
-    _FOLDED.append(_Folded(c, meta, rows, tuple(values for _, values in packed)))
-    return len(_FOLDED) - 1
+    folded = _Folded(c, meta, rows, tuple(values for _, values in packed))
+    with _FOLDED_LOCK:  # the index and the append together: another thread's list never gets this id
+        _FOLDED.append(folded)
+        return len(_FOLDED) - 1
 
 
 @torch.library.custom_op("gaunt::cpu_direct_weighted", mutates_args=())

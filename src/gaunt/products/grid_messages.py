@@ -114,7 +114,8 @@ def output_shape(slot: int, args, y2: torch.Tensor, senders: torch.Tensor, num_n
 def define_op(name: str, kernel: Callable[..., torch.Tensor]):
     """Register ``kernel(slot, f, s, w, y, y2, senders, receivers, num_nodes)`` as the custom op ``name``
     with its fake implementation and the slot-swapping autograd of the module docstring (so its derivatives
-    of every order run on the same kernel). Returns the op."""
+    of every order run on the same kernel). ``y2`` is a constant of the op: it gets no gradient
+    (``GridMessages`` refuses a ``y2`` that requires one). Returns the op."""
 
     def grid_messages(
         slot: int,

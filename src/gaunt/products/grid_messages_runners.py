@@ -75,6 +75,8 @@ class GridMessages:
             self.runner_for("cpu")
 
     def __call__(self, slot, f, s, w, y, y2, senders, receivers, num_nodes) -> torch.Tensor:
+        if y2.requires_grad:  # the fused ops treat y2 as a constant table (the same rule on every executor)
+            raise ValueError("grid messages: y2 (the grid's harmonics) is a constant table; it must not require grad")
         return self.runner_for(y2.device.type)(slot, f, s, w, y, y2, senders, receivers, num_nodes)
 
     def __repr__(self) -> str:
