@@ -258,3 +258,21 @@ def test_named_executor_is_checked():
     with pytest.raises(ValueError, match="unknown executor 'torch_programs'"):  # no such runner for power programs
         GauntManyBody(sphere(2, 1), sphere(2, 1), 2, executor="torch_programs")
     assert GauntManyBody(sphere(2, 1), sphere(2, 1), 2, executor="torch").executor == "torch"
+
+
+@pytest.mark.parametrize("executor", ["torch", "cpu_fused", "triton"])
+@pytest.mark.parametrize("method", ["grid", "fourier"])
+def test_equivariance_on_every_executor(executor, method, check_equivariant):
+    """The power programs on each executor (the fused C++ and Triton kernels included): rotation, improper
+    rotation and inversion, float64, 1e-12 of the output scale (``check_equivariant``)."""
+    from gaunt.products.executors import EXECUTORS
+
+    if EXECUTORS[executor].unavailable() is not None:
+        pytest.skip(f"{executor}: {EXECUTORS[executor].unavailable()}")
+    irreps_in, irreps_out = sphere(2, 2), sphere(2, 2)
+    m = randomise(GauntManyBody(irreps_in, irreps_out, 3, num_elements=2, method=method, executor=executor).double())
+    assert m.executor == executor
+    species = torch.tensor([0, 1, 1])
+    check_equivariant(
+        lambda a: m(a, species), torch.randn(3, irreps_in.dim, dtype=torch.float64), irreps_in, irreps_out
+    )
