@@ -20,18 +20,15 @@ interpreter, to check the script (it measures nothing).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import triton_vs_torch  # benchmarks/gpu/triton_vs_torch.py (the script's own folder)
+from triton_vs_torch import EXECUTOR_NAMES, measure
+
 FULL = {"nodes": 5_000, "edges": 100_000, "muls": (32, 64), "points": (32, 72), "degrees": 4}
 TINY = {"nodes": 5, "edges": 12, "muls": (2, 3), "points": (5, 7), "degrees": 2}
 CASES = ("slot 1", "slot 0", "slot 1 fwd+bwd")
-EXECUTOR_NAMES = ("torch", "triton")
 
 
 def problem(nodes: int, edges: int, mul: int, P: int, L1: int, dtype, device, seed: int = 0) -> dict:
@@ -81,9 +78,7 @@ def agreement(results: dict) -> float:
 
 def run(device, sizes: dict, dtype, budget_s: float = 90.0, min_time: float = 0.2) -> list[dict]:
     """Every (mul, P, case, executor) point; points past ``budget_s`` are recorded as skipped."""
-    import torch
 
-    from gaunt.bench.timing import time_call
     from gaunt.products.grid_messages_runners import grid_messages_runner
 
     start, records = time.perf_counter(), []
@@ -104,93 +99,20 @@ def run(device, sizes: dict, dtype, budget_s: float = 90.0, min_time: float = 0.
                 if time.perf_counter() - start > budget_s:
                     records += [dict(base, executor=ex, status="skipped", reason="budget") for ex in EXECUTOR_NAMES]
                     continue
-                results, points = {}, []
-                for ex in EXECUTOR_NAMES:
-                    try:
-                        runner = grid_messages_runner(ex)
-                        results[ex] = call(runner, case, x)  # also the warm-up (Triton compiles here)
-                        timing = time_call(
-                            lambda runner=runner: call(runner, case, x),
-                            device,
-                            min_time=min_time,
-                            max_time=5 * min_time,
-                        )
-                        points.append(
-                            dict(
-                                base,
-                                executor=ex,
-                                status="ok",
-                                time_s=timing.median_s,
-                                repeats=timing.repeats,
-                                warmup_s=timing.warmup_s,
-                                peak_memory_bytes=timing.peak_memory_bytes,
-                            )
-                        )
-                    except Exception as exc:  # noqa: BLE001 - a failure is a result (recorded), never the end
-                        points.append(
-                            dict(base, executor=ex, status="error", reason=f"{type(exc).__name__}: {exc}"[:300])
-                        )
-                    finally:
-                        if torch.device(device).type == "cuda":
-                            torch.cuda.empty_cache()
-                if len(results) == 2:
-                    difference = agreement(results)
-                    for point in points:
-                        point["triton_vs_torch"] = difference
+                calls = {ex: lambda ex=ex: call(grid_messages_runner(ex), case, x) for ex in EXECUTOR_NAMES}
+                points = measure(base, calls, device, min_time, agreement)
                 records += points
     return records
 
 
-def table(records: list[dict]) -> str:
-    """Markdown: one row per (channels, points, case), both executors' times, the speedup and the agreement."""
-    rows = {}
-    for r in records:
-        rows.setdefault((r["channels"], r["points"], CASES.index(r["case"])), {})[r["executor"]] = r
-    head = "| channels | points | case | torch (ms) | triton (ms) | speedup | torch peak (MiB) | triton peak (MiB) |"
-    lines = [head + " triton vs torch |", "|---|---|---|---|---|---|---|---|---|"]
-    for (mul, P, case), by in sorted(rows.items()):
-        t = {ex: by.get(ex, {}).get("time_s") for ex in EXECUTOR_NAMES}
-        cell = {ex: f"{t[ex] * 1e3:.3f}" if t[ex] else by.get(ex, {}).get("status", "-") for ex in EXECUTOR_NAMES}
-        peak = {ex: by.get(ex, {}).get("peak_memory_bytes") for ex in EXECUTOR_NAMES}
-        mib = {ex: "-" if peak[ex] is None else f"{peak[ex] / 2**20:.0f}" for ex in EXECUTOR_NAMES}
-        speed = f"{t['torch'] / t['triton']:.2f}x" if t["torch"] and t["triton"] else "-"
-        diff = by.get("triton", {}).get("triton_vs_torch")
-        lines.append(
-            f"| {mul} | {P} | {CASES[case]} | {cell['torch']} | {cell['triton']} | {speed} | {mib['torch']} | "
-            f"{mib['triton']} | {'-' if diff is None else f'{diff:.1e}'} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def write(records: list[dict], out: Path, stem: str = "grid_messages") -> list[str]:
     """``<stem>.json`` and ``<stem>.md`` under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(records, indent=1))
-    (out / f"{stem}.md").write_text(table(records))
-    return [str(out / f"{stem}.json"), str(out / f"{stem}.md")]
+    return triton_vs_torch.write(records, out, stem, triton_vs_torch.table(records, "points", CASES))
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dry-run", action="store_true", help="CPU, Triton's interpreter, tiny sizes: checks the script")
-    p.add_argument("--out", default=None, help="results directory (default benchmarks/gpu-grid-messages[-dryrun])")
-    p.add_argument("--budget", type=float, default=90.0, help="seconds for the timings (default 90)")
-    args = p.parse_args(argv)
-    if args.dry_run:
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # before gaunt / triton are imported: kernels on the CPU
-    sys.path.insert(0, str(ROOT / "src"))
-    import torch
-
-    device = "cpu" if args.dry_run else "cuda"
-    if device == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device: run with --dry-run to check the script on the CPU", file=sys.stderr)
-        return 2
-    records = run(device, TINY if args.dry_run else FULL, torch.float32, args.budget, 0.01 if args.dry_run else 0.2)
-    out = Path(args.out or ROOT / "benchmarks" / ("gpu-grid-messages" + ("-dryrun" if args.dry_run else "")))
-    paths = write(records, out)
-    print(table(records))
-    print("\n".join(paths))
-    return 0 if all(r["status"] != "error" for r in records) else 1
+    description = __doc__.split("\n\n")[0]
+    return triton_vs_torch.main(argv, description, "grid_messages", run, (FULL, TINY), "points", CASES)
 
 
 if __name__ == "__main__":
