@@ -131,7 +131,7 @@ class _Entry:
     meta: np.ndarray
     values: np.ndarray
     requested: str = "auto"
-    tensors: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    tensors: dict = field(default_factory=dict)  # dtype or ("transform", dtype) -> (values, meta)
     derivatives: dict[int, int] = field(default_factory=dict)
 
     def tables(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,6 +139,15 @@ class _Entry:
         if dtype not in self.tensors:
             self.tensors[dtype] = torch.tensor(self.values, dtype=dtype), torch.tensor(self.meta)
         return self.tensors[dtype]
+
+    def transform_tables(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values, meta)`` of the transform kernel, whichever kernel runs the program (packed on first use)."""
+        if self.kernel == "transform":
+            return self.tables(dtype)
+        if ("transform", dtype) not in self.tensors:
+            values, meta = pack(self.program)
+            self.tensors["transform", dtype] = torch.tensor(values, dtype=dtype), torch.tensor(meta)
+        return self.tensors["transform", dtype]
 
 
 _REGISTRY: list[_Entry] = []
@@ -158,6 +167,12 @@ def register_program(program: SphereProgram, kernel: str = "auto") -> int:
 def kernel_of(program_id: int) -> str:
     """The kernel ("direct" or "transform") that runs a registered program."""
     return _REGISTRY[program_id].kernel
+
+
+def transform_tables(program_id: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values, meta)`` of a registered program for the transform kernel (``csrc/program_layout.h``), in
+    ``dtype``, also where the program runs on the direct kernel."""
+    return _REGISTRY[program_id].transform_tables(dtype)
 
 
 def derivative_id(program_id: int, wrt: int) -> int:
@@ -258,4 +273,13 @@ class FusedProgram(torch.nn.Module):
         )
 
 
-__all__ = ["FusedProgram", "derivative_id", "kernel_of", "nonzero_ranges", "pack", "register_program", "sphere_program"]
+__all__ = [
+    "FusedProgram",
+    "derivative_id",
+    "kernel_of",
+    "nonzero_ranges",
+    "pack",
+    "register_program",
+    "sphere_program",
+    "transform_tables",
+]

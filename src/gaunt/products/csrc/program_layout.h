@@ -1,0 +1,136 @@
+// The layout of a packed sphere program (gaunt.products.cpu_executor.pack) and the stages of one tile:
+// what the transform kernels (sphere_program.cpp, transform_weighted.cpp) share. See sphere_program.cpp for
+// the program's formulas.
+
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "tiles.h"
+
+namespace gaunt_program {
+
+using namespace gaunt_tiles;
+
+
+// ---------------------------------------------------------------- the program, read from (values, meta)
+struct SynthesisRec {
+  int64_t source, R, Lp, index, theta, theta_range, phi, phi_range;
+};
+struct ProjectionRec {
+  int64_t R3, L3p, inverse, phi, phi_range, theta, theta_range;
+};
+struct TermRec {
+  int64_t a, b, projection, coefficient;
+};
+
+struct Layout {
+  int64_t mul, dims[3], n_theta, n_phi;
+  std::vector<SynthesisRec> syntheses;
+  std::vector<ProjectionRec> projections;
+  std::vector<TermRec> terms;
+  const int64_t* meta;
+
+  explicit Layout(const int64_t* m) : meta(m) {
+    mul = m[0], dims[0] = m[1], dims[1] = m[2], dims[2] = m[3], n_theta = m[4], n_phi = m[5];
+    const int64_t* rec = m + 9;
+    for (int64_t s = 0; s < m[6]; ++s, rec += 8)
+      syntheses.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7]});
+    for (int64_t p = 0; p < m[7]; ++p, rec += 7)
+      projections.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6]});
+    for (int64_t t = 0; t < m[8]; ++t, rec += 4) terms.push_back({rec[0], rec[1], rec[2], rec[3]});
+  }
+  int64_t grid() const { return n_theta * n_phi; }
+};
+
+// per-thread scratch, in tile vectors
+template <typename T>
+struct Scratch {
+  std::vector<Vec<T>> X, G, F, H, Y;
+  Scratch(const Layout& P) {
+    int64_t x = 0, g = 0, y = 0;
+    for (const auto& s : P.syntheses) x = std::max(x, s.R * s.Lp), g = std::max(g, s.R * P.n_theta);
+    for (const auto& p : P.projections) g = std::max(g, p.R3 * P.n_theta), y = std::max(y, p.R3 * p.L3p);
+    X.resize(x), G.resize(g), Y.resize(y);
+    F.resize(P.syntheses.size() * P.grid()), H.resize(P.grid());
+  }
+};
+
+template <typename T>
+void gather(const Layout& P, const SynthesisRec& s, const Tile& tile, const T* x, Vec<T>* X) {
+  gather_rows(P.meta + s.index, s.R * s.Lp, P.mul, tile, x, P.dims[s.source], X);
+}
+
+// out[sample_j, k] += Y[row, j] for k = inverse[row, channel_j] >= 0
+template <typename T>
+void scatter(const Layout& P, const ProjectionRec& p, const Tile& tile, const Vec<T>* Y, T* out) {
+  scatter_rows(P.meta + p.inverse, p.R3 * p.L3p, P.mul, tile, Y, out, P.dims[2]);
+}
+
+template <typename T>
+Separable<T> stage(const Layout& P, const T* values, int64_t R, int64_t C, int64_t theta, int64_t theta_range,
+                   int64_t phi, int64_t phi_range) {
+  return {values + theta,
+          values + phi,
+          P.meta + theta_range,
+          P.meta + phi_range,
+          static_cast<int>(R),
+          static_cast<int>(C),
+          static_cast<int>(P.n_theta),
+          static_cast<int>(P.n_phi)};
+}
+
+template <typename T>
+void synthesis(const Layout& P, const SynthesisRec& s, const T* values, Scratch<T>& S, Vec<T>* F) {
+  synthesize(stage(P, values, s.R, s.Lp, s.theta, s.theta_range, s.phi, s.phi_range), S.X.data(), S.G.data(), F);
+}
+
+// H = sum of the terms of projection q; false if it has none
+template <typename T>
+bool pointwise(const Layout& P, int64_t q, const T* values, Scratch<T>& S) {
+  bool any = false;
+  const int64_t n = P.grid();
+  for (const auto& t : P.terms) {
+    if (t.projection != q) continue;
+    const Vec<T>* a = S.F.data() + t.a * n;
+    const Vec<T>* b = S.F.data() + t.b * n;
+    const T c = values[t.coefficient];
+    Vec<T>* h = S.H.data();
+    if (!any)
+      for (int64_t i = 0; i < n; ++i) h[i] = c * (a[i] * b[i]);
+    else
+      for (int64_t i = 0; i < n; ++i) h[i] += c * (a[i] * b[i]);
+    any = true;
+  }
+  return any;
+}
+
+// S.Y = the projection of S.H (the rows of p, before the read-out)
+template <typename T>
+void project_rows(const Layout& P, const ProjectionRec& p, const T* values, Scratch<T>& S) {
+  project(stage(P, values, p.R3, p.L3p, p.theta, p.theta_range, p.phi, p.phi_range), S.H.data(), S.G.data(),
+          S.Y.data());
+}
+
+template <typename T>
+void projection(const Layout& P, const ProjectionRec& p, const T* values, Scratch<T>& S, const Tile& tile, T* out) {
+  project_rows(P, p, values, S);
+  scatter(P, p, tile, S.Y.data(), out);
+}
+
+// the whole program on one tile: gathers, syntheses, pointwise terms, projections, read-out into out
+template <typename T>
+void run_tile(const Layout& P, const T* values, const T* x1, const T* x2, const Tile& tile, Scratch<T>& S, T* out) {
+  const int64_t n = P.grid();
+  for (size_t k = 0; k < P.syntheses.size(); ++k) {
+    const auto& s = P.syntheses[k];
+    gather(P, s, tile, s.source == 0 ? x1 : x2, S.X.data());
+    synthesis(P, s, values, S, S.F.data() + k * n);
+  }
+  for (size_t q = 0; q < P.projections.size(); ++q)
+    if (pointwise(P, q, values, S)) projection(P, P.projections[q], values, S, tile, out);
+}
+
+}  // namespace gaunt_program

@@ -1,0 +1,218 @@
+// The transform kernel with the factorised weights of a product read where the values are gathered and read out.
+//
+// A product with factorised weights (gaunt.products.sphere_frame) is  out = s_o * P(s_a * a, s_b * b)  with a
+// scale per position k of each operand:
+//
+//   s[n, k] = w[n * ld + index[k]]      (ld = 0: weights shared by the batch, w [numel]; else w [n, numel])
+//
+// transform_weighted(a, b, wa, ia, wb, ib, wo, io, r, write, values, meta) runs the sphere program (values, meta)
+// on tiles exactly as sphere_program.cpp does, with v = P(s_a * a, s_b * b) (the scales applied to each gathered
+// value), and returns
+//
+//   out [n, dim_out]        out[n, k] = s_o[n, k] v[n, k]                       (if write; else [0, dim_out])
+//   grad [numel] / [n, numel]  grad[.., io[k]] += r[n, k] v[n, k], summed over n where wo is shared
+//                                                                                 (if r is given; else [0])
+//
+// With the program, or one of its derivative programs, and the operands assigned as in
+// gaunt.products.transform_weighted, these are the gradients of the product's multilinear form: no elementwise
+// pass over the batch for the weights, no weighted copy of an input. The sums over samples run over fixed blocks
+// of kBlock samples, each with its own partial sum, added in block order: the result does not depend on the
+// number of threads.
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <numeric>
+#include <cstdint>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "huge_pages.h"
+#include "program_layout.h"
+
+namespace {
+
+using namespace gaunt_program;
+using gaunt_memory::advise_huge_pages;
+
+constexpr int64_t kChunk = 128;             // samples per partial sum of a shared weight gradient (fixed)
+constexpr int64_t kBufferBytes = 256 << 10;  // the scaled operands of a block of samples: about L2-sized
+
+// the scale of position k < dim of sample s: w[s ld + index[k]]
+template <typename T>
+struct Scale {
+  const T* w;
+  int64_t ld, dim;
+  const int64_t* index;
+};
+
+// the scales of one sample, [dim], computed once where they are shared (ld = 0), else once per sample
+template <typename T>
+struct ScaleRow {
+  const Scale<T>& s;
+  std::vector<T> row;
+  int64_t sample = -1;
+  explicit ScaleRow(const Scale<T>& scale) : s(scale), row(scale.dim) {}
+  const T* of(int64_t n) {
+    if (sample < 0 || (s.ld && sample != n)) {
+      for (int64_t k = 0; k < s.dim; ++k) row[k] = s.w[n * s.ld + s.index[k]];
+      sample = n;
+    }
+    return row.data();
+  }
+};
+
+template <typename T>
+struct Operand {
+  const T* x;
+  Scale<T> s;
+};
+
+// what the read-out keeps of v: out = s_o v (out != nullptr), grad[.., io[k]] += r v (r != nullptr)
+template <typename T>
+struct ReadOut {
+  T* out;
+  Scale<T> so;
+  const T* r;
+  T* grad;  // [n, numel], or the chunk's partial sum [numel] where the weights are shared (so.ld == 0)
+  int64_t numel;
+};
+
+// grad[index[k]] += t[k], k < dim, the runs of one index summed in a register first (no chain through memory)
+template <typename T>
+void add_by_index(const T* t, const int64_t* index, int64_t dim, T* grad) {
+  int64_t current = dim ? index[0] : 0;
+  T sum = 0;
+  for (int64_t k = 0; k < dim; ++k) {
+    if (index[k] != current) grad[current] += sum, sum = 0, current = index[k];
+    sum += t[k];
+  }
+  if (dim) grad[current] += sum;
+}
+
+// samples [begin, end) in blocks whose scaled operands fit the buffer: per block, the operands scaled into the
+// buffer, the program's tiles over the block (run_tile, as sphere_program.cpp), then the read-out
+template <typename T>
+void run_chunk(const Layout& P, const T* values, const Operand<T> (&in)[2], const ReadOut<T>& read,
+               int64_t begin, int64_t end, Scratch<T>& S) {
+  const int64_t dim = read.so.dim, per_sample = in[0].s.dim + in[1].s.dim + dim;
+  const int64_t align = W / std::gcd<int64_t>(P.mul, W);  // blocks of whole tiles
+  const int64_t fit = std::max<int64_t>(1, kBufferBytes / (per_sample * int64_t(sizeof(T))) / align) * align;
+  const int64_t block = std::min(fit, end - begin);
+  std::vector<T> buffer(block * per_sample), positional(read.r ? dim : 0, T(0));
+  T *x[2] = {buffer.data(), buffer.data() + block * in[0].s.dim}, *v = x[1] + block * in[1].s.dim;
+  ScaleRow<T> rows_in[2] = {ScaleRow<T>(in[0].s), ScaleRow<T>(in[1].s)}, row_out(read.so);
+  for (int64_t s0 = begin; s0 < end; s0 += block) {
+    const int64_t s1 = std::min(end, s0 + block);
+    for (int i = 0; i < 2; ++i) {  // x[i][s - s0, k] = x_i[s, k] s_i[s, k]
+      const int64_t d = in[i].s.dim;
+      for (int64_t s = s0; s < s1; ++s) {
+        const T *src = in[i].x + s * d, *scale = rows_in[i].of(s);
+        T* dst = x[i] + (s - s0) * d;
+        for (int64_t k = 0; k < d; ++k) dst[k] = src[k] * scale[k];
+      }
+    }
+    T* y = read.out ? read.out + s0 * dim : v;  // the output rows hold v until the read-out scales them
+    std::fill(y, y + (s1 - s0) * dim, T(0));
+    for_each_tile(P.mul, 0, s1 - s0, [](int64_t, int64_t) {},
+                  [&](const Tile& tile) { run_tile(P, values, x[0], x[1], tile, S, y); });
+    for (int64_t s = s0; s < s1; ++s, y += dim) {
+      if (read.r) {  // r v per position: shared, summed over the chunk first; per sample, into the sample's row
+        const T* r = read.r + s * dim;
+        T* t = positional.data();
+        if (read.so.ld) {
+          for (int64_t k = 0; k < dim; ++k) t[k] = r[k] * y[k];
+          add_by_index(t, read.so.index, dim, read.grad + s * read.numel);
+        } else {
+          for (int64_t k = 0; k < dim; ++k) t[k] += r[k] * y[k];
+        }
+      }
+      if (read.out) {
+        const T* scale = row_out.of(s);
+        for (int64_t k = 0; k < dim; ++k) y[k] *= scale[k];
+      }
+    }
+  }
+  if (read.r && !read.so.ld) add_by_index(positional.data(), read.so.index, dim, read.grad);
+}
+
+template <typename T>
+void run_weighted(const Layout& P, const T* values, const Operand<T> (&in)[2], ReadOut<T> read, int64_t n) {
+  const bool shared_sum = read.r != nullptr && read.so.ld == 0;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<T> partial(shared_sum ? chunks * read.numel : 0, T(0));
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    Scratch<T> S(P);
+    for (int64_t c = c0; c < c1; ++c) {
+      ReadOut<T> mine = read;
+      if (shared_sum) mine.grad = partial.data() + c * read.numel;
+      run_chunk(P, values, in, mine, c * kChunk, std::min(n, (c + 1) * kChunk), S);
+    }
+  });
+  for (int64_t c = 0; shared_sum && c < chunks; ++c)
+    for (int64_t i = 0; i < read.numel; ++i) read.grad[i] += partial[c * read.numel + i];
+}
+
+void check_scale(const at::Tensor& w, const at::Tensor& index, int64_t n, int64_t dim, const char* name) {
+  TORCH_CHECK(w.dim() == 1 || (w.dim() == 2 && w.size(0) == n), "gaunt transform_weighted: ", name,
+              " must be [numel] or [n, numel]");
+  TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 1 && index.size(0) == dim,
+              "gaunt transform_weighted: the index of ", name, " must be int64 [dim]");
+}
+
+std::tuple<at::Tensor, at::Tensor> transform_weighted(const at::Tensor& a, const at::Tensor& b,
+                                                      const at::Tensor& wa, const at::Tensor& ia,
+                                                      const at::Tensor& wb, const at::Tensor& ib,
+                                                      const at::Tensor& wo, const at::Tensor& io,
+                                                      const std::optional<at::Tensor>& r, bool write,
+                                                      const at::Tensor& values, const at::Tensor& meta) {
+  TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu(), "gaunt transform_weighted: CPU tensors only");
+  TORCH_CHECK(meta.scalar_type() == at::kLong && meta.is_contiguous(), "gaunt transform_weighted: meta int64");
+  const Layout P(meta.data_ptr<int64_t>());
+  const int64_t n = a.size(0), dim = P.dims[2];
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && b.size(0) == n && a.size(1) == P.dims[0] && b.size(1) == P.dims[1],
+              "gaunt transform_weighted: operands must be [n, dim] of the program");
+  check_scale(wa, ia, n, P.dims[0], "wa");
+  check_scale(wb, ib, n, P.dims[1], "wb");
+  check_scale(wo, io, n, dim, "wo");
+  for (const at::Tensor* t : {&b, &wa, &wb, &wo, &values})
+    TORCH_CHECK(t->scalar_type() == a.scalar_type(), "gaunt transform_weighted: one dtype for every float tensor");
+  TORCH_CHECK(!r || (r->dim() == 2 && r->size(0) == n && r->size(1) == dim && r->scalar_type() == a.scalar_type()),
+              "gaunt transform_weighted: r must be [n, dim_out] of the operands' dtype");
+  std::vector<at::Tensor> keep = {a.contiguous(), b.contiguous(), wa.contiguous(), wb.contiguous(),
+                                  wo.contiguous(), ia.contiguous(), ib.contiguous(), io.contiguous(),
+                                  values.contiguous(), r ? r->contiguous() : at::Tensor()};
+  at::Tensor out = at::empty({write ? n : 0, dim}, a.options());  // rows zeroed by the kernel
+  advise_huge_pages(out);
+  const int64_t numel = wo.size(-1);
+  at::Tensor grad = r ? at::zeros(wo.dim() == 1 ? at::IntArrayRef{numel} : at::IntArrayRef{n, numel}, a.options())
+                      : at::empty({0}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gaunt_transform_weighted", [&] {
+    using T = scalar_t;
+    auto scale = [&](int w, int i) {
+      const at::Tensor& t = keep[w];
+      return Scale<T>{t.data_ptr<T>(), t.dim() == 1 ? 0 : t.size(1), keep[i].size(0), keep[i].data_ptr<int64_t>()};
+    };
+    const Operand<T> in[2] = {{keep[0].data_ptr<T>(), scale(2, 5)}, {keep[1].data_ptr<T>(), scale(3, 6)}};
+    const ReadOut<T> read{write ? out.data_ptr<T>() : nullptr, scale(4, 7), r ? keep[9].data_ptr<T>() : nullptr,
+                          r ? grad.data_ptr<T>() : nullptr, numel};
+    run_weighted<T>(P, keep[8].data_ptr<T>(), in, read, n);
+  });
+  return {out, grad};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(gaunt_fused, m) {
+  m.def(
+      "transform_weighted(Tensor a, Tensor b, Tensor wa, Tensor ia, Tensor wb, Tensor ib, Tensor wo, Tensor io, "
+      "Tensor? r, bool write, Tensor values, Tensor meta) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(gaunt_fused, CPU, m) { m.impl("transform_weighted", &transform_weighted); }

@@ -1,0 +1,152 @@
+"""Factorised weights folded into the transform kernel of "cpu_fused": a product as one multilinear form.
+
+A product with factorised weights (``sphere_frame``) computes ``out = s3 * P(s1 * x1, s2 * x2)`` with a scale
+per position ``k`` of each operand read from a weight tensor by an index,
+
+    s_i[n, k] = w_i[n, index_i[k]]     (w_i [numel]: shared by the batch; [n, numel]: per sample)
+
+(``out_sign`` is folded in as ``w3 -> cat(w3, -w3)`` with the index of the negative positions moved by
+``numel``). Summed against a cotangent ``g`` this is the form
+
+    T(x1, x2, g, w1, w2, w3) = sum_n sum_k g[n, k] s3[n, k] P(s1 * x1, s2 * x2)[n, k],
+
+linear in each of its six arguments. Its gradients (the *slots*) come in three pairs, each pair one run of
+the transform kernel (``csrc/transform_weighted.cpp``) on the program or a derivative program (``P'_1(g,
+x2)``, ``P'_2(x1, g)``: ``program.derivative``):
+
+    pair 0:  slot 0 = dT/dx1 = s1 * v,    slot 3 = dT/dw1 = sum_{k -> w1} x1 * v,    v = P'_1(s3 * g, s2 * x2)
+    pair 1:  slot 1 = dT/dx2 = s2 * v,    slot 4 = dT/dw2 = sum_{k -> w2} x2 * v,    v = P'_2(s1 * x1, s3 * g)
+    pair 2:  slot 2 = dT/dg  = s3 * v,    slot 5 = dT/dw3 = sum_{k -> w3} g * v,     v = P(s1 * x1, s2 * x2)
+
+(the sums over the positions ``k`` that read one weight, and over the batch where the weight is shared).
+Slot 2 is the product. The vector-Jacobian product of slot i's gradient with respect to argument j, for the
+cotangent c, is slot j's gradient with argument i replaced by c (as for ``direct_weighted`` and
+``grid_messages``), so every derivative of every order runs on the same kernel; the pairs that a backward
+needs run once each. Where the weights are folded the frame makes no weighted copy of an input and no
+elementwise pass over the batch for the weights or their gradients.
+
+:class:`TransformWeighted` holds the tables of one frame; ``sphere_frame.FactorisedFrame`` decides when it runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .cpu_executor import derivative_id, transform_tables
+
+ARGS = ("x1", "x2", "g", "w1", "w2", "w3")  # the arguments of T, in slot order
+
+# pair p: the program (None: the product's own, else the derivative with respect to this operand), its two
+# operands and the read-out position, as argument numbers (batch tensors 0-2; the weights of argument i: i + 3)
+PAIRS = ((0, (2, 1), 0), (1, (0, 2), 1), (None, (0, 1), 2))
+
+
+def _program_id(program_id: int, pair: int) -> int:
+    wrt = PAIRS[pair][0]
+    return program_id if wrt is None else derivative_id(program_id, wrt)
+
+
+@torch.library.custom_op("gaunt::cpu_transform_weighted", mutates_args=())
+def transform_weighted(
+    pair: int,
+    batch: bool,
+    weight: bool,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    g: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    w3: torch.Tensor,
+    index1: torch.Tensor,
+    index2: torch.Tensor,
+    index3: torch.Tensor,
+    program_id: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slots ``pair`` (if ``batch``; else an empty ``[0, dim]``) and ``pair + 3`` (if ``weight``; else an empty
+    ``[0]``) of T (module docstring) for ``x1 [n, dim1]``, ``x2 [n, dim2]``, ``g [n, dim_out]``, weights ``w_i
+    [numel_i]`` or ``[n, numel_i]`` and indices ``index_i [dim_i]`` (int64), on the transform kernel of the
+    registered program ``program_id`` (``cpu_executor.register_program``). The value of argument ``pair`` (and
+    of its weight, ``pair + 3``) is not read, only its shape."""
+    args, index = (x1, x2, g, w1, w2, w3), (index1, index2, index3)
+    _, (a, b), o = PAIRS[pair]
+    values, meta = transform_tables(_program_id(program_id, pair), x1.dtype)
+    r = args[o] if weight else None
+    return torch.ops.gaunt_fused.transform_weighted(
+        args[a], args[b], args[a + 3], index[a], args[b + 3], index[b], args[o + 3], index[o], r, batch, values, meta
+    )
+
+
+@transform_weighted.register_fake
+def _fake(pair, batch, weight, x1, x2, g, w1, w2, w3, index1, index2, index3, program_id):
+    x, w = (x1, x2, g)[pair], (w1, w2, w3)[pair]
+    return x.new_empty((x.shape[0] if batch else 0, x.shape[1])), w.new_empty(w.shape if weight else (0,))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    pair, batch, weight, *args, index1, index2, index3, program_id = inputs
+    ctx.pair, ctx.batch, ctx.weight, ctx.program_id = pair, batch, weight, program_id
+    ctx.save_for_backward(*args, index1, index2, index3)
+
+
+def slot_gradients(args: list, cotangents: dict[int, torch.Tensor], needs, index, program_id: int) -> list:
+    """The gradients of the six arguments for the cotangents of some slots (slot -> cotangent): argument j's
+    sums, over those slots s != j, slot j with the cotangent of s in the place of argument s (module
+    docstring); the two slots of one pair run as one kernel call. ``needs[j]``: argument j's is wanted."""
+    grads = [None] * 6
+    for s, c in cotangents.items():
+        given = [c if i == s else a for i, a in enumerate(args)]
+        for p in range(3):
+            batch, weight = needs[p] and p != s, needs[p + 3] and p + 3 != s
+            if not (batch or weight):
+                continue
+            out = transform_weighted(p, batch, weight, *given, *index, program_id)
+            for j, term, wanted in ((p, out[0], batch), (p + 3, out[1], weight)):
+                if wanted:
+                    grads[j] = term if grads[j] is None else grads[j] + term
+    return grads
+
+
+def _backward(ctx, grad_batch: torch.Tensor, grad_weight: torch.Tensor):
+    *args, index1, index2, index3 = ctx.saved_tensors
+    cotangents = {}
+    if ctx.batch:
+        cotangents[ctx.pair] = grad_batch
+    if ctx.weight:
+        cotangents[ctx.pair + 3] = grad_weight
+    needs = ctx.needs_input_grad[3:9]
+    grads = slot_gradients(list(args), cotangents, needs, (index1, index2, index3), ctx.program_id)
+    return None, None, None, *grads, None, None, None, None
+
+
+transform_weighted.register_autograd(_backward, setup_context=_setup_context)
+
+
+class TransformWeighted(torch.nn.Module):
+    """The folded product of one frame on the transform kernel: ``self(fused, x1, x2, weight)``: ``[n, dim1] x
+    [n, dim2] x ([numel] or [n, numel]) -> [n, dim_out]`` for the program of ``fused`` (a
+    ``cpu_executor.FusedProgram``, read on every call: a copied module registers its program anew).
+
+    ``weight_index = (index1, index2, index3)``: the frame's index of each position into the weight;
+    ``out_sign [dim_out]`` (None: +1)."""
+
+    def __init__(self, weight_index, out_sign=None) -> None:
+        super().__init__()
+        index = [np.asarray(i, dtype=np.int64) for i in weight_index]
+        self.negative = out_sign is not None and bool((np.asarray(out_sign) < 0).any())
+        if self.negative:  # s3 = w3[index] * sign == cat(w3, -w3)[index + numel (sign < 0)], numel added per call
+            self.register_buffer("_negative", torch.as_tensor(np.asarray(out_sign) < 0), persistent=False)
+        for k, i in enumerate(index, start=1):
+            self.register_buffer(f"_index{k}", torch.as_tensor(i), persistent=False)
+
+    def forward(self, fused: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        w3, index3 = weight, self._index3
+        if self.negative:
+            w3 = torch.cat([weight, -weight], dim=-1)
+            index3 = index3 + self._negative * weight.shape[-1]
+        g = x1.new_empty(()).expand(x1.shape[0], index3.shape[0])  # slot 2's argument: its shape only
+        index = (self._index1, self._index2, index3)
+        return transform_weighted(2, True, False, x1, x2, g, weight, weight, w3, *index, fused.program_id)[0]
+
+
+__all__ = ["ARGS", "PAIRS", "TransformWeighted", "slot_gradients", "transform_weighted"]

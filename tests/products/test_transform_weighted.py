@@ -1,0 +1,220 @@
+"""Factorised weights folded into the transform kernel (``transform_weighted``, ``csrc/transform_weighted.cpp``):
+every slot of the op against autograd of the multilinear form written in torch (shared and per-sample weights,
+sums over several chunks, independent of the threads); the folded products against the unfolded path and the
+torch executor (values and gradients, broadcast and empty batches, a one-channel x2, an output sign),
+gradcheck and gradgradcheck with the weight, opcheck, torch.compile, and when the frame folds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gaunt.products import GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build
+from gaunt.products import transform_weighted as op
+from gaunt.products.executors import cpu_runner
+from gaunt.products.torch_executor import TorchProgram
+
+from test_direct_weighted import TOL, OpNames, assert_close_to, irreps_of, outputs_and_gradients
+
+needs_kernel = pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
+pytestmark = needs_kernel
+PRODUCTS = [GridGauntProduct, GauntProduct, VectorGauntProduct]
+
+
+def on_transform(product: torch.nn.Module) -> torch.nn.Module:
+    """``product`` with its program on the transform kernel (whatever "auto" chose)."""
+    cpu_runner(product.frame.runner).use_kernel("transform")
+    return product
+
+
+# ------------------------------------------------------------------------------------------------ the op
+def form(program, args, index) -> torch.Tensor:
+    """T(x1, x2, g, w1, w2, w3) of the module docstring, in torch ops on the torch executor."""
+    x1, x2, g, w1, w2, w3 = args
+    s1, s2, s3 = (w[..., i] for w, i in zip((w1, w2, w3), index))
+    return (g * s3 * TorchProgram(program).evaluate(s1 * x1, s2 * x2)).sum()
+
+
+def random_args(program, numel: int, n: int, per_sample: bool, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    batch = [torch.randn(n, d, generator=g, dtype=torch.float64) for d in program.dims]
+    weights = [torch.randn(*((n,) if per_sample else ()), numel, generator=g, dtype=torch.float64) for _ in range(3)]
+    index = [torch.randint(numel, (d,), generator=g) for d in program.dims]
+    return batch + weights, index
+
+
+def registered(product) -> tuple:
+    fused = cpu_runner(on_transform(product).frame.runner)
+    return fused.program, fused.program_id
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("n", [5, 300])  # one chunk; three chunks of the shared sums
+def test_every_slot_equals_autograd_of_the_form(per_sample, n):
+    product = GridGauntProduct(*irreps_of(GridGauntProduct, 3, 2), executor="cpu_fused").double()
+    program, program_id = registered(product)
+    args, index = random_args(program, 11, n, per_sample, seed=n)
+    leaves = [a.clone().requires_grad_() for a in args]
+    exact = torch.autograd.grad(form(program, leaves, index), leaves)
+    for pair in range(3):
+        for batch, weight in ((True, True), (True, False), (False, True)):
+            got = op.transform_weighted(pair, batch, weight, *args, *index, program_id)
+            if batch:
+                assert_close_to(got[0], exact[pair], 1e-12, f"slot {pair}")
+            else:
+                assert got[0].shape == (0, program.dims[pair])
+            if weight:
+                assert_close_to(got[1], exact[pair + 3], 1e-12, f"slot {pair + 3}")
+            else:
+                assert got[1].shape == (0,)
+
+
+def test_a_wrong_index_is_seen():
+    """Not vacuous: the same check fails where the kernel reads the weights by another index."""
+    product = GridGauntProduct(*irreps_of(GridGauntProduct, 3, 1), executor="cpu_fused").double()
+    program, program_id = registered(product)
+    args, index = random_args(program, 7, 4, False, seed=1)
+    exact = torch.autograd.grad(form(program, [a.requires_grad_() for a in args], index), args)
+    wrong = [index[0], index[1], index[2].roll(1)]
+    got = op.transform_weighted(2, True, True, *[a.detach() for a in args], *wrong, program_id)
+    with pytest.raises(AssertionError):
+        assert_close_to(got[0], exact[2], 1e-6)
+
+
+def test_the_shared_sums_do_not_depend_on_the_threads():
+    product = GridGauntProduct(*irreps_of(GridGauntProduct, 4, 2), executor="cpu_fused").float()
+    program, program_id = registered(product)
+    args, index = random_args(program, 9, 1000, False, seed=3)
+    args = [a.float() for a in args]
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            results.append(op.transform_weighted(0, True, True, *args, *index, program_id))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_opcheck_and_the_op_gradients():
+    product = GridGauntProduct(*irreps_of(GridGauntProduct, 2, 1), executor="cpu_fused").double()
+    program, program_id = registered(product)
+    for per_sample in (False, True):
+        args, index = random_args(program, 5, 3, per_sample, seed=2)
+        args = [a.requires_grad_() for a in args]
+        torch.library.opcheck(op.transform_weighted, (2, True, True, *args, *index, program_id))
+        torch.library.opcheck(op.transform_weighted, (0, True, False, *args, *index, program_id))
+
+        def f(*a):
+            out = op.transform_weighted(1, True, True, *a, *index, program_id)
+            return out[0], out[1]
+
+        assert torch.autograd.gradcheck(f, args)
+        assert torch.autograd.gradgradcheck(f, args)
+
+
+# ------------------------------------------------------------------------------------------------ the products
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("mul2", [None, 1])  # x2 with every channel, or one channel copied by the frame
+@pytest.mark.parametrize("mul", [3, 16])
+@pytest.mark.parametrize("cls", PRODUCTS)
+def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, mul, mul2, per_sample):
+    irreps = irreps_of(cls, mul, 2, mul2)
+    kw = dict(internal_weights=False, shared_weights=not per_sample)
+    product = on_transform(cls(*irreps, executor="cpu_fused", **kw).double())
+    reference = cls(*irreps, executor="torch", **kw).double()
+    assert "folded into the transform kernel" in repr(product)
+    g = torch.Generator().manual_seed(mul)
+    dims = product.irreps_in1.dim, product.irreps_in2.dim, product.irreps_out.dim
+    for batch1, batch2 in (((2, 1), (3,)), ((7,), (7,)), ((0,), (0,))):
+        batch = torch.broadcast_shapes(batch1, batch2)
+        x1 = torch.randn(*batch1, dims[0], generator=g, dtype=torch.float64)
+        x2 = torch.randn(*batch2, dims[1], generator=g, dtype=torch.float64)
+        w = torch.randn(*(batch if per_sample else ()), product.weight_numel, generator=g, dtype=torch.float64)
+        cotangent = torch.randn(*batch, dims[2], generator=g, dtype=torch.float64)
+        exact, _ = outputs_and_gradients(reference, x1, x2, w, cotangent)
+        for dtype, tol in TOL.items():
+            cast = [t.to(dtype) for t in (x1, x2, w, cotangent)]
+            product.to(dtype)
+            assert product.frame.folds(*cast[:3], per_sample=per_sample) == "transform"
+            folded, names = outputs_and_gradients(product, *cast)
+            assert names.ran("gaunt.cpu_transform_weighted") == bool(x1.numel() and x2.numel())
+            product.frame.fold_weights = False
+            unfolded, names = outputs_and_gradients(product, *cast)
+            product.frame.fold_weights = True
+            assert not names.ran("gaunt.cpu_transform_weighted")
+            for k, (a, b, e) in enumerate(zip(folded, unfolded, exact)):
+                assert a.dtype == dtype and a.shape == e.shape
+                if e.numel() and float(e.abs().max()) > 0:
+                    assert_close_to(a, e, tol, f"{cls.__name__} {batch} {dtype} output/grad {k} vs torch")
+                    assert_close_to(a, b.double(), tol, f"{cls.__name__} {batch} {dtype} output/grad {k} vs unfolded")
+                else:  # an empty batch: no output, zero weight gradient
+                    assert x1.numel() == 0 and (a.numel() == 0 or float(a.abs().max()) == 0)
+        product.double()
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_gradcheck_and_gradgradcheck_with_the_weight(per_sample):
+    irreps = ("4x0e+4x1o+4x2e", "0e+1o", "4x0e+4x1o+4x2e")  # x2 copied to every channel
+    product = on_transform(GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False).double())
+    g = torch.Generator().manual_seed(2)
+    x1 = torch.randn(3, product.irreps_in1.dim, generator=g, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(3, product.irreps_in2.dim, generator=g, dtype=torch.float64, requires_grad=True)
+    shape = (3, product.weight_numel) if per_sample else (product.weight_numel,)
+    w = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    assert product.frame.folds(x1, x2, w, per_sample=per_sample) == "transform"
+
+    def f(a, b, c):
+        return product.frame(a, b, c, per_sample)
+
+    with OpNames() as names:
+        assert torch.autograd.gradcheck(f, (x1, x2, w))
+        assert torch.autograd.gradgradcheck(f, (x1, x2, w))
+    assert names.ran("gaunt.cpu_transform_weighted") and not names.ran("gaunt.cpu_sphere_program")
+
+
+def test_compile_traces_the_folded_op_with_no_graph_break():
+    torch._dynamo.reset()
+    irreps = irreps_of(GridGauntProduct, 16, 2)
+    product = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=True, weight_init="randn").float()
+    on_transform(product)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm.code)
+        return gm.forward
+
+    g = torch.Generator().manual_seed(3)
+    x1 = torch.randn(5, product.irreps_in1.dim, generator=g, requires_grad=True)
+    x2 = torch.randn(5, product.irreps_in2.dim, generator=g)
+    out = torch.compile(product, fullgraph=True, backend=backend)(x1, x2)
+    grads = torch.autograd.grad(out.square().sum(), (x1, product.weight))
+    assert len(graphs) == 1 and "cpu_transform_weighted" in graphs[0]
+    eager = product(x1, x2)
+    eager_grads = torch.autograd.grad(eager.square().sum(), (x1, product.weight))
+    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_the_frame_folds_into_the_kernel_that_runs_the_program():
+    irreps = irreps_of(GridGauntProduct, 4, 1)
+    shared = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False, shared_weights=True)
+    per_sample = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False, shared_weights=False)
+    x1, x2 = torch.randn(3, shared.irreps_in1.dim), torch.randn(3, shared.irreps_in2.dim)
+    w = torch.randn(shared.weight_numel)
+    assert cpu_runner(shared.frame.runner).kernel == "direct"
+    assert shared.frame.folds(x1, x2, w, per_sample=False) == "direct"
+    assert per_sample.frame.folds(x1, x2, w.expand(3, -1), per_sample=True) is None  # direct: shared only
+    on_transform(per_sample)
+    assert per_sample.frame.folds(x1, x2, w.expand(3, -1), per_sample=True) == "transform"
+    assert shared.frame.folds(x1.to(torch.bfloat16), x2.to(torch.bfloat16), w, per_sample=False) is None
+    expected = shared(x1, x2, w)
+    on_transform(shared)
+    assert shared.frame.folds(x1, x2, w, per_sample=False) == "transform"
+    with OpNames() as names:
+        torch.testing.assert_close(shared(x1, x2, w), expected, rtol=1e-5, atol=1e-5)
+    assert names.ran("gaunt.cpu_transform_weighted") and not names.ran("gaunt.cpu_sphere_program")
+    assert GridGauntProduct(*irreps, executor="torch").frame.transform_folded is None
