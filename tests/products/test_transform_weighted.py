@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_direct_weighted import TOL, OpNames, assert_close_to, irreps_of, outputs_and_gradients
 
 from gaunt.products import GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build
 from gaunt.products import transform_weighted as op
 from gaunt.products.executors import cpu_runner
 from gaunt.products.torch_executor import TorchProgram
-
-from test_direct_weighted import TOL, OpNames, assert_close_to, irreps_of, outputs_and_gradients
 
 needs_kernel = pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
 pytestmark = needs_kernel
