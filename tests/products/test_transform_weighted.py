@@ -217,3 +217,28 @@ def test_the_frame_folds_into_the_kernel_that_runs_the_program():
         torch.testing.assert_close(shared(x1, x2, w), expected, rtol=1e-5, atol=1e-5)
     assert names.ran("gaunt.cpu_transform_weighted") and not names.ran("gaunt.cpu_sphere_program")
     assert GridGauntProduct(*irreps, executor="torch").frame.transform_folded is None
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_the_product_keeps_v_for_the_weight_gradient(per_sample):
+    """The backward sums ``g * v`` for the gradient of w3 where v was kept and no graph is made, and runs pair 2
+    again where one is: the same gradients."""
+    product = on_transform(GridGauntProduct(*irreps_of(GridGauntProduct, 5, 2), executor="cpu_fused").double())
+    program, program_id = registered(product)
+    args, index = random_args(program, 13, 200, per_sample, seed=7)
+    x1, x2, _, w1, w2, w3 = (a.requires_grad_() for a in args)
+    inputs = (x1, x2, w1, w2, w3)
+    torch.library.opcheck(op.transform_weighted_product, (*inputs, *index, program_id, True))
+    cotangent = torch.randn(200, program.dims[2], dtype=torch.float64)
+    results = {}
+    for create_graph in (False, True):
+        with OpNames() as names:
+            out, v = op.transform_weighted_product(*inputs, *index, program_id, True)
+            results[create_graph] = torch.autograd.grad(out, inputs, cotangent, create_graph=create_graph)
+        assert names.ran("gaunt.cpu_weight_reduce") != create_graph
+        assert sum("cpu_transform_weighted.default" in n for n in names.names) == 2 + create_graph
+    assert not v.requires_grad and v.shape == out.shape
+    exact = torch.autograd.grad(form(program, [x1, x2, cotangent, w1, w2, w3], index), inputs)
+    for a, b, e in zip(results[False], results[True], exact):
+        assert_close_to(a, e, 1e-12)
+        assert_close_to(b, e, 1e-12)

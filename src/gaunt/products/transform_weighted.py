@@ -72,9 +72,22 @@ def transform_weighted(
     _, (a, b), o = PAIRS[pair]
     values, meta = transform_tables(_program_id(program_id, pair), x1.dtype)
     r = args[o] if weight else None
-    return torch.ops.gaunt_fused.transform_weighted(
-        args[a], args[b], args[a + 3], index[a], args[b + 3], index[b], args[o + 3], index[o], r, batch, values, meta
+    out, grad, _ = torch.ops.gaunt_fused.transform_weighted(
+        args[a],
+        args[b],
+        args[a + 3],
+        index[a],
+        args[b + 3],
+        index[b],
+        args[o + 3],
+        index[o],
+        r,
+        batch,
+        False,
+        values,
+        meta,
     )
+    return out, grad
 
 
 @transform_weighted.register_fake
@@ -122,6 +135,70 @@ def _backward(ctx, grad_batch: torch.Tensor, grad_weight: torch.Tensor):
 transform_weighted.register_autograd(_backward, setup_context=_setup_context)
 
 
+@torch.library.custom_op("gaunt::cpu_transform_weighted_product", mutates_args=())
+def transform_weighted_product(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    w3: torch.Tensor,
+    index1: torch.Tensor,
+    index2: torch.Tensor,
+    index3: torch.Tensor,
+    program_id: int,
+    keep: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The product (slot 2) and, if ``keep``, ``v = P(s1 * x1, s2 * x2)`` ``[n, dim_out]`` (else ``[0,
+    dim_out]``; not differentiable). Its backward runs pairs 0 and 1; slot 5 (the gradient of ``w3``) is the
+    sum of ``g * v`` by ``index3`` where v was kept and no graph is made of the backward, else pair 2 again."""
+    values, meta = transform_tables(program_id, x1.dtype)
+    out, _, v = torch.ops.gaunt_fused.transform_weighted(
+        x1, x2, w1, index1, w2, index2, w3, index3, None, True, keep, values, meta
+    )
+    return out, v
+
+
+@torch.library.custom_op("gaunt::cpu_weight_reduce", mutates_args=())
+def weight_reduce(r: torch.Tensor, v: torch.Tensor, index: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``grad[..., index[k]] += r[n, k] v[n, k]``, summed over n where ``w [numel]`` is shared, per sample
+    where ``w`` is ``[n, numel]``; shape of ``w``. Not differentiable (used where no graph is made)."""
+    return torch.ops.gaunt_fused.weight_reduce(r, v, index, w)
+
+
+@weight_reduce.register_fake
+def _weight_reduce_fake(r, v, index, w):
+    return w.new_empty(w.shape)
+
+
+@transform_weighted_product.register_fake
+def _product_fake(x1, x2, w1, w2, w3, index1, index2, index3, program_id, keep):
+    dim = index3.shape[0]
+    return x1.new_empty((x1.shape[0], dim)), x1.new_empty((x1.shape[0] if keep else 0, dim))
+
+
+def _setup_product(ctx, inputs, output) -> None:
+    *args, program_id, keep = inputs
+    ctx.program_id, ctx.keep = program_id, keep
+    ctx.save_for_backward(*args, output[1])
+    ctx.mark_non_differentiable(output[1])
+
+
+def _product_backward(ctx, grad: torch.Tensor, _):
+    x1, x2, w1, w2, w3, index1, index2, index3, v = ctx.saved_tensors
+    needs = list(ctx.needs_input_grad[:2]) + [False] + list(ctx.needs_input_grad[2:5])
+    reduce = ctx.keep and needs[5] and not torch.is_grad_enabled()  # v kept, and no graph of this backward
+    if reduce:
+        needs[5] = False
+    args = [x1, x2, None, w1, w2, w3]
+    grads = slot_gradients(args, {2: grad}, needs, (index1, index2, index3), ctx.program_id)
+    if reduce:
+        grads[5] = weight_reduce(grad, v, index3, w3)
+    return *grads[:2], *grads[3:], None, None, None, None, None
+
+
+transform_weighted_product.register_autograd(_product_backward, setup_context=_setup_product)
+
+
 class TransformWeighted(torch.nn.Module):
     """The folded product of one frame on the transform kernel: ``self(fused, x1, x2, weight)``: ``[n, dim1] x
     [n, dim2] x ([numel] or [n, numel]) -> [n, dim_out]`` for the program of ``fused`` (a
@@ -144,9 +221,16 @@ class TransformWeighted(torch.nn.Module):
         if self.negative:
             w3 = torch.cat([weight, -weight], dim=-1)
             index3 = index3 + self._negative * weight.shape[-1]
-        g = x1.new_empty(()).expand(x1.shape[0], index3.shape[0])  # slot 2's argument: its shape only
+        keep = torch.is_grad_enabled() and weight.requires_grad  # v, for the weight gradient of the backward
         index = (self._index1, self._index2, index3)
-        return transform_weighted(2, True, False, x1, x2, g, weight, weight, w3, *index, fused.program_id)[0]
+        return transform_weighted_product(x1, x2, weight, weight, w3, *index, fused.program_id, keep)[0]
 
 
-__all__ = ["ARGS", "PAIRS", "TransformWeighted", "slot_gradients", "transform_weighted"]
+__all__ = [
+    "ARGS",
+    "PAIRS",
+    "TransformWeighted",
+    "slot_gradients",
+    "transform_weighted",
+    "transform_weighted_product",
+]

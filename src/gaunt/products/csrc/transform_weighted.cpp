@@ -74,10 +74,12 @@ struct Operand {
   Scale<T> s;
 };
 
-// what the read-out keeps of v: out = s_o v (out != nullptr), grad[.., io[k]] += r v (r != nullptr)
+// what the read-out keeps of v: out = s_o v (out != nullptr), v itself (kept != nullptr),
+// grad[.., io[k]] += r v (r != nullptr)
 template <typename T>
 struct ReadOut {
   T* out;
+  T* kept;
   Scale<T> so;
   const T* r;
   T* grad;  // [n, numel], or the chunk's partial sum [numel] where the weights are shared (so.ld == 0)
@@ -94,6 +96,22 @@ void add_by_index(const T* t, const int64_t* index, int64_t dim, T* grad) {
     sum += t[k];
   }
   if (dim) grad[current] += sum;
+}
+
+// grad[.., index[k]] += r[s, k] v[s - s0, k] for samples [s0, s1): per sample into grad's row s (per_sample), or
+// summed per position into `positional` [dim] first (shared: added to grad by index at the end of the chunk)
+template <typename T>
+void reduce_rows(const T* r, const T* v, const int64_t* index, int64_t dim, int64_t numel, bool per_sample,
+                 int64_t s0, int64_t s1, T* grad, T* positional) {
+  for (int64_t s = s0; s < s1; ++s, v += dim) {
+    const T* rs = r + s * dim;
+    if (per_sample) {
+      for (int64_t k = 0; k < dim; ++k) positional[k] = rs[k] * v[k];
+      add_by_index(positional, index, dim, grad + s * numel);
+    } else {
+      for (int64_t k = 0; k < dim; ++k) positional[k] += rs[k] * v[k];
+    }
+  }
 }
 
 // samples [begin, end) in blocks whose scaled operands fit the buffer: per block, the operands scaled into the
@@ -118,45 +136,44 @@ void run_chunk(const Layout& P, const T* values, const Operand<T> (&in)[2], cons
         for (int64_t k = 0; k < d; ++k) dst[k] = src[k] * scale[k];
       }
     }
-    T* y = read.out ? read.out + s0 * dim : v;  // the output rows hold v until the read-out scales them
+    // v accumulates in the rows it is kept in, else in out's rows (scaled in place below), else in the buffer
+    T* y = read.kept ? read.kept + s0 * dim : read.out ? read.out + s0 * dim : v;
     std::fill(y, y + (s1 - s0) * dim, T(0));
     for_each_tile(P.mul, 0, s1 - s0, [](int64_t, int64_t) {},
                   [&](const Tile& tile) { run_tile(P, values, x[0], x[1], tile, S, y); });
-    for (int64_t s = s0; s < s1; ++s, y += dim) {
-      if (read.r) {  // r v per position: shared, summed over the chunk first; per sample, into the sample's row
-        const T* r = read.r + s * dim;
-        T* t = positional.data();
-        if (read.so.ld) {
-          for (int64_t k = 0; k < dim; ++k) t[k] = r[k] * y[k];
-          add_by_index(t, read.so.index, dim, read.grad + s * read.numel);
-        } else {
-          for (int64_t k = 0; k < dim; ++k) t[k] += r[k] * y[k];
-        }
-      }
-      if (read.out) {
-        const T* scale = row_out.of(s);
-        for (int64_t k = 0; k < dim; ++k) y[k] *= scale[k];
-      }
+    if (read.r) reduce_rows(read.r, y, read.so.index, dim, read.numel, read.so.ld != 0, s0, s1, read.grad,
+                            positional.data());
+    for (int64_t s = s0; read.out && s < s1; ++s) {
+      const T *scale = row_out.of(s), *ys = y + (s - s0) * dim;
+      T* out = read.out + s * dim;
+      for (int64_t k = 0; k < dim; ++k) out[k] = scale[k] * ys[k];
     }
   }
   if (read.r && !read.so.ld) add_by_index(positional.data(), read.so.index, dim, read.grad);
 }
 
-template <typename T>
-void run_weighted(const Layout& P, const T* values, const Operand<T> (&in)[2], ReadOut<T> read, int64_t n) {
-  const bool shared_sum = read.r != nullptr && read.so.ld == 0;
+// chunk(c0, c1, grad of the chunk) over the chunks of kChunk samples in parallel; where the sum is shared, each
+// chunk sums into its own partial [numel], added to grad in chunk order (independent of the threads)
+template <typename T, typename Chunk>
+void for_chunks(int64_t n, bool shared_sum, int64_t numel, T* grad, Chunk&& chunk) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-  std::vector<T> partial(shared_sum ? chunks * read.numel : 0, T(0));
+  std::vector<T> partial(shared_sum ? chunks * numel : 0, T(0));
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    Scratch<T> S(P);
-    for (int64_t c = c0; c < c1; ++c) {
-      ReadOut<T> mine = read;
-      if (shared_sum) mine.grad = partial.data() + c * read.numel;
-      run_chunk(P, values, in, mine, c * kChunk, std::min(n, (c + 1) * kChunk), S);
-    }
+    for (int64_t c = c0; c < c1; ++c)
+      chunk(c * kChunk, std::min(n, (c + 1) * kChunk), shared_sum ? partial.data() + c * numel : grad);
   });
   for (int64_t c = 0; shared_sum && c < chunks; ++c)
-    for (int64_t i = 0; i < read.numel; ++i) read.grad[i] += partial[c * read.numel + i];
+    for (int64_t i = 0; i < numel; ++i) grad[i] += partial[c * numel + i];
+}
+
+template <typename T>
+void run_weighted(const Layout& P, const T* values, const Operand<T> (&in)[2], const ReadOut<T>& read, int64_t n) {
+  for_chunks(n, read.r != nullptr && read.so.ld == 0, read.numel, read.grad, [&](int64_t s0, int64_t s1, T* grad) {
+    Scratch<T> S(P);
+    ReadOut<T> mine = read;
+    mine.grad = grad;
+    run_chunk(P, values, in, mine, s0, s1, S);
+  });
 }
 
 void check_scale(const at::Tensor& w, const at::Tensor& index, int64_t n, int64_t dim, const char* name) {
@@ -166,12 +183,13 @@ void check_scale(const at::Tensor& w, const at::Tensor& index, int64_t n, int64_
               "gaunt transform_weighted: the index of ", name, " must be int64 [dim]");
 }
 
-std::tuple<at::Tensor, at::Tensor> transform_weighted(const at::Tensor& a, const at::Tensor& b,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> transform_weighted(const at::Tensor& a, const at::Tensor& b,
                                                       const at::Tensor& wa, const at::Tensor& ia,
                                                       const at::Tensor& wb, const at::Tensor& ib,
                                                       const at::Tensor& wo, const at::Tensor& io,
                                                       const std::optional<at::Tensor>& r, bool write,
-                                                      const at::Tensor& values, const at::Tensor& meta) {
+                                                      bool keep_v, const at::Tensor& values,
+                                                      const at::Tensor& meta) {
   TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu(), "gaunt transform_weighted: CPU tensors only");
   TORCH_CHECK(meta.scalar_type() == at::kLong && meta.is_contiguous(), "gaunt transform_weighted: meta int64");
   const Layout P(meta.data_ptr<int64_t>());
@@ -189,7 +207,9 @@ std::tuple<at::Tensor, at::Tensor> transform_weighted(const at::Tensor& a, const
                                   wo.contiguous(), ia.contiguous(), ib.contiguous(), io.contiguous(),
                                   values.contiguous(), r ? r->contiguous() : at::Tensor()};
   at::Tensor out = at::empty({write ? n : 0, dim}, a.options());  // rows zeroed by the kernel
+  at::Tensor v = at::empty({keep_v ? n : 0, dim}, a.options());
   advise_huge_pages(out);
+  advise_huge_pages(v);
   const int64_t numel = wo.size(-1);
   at::Tensor grad = r ? at::zeros(wo.dim() == 1 ? at::IntArrayRef{numel} : at::IntArrayRef{n, numel}, a.options())
                       : at::empty({0}, a.options());
@@ -200,11 +220,34 @@ std::tuple<at::Tensor, at::Tensor> transform_weighted(const at::Tensor& a, const
       return Scale<T>{t.data_ptr<T>(), t.dim() == 1 ? 0 : t.size(1), keep[i].size(0), keep[i].data_ptr<int64_t>()};
     };
     const Operand<T> in[2] = {{keep[0].data_ptr<T>(), scale(2, 5)}, {keep[1].data_ptr<T>(), scale(3, 6)}};
-    const ReadOut<T> read{write ? out.data_ptr<T>() : nullptr, scale(4, 7), r ? keep[9].data_ptr<T>() : nullptr,
-                          r ? grad.data_ptr<T>() : nullptr, numel};
+    const ReadOut<T> read{write ? out.data_ptr<T>() : nullptr, keep_v ? v.data_ptr<T>() : nullptr, scale(4, 7),
+                          r ? keep[9].data_ptr<T>() : nullptr, r ? grad.data_ptr<T>() : nullptr, numel};
     run_weighted<T>(P, keep[8].data_ptr<T>(), in, read, n);
   });
-  return {out, grad};
+  return {out, grad, v};
+}
+
+// grad[.., io[k]] += sum over samples (shared: w [numel]) or per sample (w [n, numel]) of r[n, k] v[n, k]
+at::Tensor weight_reduce(const at::Tensor& r, const at::Tensor& v, const at::Tensor& io, const at::Tensor& w) {
+  TORCH_CHECK(r.dim() == 2 && r.sizes() == v.sizes() && r.scalar_type() == v.scalar_type() &&
+                  r.scalar_type() == w.scalar_type(),
+              "gaunt weight_reduce: r and v must be [n, dim] of one dtype");
+  const int64_t n = r.size(0), dim = r.size(1), numel = w.size(-1);
+  check_scale(w, io, n, dim, "w");
+  const at::Tensor rc = r.contiguous(), vc = v.contiguous(), index = io.contiguous();
+  const bool per_sample = w.dim() == 2;
+  at::Tensor grad = at::zeros(w.sizes(), r.options());
+  AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "gaunt_weight_reduce", [&] {
+    using T = scalar_t;
+    const T *rp = rc.data_ptr<T>(), *vp = vc.data_ptr<T>();
+    const int64_t* ip = index.data_ptr<int64_t>();
+    for_chunks(n, !per_sample, numel, grad.data_ptr<T>(), [&](int64_t s0, int64_t s1, T* g) {
+      std::vector<T> positional(dim, T(0));
+      reduce_rows(rp, vp + s0 * dim, ip, dim, numel, per_sample, s0, s1, g, positional.data());
+      if (!per_sample) add_by_index(positional.data(), ip, dim, g);
+    });
+  });
+  return grad;
 }
 
 }  // namespace
@@ -212,7 +255,11 @@ std::tuple<at::Tensor, at::Tensor> transform_weighted(const at::Tensor& a, const
 TORCH_LIBRARY_FRAGMENT(gaunt_fused, m) {
   m.def(
       "transform_weighted(Tensor a, Tensor b, Tensor wa, Tensor ia, Tensor wb, Tensor ib, Tensor wo, Tensor io, "
-      "Tensor? r, bool write, Tensor values, Tensor meta) -> (Tensor, Tensor)");
+      "Tensor? r, bool write, bool keep_v, Tensor values, Tensor meta) -> (Tensor, Tensor, Tensor)");
+  m.def("weight_reduce(Tensor r, Tensor v, Tensor io, Tensor w) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(gaunt_fused, CPU, m) { m.impl("transform_weighted", &transform_weighted); }
+TORCH_LIBRARY_IMPL(gaunt_fused, CPU, m) {
+  m.impl("transform_weighted", &transform_weighted);
+  m.impl("weight_reduce", &weight_reduce);
+}
