@@ -175,7 +175,7 @@ def outputs_and_gradients(product, x1, x2, w, cotangent):
 def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, L, mul, mul2):
     irreps = irreps_of(cls, mul, L, mul2)
     product, reference = products(cls, irreps, internal_weights=False, shared_weights=True)
-    assert product.frame.folded is not None and "folded into the direct kernel" in repr(product)
+    assert product.frame.folded is not None and "as coefficients of the direct kernel" in repr(product)
     g = torch.Generator().manual_seed(L + mul)
     dims = product.irreps_in1.dim, product.irreps_in2.dim, product.irreps_out.dim
     for batch1, batch2 in (((2, 1), (3,)), ((7,), (7,)), ((0,), (0,))):
@@ -188,7 +188,7 @@ def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, L, 
         for dtype, tol in TOL.items():
             cast = [t.to(dtype) for t in (x1, x2, w, cotangent)]
             product.to(dtype)
-            assert product.frame.folds(*cast[:3], per_sample=False)
+            assert product.frame.folds(*cast[:3], per_sample=False) == "coefficients"
             folded, names = outputs_and_gradients(product, *cast)
             ran = bool(x1.numel() and x2.numel())  # non-vacuous: the folded op, and its backward in one pass
             assert names.ran("gaunt.cpu_direct_weighted") == ran == names.ran("gaunt.cpu_direct_weighted_backward")
@@ -214,7 +214,7 @@ def test_gradcheck_and_gradgradcheck_with_the_weight(mul):
     x1 = torch.randn(3, product.irreps_in1.dim, generator=g, dtype=torch.float64, requires_grad=True)
     x2 = torch.randn(3, product.irreps_in2.dim, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(product.weight_numel, generator=g, dtype=torch.float64, requires_grad=True)
-    assert product.frame.folds(x1, x2, w, per_sample=False)
+    assert product.frame.folds(x1, x2, w, per_sample=False) == "coefficients"
     with OpNames() as names:
         assert torch.autograd.gradcheck(product, (x1, x2, w))
         assert torch.autograd.gradgradcheck(product, (x1, x2, w))
@@ -244,14 +244,14 @@ def test_compile_traces_the_folded_op_with_no_graph_break():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_the_frame_folds_only_shared_weights_into_the_direct_kernel():
+def test_the_frame_folds_only_shared_weights_as_coefficients():
     irreps = irreps_of(GridGauntProduct, 4, 1)
     shared = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False, shared_weights=True)
     per_sample = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False, shared_weights=False)
     x1, x2 = torch.randn(3, shared.irreps_in1.dim), torch.randn(3, shared.irreps_in2.dim)
     w = torch.randn(shared.weight_numel)
-    assert shared.frame.folds(x1, x2, w, per_sample=False)
-    assert not per_sample.frame.folds(x1, x2, w.expand(3, -1), per_sample=True)
+    assert shared.frame.folds(x1, x2, w, per_sample=False) == "coefficients"
+    assert per_sample.frame.folds(x1, x2, w.expand(3, -1), per_sample=True) == "scales"  # scaled_weights
     assert not shared.frame.folds(x1.to(torch.bfloat16), x2.to(torch.bfloat16), w, per_sample=False)
     with OpNames() as names:
         per_sample(x1, x2, w.expand(3, -1))
@@ -260,7 +260,7 @@ def test_the_frame_folds_only_shared_weights_into_the_direct_kernel():
     assert fused.kernel == "direct"
     expected = shared(x1, x2, w)
     fused.use_kernel("transform")
-    assert shared.frame.folds(x1, x2, w, per_sample=False) == "transform" and "transform kernel" in repr(shared)
+    assert shared.frame.folds(x1, x2, w, per_sample=False) == "scales" and "as scales" in repr(shared)
     torch.testing.assert_close(shared(x1, x2, w), expected, rtol=1e-5, atol=1e-5)
     assert GridGauntProduct(*irreps, executor="torch").frame.folded is None
 

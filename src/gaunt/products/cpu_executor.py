@@ -131,7 +131,7 @@ class _Entry:
     meta: np.ndarray
     values: np.ndarray
     requested: str = "auto"
-    tensors: dict = field(default_factory=dict)  # dtype or ("transform", dtype) -> (values, meta)
+    tensors: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     derivatives: dict[int, int] = field(default_factory=dict)
 
     def tables(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,15 +139,6 @@ class _Entry:
         if dtype not in self.tensors:
             self.tensors[dtype] = torch.tensor(self.values, dtype=dtype), torch.tensor(self.meta)
         return self.tensors[dtype]
-
-    def transform_tables(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(values, meta)`` of the transform kernel, whichever kernel runs the program (packed on first use)."""
-        if self.kernel == "transform":
-            return self.tables(dtype)
-        if ("transform", dtype) not in self.tensors:
-            values, meta = pack(self.program)
-            self.tensors["transform", dtype] = torch.tensor(values, dtype=dtype), torch.tensor(meta)
-        return self.tensors["transform", dtype]
 
 
 _REGISTRY: list[_Entry] = []
@@ -169,10 +160,11 @@ def kernel_of(program_id: int) -> str:
     return _REGISTRY[program_id].kernel
 
 
-def transform_tables(program_id: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(values, meta)`` of a registered program for the transform kernel (``csrc/program_layout.h``), in
-    ``dtype``, also where the program runs on the direct kernel."""
-    return _REGISTRY[program_id].transform_tables(dtype)
+def program_tables(program_id: int, dtype: torch.dtype) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """``(kernel, values, meta)`` of a registered program: the kernel that runs it ("direct" or "transform")
+    and its packed tables for inputs of ``dtype``."""
+    entry = _REGISTRY[program_id]
+    return entry.kernel, *entry.tables(dtype)
 
 
 def derivative_id(program_id: int, wrt: int) -> int:
@@ -281,5 +273,5 @@ __all__ = [
     "pack",
     "register_program",
     "sphere_program",
-    "transform_tables",
+    "program_tables",
 ]

@@ -10,10 +10,10 @@ the broadcasting of batch dimensions, the copy of a one-channel x2 to every chan
 large batches into cache-sized blocks (outside ``torch.compile``); the program runs on its executor.
 
 Where the program runs on "cpu_fused", the weights are folded into its kernel instead, with no elementwise
-pass over the batch: on the direct kernel where they are shared by the batch (``direct_weighted``: one
-``[nnz, mul]`` table of per-channel coefficients), on the transform kernel shared or per sample
-(``transform_weighted``: the weights read where the values are gathered and read out);
-:meth:`FactorisedFrame.folds` says when.
+pass over the batch: as coefficients where the program runs on the direct kernel and the weights are shared
+(``direct_weighted``: one ``[nnz, mul]`` table of per-channel coefficients), else as scales of the kernel's
+operands and result, per cache-sized block of samples (``scaled_weights``); :meth:`FactorisedFrame.folds`
+says how.
 """
 
 from __future__ import annotations
@@ -66,31 +66,29 @@ class FactorisedFrame(torch.nn.Module):
         _buffer(self, "_copy_index", np.asarray(copy_index if self.copies else [], dtype=np.int64))
         self.signed = out_sign is not None
         _buffer(self, "_out_sign", np.asarray(out_sign if self.signed else [], dtype=np.float64))
-        self.folded = self.transform_folded = None
+        self.folded = self.scaled = None
         fused = cpu_runner(runner)
         if getattr(fused, "executor", None) == "cpu_fused":
             from .direct_weighted import fold  # imported on use: they register their custom ops
-            from .transform_weighted import TransformWeighted
+            from .scaled_weights import ScaledWeights
 
             self.folded = fold(fused.program, weight_index, out_sign)
-            self.transform_folded = TransformWeighted(weight_index, out_sign)
+            self.scaled = ScaledWeights(weight_index, out_sign)
 
     def folds(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, per_sample: bool) -> str | None:
-        """The kernel that this call folds the weights into ("direct", "transform"), or None: the runner runs
-        CPU tensors on "cpu_fused" and ``fold_weights`` is on; the inputs are float32/float64 CPU tensors with
-        no forward-mode tangents (the custom ops have no forward-mode rule); then "transform" where the program
-        runs on the transform kernel, "direct" where it runs on the direct kernel, has folded tables
-        (``folded``: channel-uniform) and the weights are shared (not per sample)."""
-        if self.transform_folded is None or not self.fold_weights:
+        """How this call folds the weights into the kernel, or None (per-position weights in torch ops):
+        "coefficients" (``direct_weighted``: the program runs on the direct kernel, has folded tables and the
+        weights are shared) or "scales" (``scaled_weights``: any other call on "cpu_fused"). Folding needs the
+        runner to run CPU tensors on "cpu_fused", ``fold_weights`` on, and float32/float64 CPU inputs with no
+        forward-mode tangents (the custom ops have no forward-mode rule)."""
+        if self.scaled is None or not self.fold_weights:
             return None
         if x1.device.type != "cpu" or x1.dtype not in FOLD_DTYPES:
             return None
         if not torch.compiler.is_compiling() and any(fwAD.unpack_dual(t).tangent is not None for t in (x1, x2, weight)):
             return None
-        kernel = getattr(cpu_runner(self.runner), "kernel", None)
-        if kernel == "transform":
-            return "transform"
-        return "direct" if kernel == "direct" and self.folded is not None and not per_sample else None
+        direct = getattr(cpu_runner(self.runner), "kernel", None) == "direct"
+        return "coefficients" if direct and self.folded is not None and not per_sample else "scales"
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, per_sample: bool) -> torch.Tensor:
         batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1], weight.shape[:-1] if per_sample else ())
@@ -102,12 +100,12 @@ class FactorisedFrame(torch.nn.Module):
             x2 = x2.index_select(-1, self._copy_index)
         if n == 0:  # empty batch (zero-size matmuls are rejected by some backends); graph kept connected
             return x1.new_zeros(*batch, len(self._w3_index)) + 0 * (x1.sum() + x2.sum() + weight.sum())
-        if folds == "direct":  # one op: the weights as per-channel coefficients of the coupling list
+        if folds == "coefficients":  # one op: the weights as per-channel coefficients of the coupling list
             return self.folded(x1, x2, weight).reshape(*batch, len(self._w3_index))
-        if folds == "transform":  # one op: the weights read where the values are gathered and read out
+        if folds == "scales":  # one op: the weights as scales of the operands and the result, per block
             if per_sample:
                 weight = weight.expand(*batch, -1).reshape(n, weight.shape[-1])
-            out = self.transform_folded(cpu_runner(self.runner), x1, x2, weight)
+            out = self.scaled(cpu_runner(self.runner), x1, x2, weight)
             return out.reshape(*batch, len(self._w3_index))
         ws = [weight[..., self._w1_index], weight[..., self._w2_index], weight[..., self._w3_index]]
         if self.signed:
@@ -127,13 +125,11 @@ class FactorisedFrame(torch.nn.Module):
         return torch.cat(outs).reshape(*batch, len(self._w3_index))
 
     def extra_repr(self) -> str:
-        if self.transform_folded is None or not self.fold_weights:
+        if self.scaled is None or not self.fold_weights:
             return "weights: per position"
-        if getattr(cpu_runner(self.runner), "kernel", None) == "transform":
-            return "weights: folded into the transform kernel (CPU float32/float64), else per position"
-        if self.folded is None:
-            return "weights: per position (the program is not channel-uniform)"
-        return "weights: folded into the direct kernel when shared (CPU float32/float64), else per position"
+        if getattr(cpu_runner(self.runner), "kernel", None) == "direct" and self.folded is not None:
+            return "weights: folded, as coefficients of the direct kernel (shared) or as scales (per sample)"
+        return "weights: folded, as scales of the kernel's operands and result"
 
     def block_rows(self) -> int:
         """Samples per block: about ``chunk_elements`` grid values per block (0 or None: no blocks)."""

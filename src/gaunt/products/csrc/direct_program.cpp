@@ -24,57 +24,6 @@ namespace {
 
 using namespace gaunt_direct;
 
-// the coefficient of triple t, the same in every column
-template <typename T>
-struct PerTriple {
-  const T* coefficient;
-  T operator()(int32_t t, int) const { return coefficient[t]; }
-};
-
-// tiles [first, last) of W samples: rows (channel block, coefficient, channel) as in Direct::rows
-template <typename T>
-void run_tiles(const Direct& D, const T* coefficient, const T* x1, const T* x2, int64_t n, int64_t first,
-               int64_t last, T* out) {
-  constexpr int W = lanes<T>();
-  std::vector<Vec<T>> X1(D.mul * D.k[0] + 1), X2(D.mul * D.k[1] + 1), Y(D.mul * D.k[2] + 1, Vec<T>{});
-  for (int64_t tile = first; tile < last; ++tile) {
-    const int64_t n0 = tile * W;
-    const int valid = static_cast<int>(std::min<int64_t>(W, n - n0));
-    load_tile(x1, D.dims[0], n0, valid, D.rows[0].data(), X1.data());
-    load_tile(x2, D.dims[1], n0, valid, D.rows[1].data(), X2.data());
-    for (int64_t u = 0; u < D.mul; u += D.U)
-      (D.U == kColumns ? couple<T, kColumns, PerTriple<T>> : couple<T, 1, PerTriple<T>>)(
-          D, {coefficient}, &X1[u * D.k[0]], &X2[u * D.k[1]], &Y[u * D.k[2]]);
-    store_tile(Y.data(), D.rows[2].data(), out, D.dims[2], n0, valid);
-  }
-}
-
-// samples [first, last) in columns of W channels of one sample (the mul_ir blocks), kColumns at a time
-template <typename T>
-void run_channels(const Direct& D, const T* coefficient, const T* x1, const T* x2, int64_t first, int64_t last,
-                  T* out) {
-  constexpr int W = lanes<T>();
-  std::vector<Vec<T>> X1(D.k[0] * kColumns), X2(D.k[1] * kColumns), Y(D.k[2] * kColumns, Vec<T>{});
-  const PerTriple<T> per_triple{coefficient};
-  Column<T> columns[kColumns];
-  int filled = 0;
-  for (int64_t n = first; n < last; ++n) {
-    if (n + kPrefetch < last) {  // the rows of a sample kPrefetch ahead: three streams the prefetchers miss
-      prefetch_row<0>(x1 + (n + kPrefetch) * D.dims[0], D.dims[0]);
-      prefetch_row<0>(x2 + (n + kPrefetch) * D.dims[1], D.dims[1]);
-      prefetch_row<1>(out + (n + kPrefetch) * D.dims[2], D.dims[2]);
-    }
-    for (int64_t v = 0; v < D.mul / W; ++v) {
-      columns[filled++] = {{x1 + n * D.dims[0], x2 + n * D.dims[1]}, out + n * D.dims[2], v};
-      if (filled == kColumns) {
-        run_columns<T, kColumns>(D, per_triple, columns, X1.data(), X2.data(), Y.data());
-        filled = 0;
-      }
-    }
-  }
-  for (int i = 0; i < filled; ++i) run_columns<T, 1>(D, per_triple, columns + i, X1.data(), X2.data(), Y.data());
-}
-
 at::Tensor direct(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& values, const at::Tensor& meta) {
   TORCH_CHECK(x1.device().is_cpu() && x2.device().is_cpu(), "gaunt direct: CPU tensors only");
   TORCH_CHECK(x1.dim() == 2 && x2.dim() == 2 && x1.size(0) == x2.size(0), "gaunt direct: inputs [n, dim]");

@@ -1,5 +1,5 @@
 // The layout of a packed sphere program (gaunt.products.cpu_executor.pack) and the stages of one tile:
-// what the transform kernels (sphere_program.cpp, transform_weighted.cpp) share. See sphere_program.cpp for
+// what the transform kernels (sphere_program.cpp, scaled_weights.cpp) share. See sphere_program.cpp for
 // the program's formulas.
 
 #pragma once

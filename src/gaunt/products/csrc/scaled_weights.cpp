@@ -1,23 +1,25 @@
-// The transform kernel with the factorised weights of a product read where the values are gathered and read out.
+// A sphere program with the factorised weights of a product read as per-position scales, on either kernel.
 //
 // A product with factorised weights (gaunt.products.sphere_frame) is  out = s_o * P(s_a * a, s_b * b)  with a
 // scale per position k of each operand:
 //
 //   s[n, k] = w[n * ld + index[k]]      (ld = 0: weights shared by the batch, w [numel]; else w [n, numel])
 //
-// transform_weighted(a, b, wa, ia, wb, ib, wo, io, r, write, values, meta) runs the sphere program (values, meta)
-// on tiles exactly as sphere_program.cpp does, with v = P(s_a * a, s_b * b) (the scales applied to each gathered
-// value), and returns
+// scaled_weights(a, b, wa, ia, wb, ib, wo, io, r, write, keep_v, values, meta, direct) runs the program (values,
+// meta: the transform kernel's packing, sphere_program.cpp, or the direct kernel's, direct.h) on v = P(s_a a,
+// s_b b) and returns
 //
-//   out [n, dim_out]        out[n, k] = s_o[n, k] v[n, k]                       (if write; else [0, dim_out])
-//   grad [numel] / [n, numel]  grad[.., io[k]] += r[n, k] v[n, k], summed over n where wo is shared
-//                                                                                 (if r is given; else [0])
+//   out  [n, dim_out]           out[n, k] = s_o[n, k] v[n, k]                    (if write; else [0, dim_out])
+//   grad [numel] or [n, numel]  grad[.., io[k]] += r[n, k] v[n, k], summed over n where wo is shared
+//                                                                                (if r is given; else [0])
+//   v    [n, dim_out]                                                            (if keep_v; else [0, dim_out])
 //
 // With the program, or one of its derivative programs, and the operands assigned as in
-// gaunt.products.transform_weighted, these are the gradients of the product's multilinear form: no elementwise
-// pass over the batch for the weights, no weighted copy of an input. The sums over samples run over fixed blocks
-// of kBlock samples, each with its own partial sum, added in block order: the result does not depend on the
-// number of threads.
+// gaunt.products.scaled_weights, these are the gradients of the product's multilinear form: no elementwise pass
+// over the batch for the weights, no weighted copy of an input. Samples run in blocks that fit in L2: the
+// operands of a block are scaled into a buffer, the kernel runs on the block, the read-out scales and sums.
+// The sums over samples run over fixed chunks of kChunk samples, each with its own partial sum, added in chunk
+// order: the result does not depend on the number of threads.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -33,6 +35,7 @@
 #include <tuple>
 #include <vector>
 
+#include "direct.h"
 #include "huge_pages.h"
 #include "program_layout.h"
 
@@ -52,7 +55,8 @@ struct Scale {
   const int64_t* index;
 };
 
-// the scales of one sample, [dim], computed once where they are shared (ld = 0), else once per sample
+// the scales of one sample, [dim]: computed once where they are shared (ld = 0), else once per sample (a scalar
+// loop: the vectorised gathers of this machine were slower)
 template <typename T>
 struct ScaleRow {
   const Scale<T>& s;
@@ -105,8 +109,9 @@ void reduce_rows(const T* r, const T* v, const int64_t* index, int64_t dim, int6
                  int64_t s0, int64_t s1, T* grad, T* positional) {
   for (int64_t s = s0; s < s1; ++s, v += dim) {
     const T* rs = r + s * dim;
-    if (per_sample) {
+    if (per_sample) {  // the sample's row, every entry written (the tensor is not zeroed)
       for (int64_t k = 0; k < dim; ++k) positional[k] = rs[k] * v[k];
+      std::fill(grad + s * numel, grad + (s + 1) * numel, T(0));
       add_by_index(positional, index, dim, grad + s * numel);
     } else {
       for (int64_t k = 0; k < dim; ++k) positional[k] += rs[k] * v[k];
@@ -114,13 +119,55 @@ void reduce_rows(const T* r, const T* v, const int64_t* index, int64_t dim, int6
   }
 }
 
-// samples [begin, end) in blocks whose scaled operands fit the buffer: per block, the operands scaled into the
-// buffer, the program's tiles over the block (run_tile, as sphere_program.cpp), then the read-out
+// the program on rows of samples, on the kernel that runs it: y [samples, dim_out] = P(a, b) (y zeroed before)
 template <typename T>
-void run_chunk(const Layout& P, const T* values, const Operand<T> (&in)[2], const ReadOut<T>& read,
-               int64_t begin, int64_t end, Scratch<T>& S) {
-  const int64_t dim = read.so.dim, per_sample = in[0].s.dim + in[1].s.dim + dim;
-  const int64_t align = W / std::gcd<int64_t>(P.mul, W);  // blocks of whole tiles
+struct BlockProgram {
+  const T* values;
+  const int64_t* meta;
+  bool direct;
+  int64_t mul, dims[3], align;  // align: samples per block, a multiple of it (whole tiles)
+
+  BlockProgram(const T* v, const int64_t* m, bool is_direct) : values(v), meta(m), direct(is_direct) {
+    mul = m[0], dims[0] = m[1], dims[1] = m[2], dims[2] = m[3];  // both packings begin so
+    align = direct ? gaunt_direct::lanes<T>() : W / std::gcd<int64_t>(mul, W);
+  }
+};
+
+// the state of one thread: the program's tables as its kernel reads them, and the transform kernel's scratch
+template <typename T>
+struct BlockRunner {
+  const BlockProgram<T>& program;
+  std::optional<Layout> layout;
+  std::optional<Scratch<T>> scratch;
+  std::optional<gaunt_direct::Direct> direct;
+
+  explicit BlockRunner(const BlockProgram<T>& p) : program(p) {
+    if (p.direct) {
+      direct.emplace(p.meta, gaunt_direct::lanes<T>());
+    } else {
+      layout.emplace(p.meta);
+      scratch.emplace(*layout);
+    }
+  }
+  void operator()(const T* a, const T* b, int64_t samples, T* y) {
+    if (direct) {
+      constexpr int L = gaunt_direct::lanes<T>();
+      if (direct->channels(L))
+        gaunt_direct::run_channels<T>(*direct, program.values, a, b, 0, samples, y);
+      else
+        gaunt_direct::run_tiles<T>(*direct, program.values, a, b, samples, 0, (samples + L - 1) / L, y);
+      return;
+    }
+    for_each_tile(program.mul, 0, samples, [](int64_t, int64_t) {},
+                  [&](const Tile& tile) { run_tile(*layout, program.values, a, b, tile, *scratch, y); });
+  }
+};
+
+// samples [begin, end) in blocks whose scaled operands fit the buffer: per block, the operands scaled into the
+// buffer, the program over the block, then the read-out
+template <typename T>
+void run_chunk(BlockRunner<T>& run, const Operand<T> (&in)[2], const ReadOut<T>& read, int64_t begin, int64_t end) {
+  const int64_t dim = read.so.dim, per_sample = in[0].s.dim + in[1].s.dim + dim, align = run.program.align;
   const int64_t fit = std::max<int64_t>(1, kBufferBytes / (per_sample * int64_t(sizeof(T))) / align) * align;
   const int64_t block = std::min(fit, end - begin);
   std::vector<T> buffer(block * per_sample), positional(read.r ? dim : 0, T(0));
@@ -139,8 +186,7 @@ void run_chunk(const Layout& P, const T* values, const Operand<T> (&in)[2], cons
     // v accumulates in the rows it is kept in, else in out's rows (scaled in place below), else in the buffer
     T* y = read.kept ? read.kept + s0 * dim : read.out ? read.out + s0 * dim : v;
     std::fill(y, y + (s1 - s0) * dim, T(0));
-    for_each_tile(P.mul, 0, s1 - s0, [](int64_t, int64_t) {},
-                  [&](const Tile& tile) { run_tile(P, values, x[0], x[1], tile, S, y); });
+    run(x[0], x[1], s1 - s0, y);
     if (read.r) reduce_rows(read.r, y, read.so.index, dim, read.numel, read.so.ld != 0, s0, s1, read.grad,
                             positional.data());
     for (int64_t s = s0; read.out && s < s1; ++s) {
@@ -167,42 +213,42 @@ void for_chunks(int64_t n, bool shared_sum, int64_t numel, T* grad, Chunk&& chun
 }
 
 template <typename T>
-void run_weighted(const Layout& P, const T* values, const Operand<T> (&in)[2], const ReadOut<T>& read, int64_t n) {
+void run_weighted(const BlockProgram<T>& program, const Operand<T> (&in)[2], const ReadOut<T>& read, int64_t n) {
   for_chunks(n, read.r != nullptr && read.so.ld == 0, read.numel, read.grad, [&](int64_t s0, int64_t s1, T* grad) {
-    Scratch<T> S(P);
+    BlockRunner<T> run(program);
     ReadOut<T> mine = read;
     mine.grad = grad;
-    run_chunk(P, values, in, mine, s0, s1, S);
+    run_chunk(run, in, mine, s0, s1);
   });
 }
 
 void check_scale(const at::Tensor& w, const at::Tensor& index, int64_t n, int64_t dim, const char* name) {
-  TORCH_CHECK(w.dim() == 1 || (w.dim() == 2 && w.size(0) == n), "gaunt transform_weighted: ", name,
+  TORCH_CHECK(w.dim() == 1 || (w.dim() == 2 && w.size(0) == n), "gaunt scaled_weights: ", name,
               " must be [numel] or [n, numel]");
   TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 1 && index.size(0) == dim,
-              "gaunt transform_weighted: the index of ", name, " must be int64 [dim]");
+              "gaunt scaled_weights: the index of ", name, " must be int64 [dim]");
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> transform_weighted(const at::Tensor& a, const at::Tensor& b,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights(const at::Tensor& a, const at::Tensor& b,
                                                       const at::Tensor& wa, const at::Tensor& ia,
                                                       const at::Tensor& wb, const at::Tensor& ib,
                                                       const at::Tensor& wo, const at::Tensor& io,
                                                       const std::optional<at::Tensor>& r, bool write,
                                                       bool keep_v, const at::Tensor& values,
-                                                      const at::Tensor& meta) {
-  TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu(), "gaunt transform_weighted: CPU tensors only");
-  TORCH_CHECK(meta.scalar_type() == at::kLong && meta.is_contiguous(), "gaunt transform_weighted: meta int64");
-  const Layout P(meta.data_ptr<int64_t>());
-  const int64_t n = a.size(0), dim = P.dims[2];
-  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && b.size(0) == n && a.size(1) == P.dims[0] && b.size(1) == P.dims[1],
-              "gaunt transform_weighted: operands must be [n, dim] of the program");
-  check_scale(wa, ia, n, P.dims[0], "wa");
-  check_scale(wb, ib, n, P.dims[1], "wb");
+                                                      const at::Tensor& meta, bool direct) {
+  TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu(), "gaunt scaled_weights: CPU tensors only");
+  TORCH_CHECK(meta.scalar_type() == at::kLong && meta.is_contiguous(), "gaunt scaled_weights: meta int64");
+  const int64_t* dims = meta.data_ptr<int64_t>() + 1;  // both packings: mul, dim1, dim2, dim_out, ...
+  const int64_t n = a.size(0), dim = dims[2];
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && b.size(0) == n && a.size(1) == dims[0] && b.size(1) == dims[1],
+              "gaunt scaled_weights: operands must be [n, dim] of the program");
+  check_scale(wa, ia, n, dims[0], "wa");
+  check_scale(wb, ib, n, dims[1], "wb");
   check_scale(wo, io, n, dim, "wo");
   for (const at::Tensor* t : {&b, &wa, &wb, &wo, &values})
-    TORCH_CHECK(t->scalar_type() == a.scalar_type(), "gaunt transform_weighted: one dtype for every float tensor");
+    TORCH_CHECK(t->scalar_type() == a.scalar_type(), "gaunt scaled_weights: one dtype for every float tensor");
   TORCH_CHECK(!r || (r->dim() == 2 && r->size(0) == n && r->size(1) == dim && r->scalar_type() == a.scalar_type()),
-              "gaunt transform_weighted: r must be [n, dim_out] of the operands' dtype");
+              "gaunt scaled_weights: r must be [n, dim_out] of the operands' dtype");
   std::vector<at::Tensor> keep = {a.contiguous(), b.contiguous(), wa.contiguous(), wb.contiguous(),
                                   wo.contiguous(), ia.contiguous(), ib.contiguous(), io.contiguous(),
                                   values.contiguous(), r ? r->contiguous() : at::Tensor()};
@@ -211,9 +257,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> transform_weighted(const at::Tens
   advise_huge_pages(out);
   advise_huge_pages(v);
   const int64_t numel = wo.size(-1);
-  at::Tensor grad = r ? at::zeros(wo.dim() == 1 ? at::IntArrayRef{numel} : at::IntArrayRef{n, numel}, a.options())
-                      : at::empty({0}, a.options());
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gaunt_transform_weighted", [&] {
+  // shared: zeroed here (the chunks add to it); per sample: every row written by the kernel
+  at::Tensor grad = !r ? at::empty({0}, a.options())
+                    : wo.dim() == 1 ? at::zeros({numel}, a.options()) : at::empty({n, numel}, a.options());
+  if (r) advise_huge_pages(grad);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gaunt_scaled_weights", [&] {
     using T = scalar_t;
     auto scale = [&](int w, int i) {
       const at::Tensor& t = keep[w];
@@ -222,7 +270,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> transform_weighted(const at::Tens
     const Operand<T> in[2] = {{keep[0].data_ptr<T>(), scale(2, 5)}, {keep[1].data_ptr<T>(), scale(3, 6)}};
     const ReadOut<T> read{write ? out.data_ptr<T>() : nullptr, keep_v ? v.data_ptr<T>() : nullptr, scale(4, 7),
                           r ? keep[9].data_ptr<T>() : nullptr, r ? grad.data_ptr<T>() : nullptr, numel};
-    run_weighted<T>(P, keep[8].data_ptr<T>(), in, read, n);
+    run_weighted<T>(BlockProgram<T>(keep[8].data_ptr<T>(), meta.data_ptr<int64_t>(), direct), in, read, n);
   });
   return {out, grad, v};
 }
@@ -236,7 +284,7 @@ at::Tensor weight_reduce(const at::Tensor& r, const at::Tensor& v, const at::Ten
   check_scale(w, io, n, dim, "w");
   const at::Tensor rc = r.contiguous(), vc = v.contiguous(), index = io.contiguous();
   const bool per_sample = w.dim() == 2;
-  at::Tensor grad = at::zeros(w.sizes(), r.options());
+  at::Tensor grad = per_sample ? at::empty(w.sizes(), r.options()) : at::zeros(w.sizes(), r.options());
   AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "gaunt_weight_reduce", [&] {
     using T = scalar_t;
     const T *rp = rc.data_ptr<T>(), *vp = vc.data_ptr<T>();
@@ -254,12 +302,12 @@ at::Tensor weight_reduce(const at::Tensor& r, const at::Tensor& v, const at::Ten
 
 TORCH_LIBRARY_FRAGMENT(gaunt_fused, m) {
   m.def(
-      "transform_weighted(Tensor a, Tensor b, Tensor wa, Tensor ia, Tensor wb, Tensor ib, Tensor wo, Tensor io, "
-      "Tensor? r, bool write, bool keep_v, Tensor values, Tensor meta) -> (Tensor, Tensor, Tensor)");
+      "scaled_weights(Tensor a, Tensor b, Tensor wa, Tensor ia, Tensor wb, Tensor ib, Tensor wo, Tensor io, "
+      "Tensor? r, bool write, bool keep_v, Tensor values, Tensor meta, bool direct) -> (Tensor, Tensor, Tensor)");
   m.def("weight_reduce(Tensor r, Tensor v, Tensor io, Tensor w) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(gaunt_fused, CPU, m) {
-  m.impl("transform_weighted", &transform_weighted);
+  m.impl("scaled_weights", &scaled_weights);
   m.impl("weight_reduce", &weight_reduce);
 }

@@ -1,4 +1,4 @@
-"""Factorised weights folded into the transform kernel (``transform_weighted``, ``csrc/transform_weighted.cpp``):
+"""Factorised weights folded into the transform kernel (``scaled_weights``, ``csrc/scaled_weights.cpp``):
 every slot of the op against autograd of the multilinear form written in torch (shared and per-sample weights,
 sums over several chunks, independent of the threads); the folded products against the unfolded path and the
 torch executor (values and gradients, broadcast and empty batches, a one-channel x2, an output sign),
@@ -11,7 +11,7 @@ import torch
 from test_direct_weighted import TOL, OpNames, assert_close_to, irreps_of, outputs_and_gradients
 
 from gaunt.products import GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build
-from gaunt.products import transform_weighted as op
+from gaunt.products import scaled_weights as op
 from gaunt.products.executors import cpu_runner
 from gaunt.products.torch_executor import TorchProgram
 
@@ -20,9 +20,9 @@ pytestmark = needs_kernel
 PRODUCTS = [GridGauntProduct, GauntProduct, VectorGauntProduct]
 
 
-def on_transform(product: torch.nn.Module) -> torch.nn.Module:
-    """``product`` with its program on the transform kernel (whatever "auto" chose)."""
-    cpu_runner(product.frame.runner).use_kernel("transform")
+def on_transform(product: torch.nn.Module, kernel: str = "transform") -> torch.nn.Module:
+    """``product`` with its program (and its derivative programs) on ``kernel`` (whatever "auto" chose)."""
+    cpu_runner(product.frame.runner).use_kernel(kernel)
     return product
 
 
@@ -42,22 +42,23 @@ def random_args(program, numel: int, n: int, per_sample: bool, seed: int):
     return batch + weights, index
 
 
-def registered(product) -> tuple:
-    fused = cpu_runner(on_transform(product).frame.runner)
+def registered(product, kernel: str = "transform") -> tuple:
+    fused = cpu_runner(on_transform(product, kernel).frame.runner)
     return fused.program, fused.program_id
 
 
+@pytest.mark.parametrize("kernel", ["transform", "direct"])
 @pytest.mark.parametrize("per_sample", [False, True])
 @pytest.mark.parametrize("n", [5, 300])  # one chunk; three chunks of the shared sums
-def test_every_slot_equals_autograd_of_the_form(per_sample, n):
+def test_every_slot_equals_autograd_of_the_form(per_sample, n, kernel):
     product = GridGauntProduct(*irreps_of(GridGauntProduct, 3, 2), executor="cpu_fused").double()
-    program, program_id = registered(product)
+    program, program_id = registered(product, kernel)
     args, index = random_args(program, 11, n, per_sample, seed=n)
     leaves = [a.clone().requires_grad_() for a in args]
     exact = torch.autograd.grad(form(program, leaves, index), leaves)
     for pair in range(3):
         for batch, weight in ((True, True), (True, False), (False, True)):
-            got = op.transform_weighted(pair, batch, weight, *args, *index, program_id)
+            got = op.scaled_weights(pair, batch, weight, *args, *index, program_id)
             if batch:
                 assert_close_to(got[0], exact[pair], 1e-12, f"slot {pair}")
             else:
@@ -75,7 +76,7 @@ def test_a_wrong_index_is_seen():
     args, index = random_args(program, 7, 4, False, seed=1)
     exact = torch.autograd.grad(form(program, [a.requires_grad_() for a in args], index), args)
     wrong = [index[0], index[1], index[2].roll(1)]
-    got = op.transform_weighted(2, True, True, *[a.detach() for a in args], *wrong, program_id)
+    got = op.scaled_weights(2, True, True, *[a.detach() for a in args], *wrong, program_id)
     with pytest.raises(AssertionError):
         assert_close_to(got[0], exact[2], 1e-6)
 
@@ -90,7 +91,7 @@ def test_the_shared_sums_do_not_depend_on_the_threads():
         results = []
         for t in (1, 2):
             torch.set_num_threads(t)
-            results.append(op.transform_weighted(0, True, True, *args, *index, program_id))
+            results.append(op.scaled_weights(0, True, True, *args, *index, program_id))
     finally:
         torch.set_num_threads(threads)
     for a, b in zip(*results):
@@ -103,11 +104,11 @@ def test_opcheck_and_the_op_gradients():
     for per_sample in (False, True):
         args, index = random_args(program, 5, 3, per_sample, seed=2)
         args = [a.requires_grad_() for a in args]
-        torch.library.opcheck(op.transform_weighted, (2, True, True, *args, *index, program_id))
-        torch.library.opcheck(op.transform_weighted, (0, True, False, *args, *index, program_id))
+        torch.library.opcheck(op.scaled_weights, (2, True, True, *args, *index, program_id))
+        torch.library.opcheck(op.scaled_weights, (0, True, False, *args, *index, program_id))
 
         def f(*a):
-            out = op.transform_weighted(1, True, True, *a, *index, program_id)
+            out = op.scaled_weights(1, True, True, *a, *index, program_id)
             return out[0], out[1]
 
         assert torch.autograd.gradcheck(f, args)
@@ -115,16 +116,20 @@ def test_opcheck_and_the_op_gradients():
 
 
 # ------------------------------------------------------------------------------------------------ the products
-@pytest.mark.parametrize("per_sample", [False, True])
+# shared weights on the direct kernel fold as coefficients (test_direct_weighted), every other case as scales
+SCALED = [("transform", False), ("transform", True), ("direct", True)]  # (kernel, per_sample)
+
+
+@pytest.mark.parametrize(("kernel", "per_sample"), SCALED)
 @pytest.mark.parametrize("mul2", [None, 1])  # x2 with every channel, or one channel copied by the frame
 @pytest.mark.parametrize("mul", [3, 16])
 @pytest.mark.parametrize("cls", PRODUCTS)
-def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, mul, mul2, per_sample):
+def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, mul, mul2, per_sample, kernel):
     irreps = irreps_of(cls, mul, 2, mul2)
     kw = dict(internal_weights=False, shared_weights=not per_sample)
-    product = on_transform(cls(*irreps, executor="cpu_fused", **kw).double())
+    product = on_transform(cls(*irreps, executor="cpu_fused", **kw).double(), kernel)
     reference = cls(*irreps, executor="torch", **kw).double()
-    assert "folded into the transform kernel" in repr(product)
+    assert "as scales" in repr(product)
     g = torch.Generator().manual_seed(mul)
     dims = product.irreps_in1.dim, product.irreps_in2.dim, product.irreps_out.dim
     for batch1, batch2 in (((2, 1), (3,)), ((7,), (7,)), ((0,), (0,))):
@@ -137,13 +142,13 @@ def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, mul
         for dtype, tol in TOL.items():
             cast = [t.to(dtype) for t in (x1, x2, w, cotangent)]
             product.to(dtype)
-            assert product.frame.folds(*cast[:3], per_sample=per_sample) == "transform"
+            assert product.frame.folds(*cast[:3], per_sample=per_sample) == "scales"
             folded, names = outputs_and_gradients(product, *cast)
-            assert names.ran("gaunt.cpu_transform_weighted") == bool(x1.numel() and x2.numel())
+            assert names.ran("gaunt.cpu_scaled_weights") == bool(x1.numel() and x2.numel())
             product.frame.fold_weights = False
             unfolded, names = outputs_and_gradients(product, *cast)
             product.frame.fold_weights = True
-            assert not names.ran("gaunt.cpu_transform_weighted")
+            assert not names.ran("gaunt.cpu_scaled_weights")
             for k, (a, b, e) in enumerate(zip(folded, unfolded, exact)):
                 assert a.dtype == dtype and a.shape == e.shape
                 if e.numel() and float(e.abs().max()) > 0:
@@ -154,16 +159,17 @@ def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, mul
         product.double()
 
 
-@pytest.mark.parametrize("per_sample", [False, True])
-def test_gradcheck_and_gradgradcheck_with_the_weight(per_sample):
+@pytest.mark.parametrize(("kernel", "per_sample"), SCALED)
+def test_gradcheck_and_gradgradcheck_with_the_weight(per_sample, kernel):
     irreps = ("4x0e+4x1o+4x2e", "0e+1o", "4x0e+4x1o+4x2e")  # x2 copied to every channel
-    product = on_transform(GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False).double())
+    product = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False).double()
+    on_transform(product, kernel)
     g = torch.Generator().manual_seed(2)
     x1 = torch.randn(3, product.irreps_in1.dim, generator=g, dtype=torch.float64, requires_grad=True)
     x2 = torch.randn(3, product.irreps_in2.dim, generator=g, dtype=torch.float64, requires_grad=True)
     shape = (3, product.weight_numel) if per_sample else (product.weight_numel,)
     w = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
-    assert product.frame.folds(x1, x2, w, per_sample=per_sample) == "transform"
+    assert product.frame.folds(x1, x2, w, per_sample=per_sample) == "scales"
 
     def f(a, b, c):
         return product.frame(a, b, c, per_sample)
@@ -171,7 +177,7 @@ def test_gradcheck_and_gradgradcheck_with_the_weight(per_sample):
     with OpNames() as names:
         assert torch.autograd.gradcheck(f, (x1, x2, w))
         assert torch.autograd.gradgradcheck(f, (x1, x2, w))
-    assert names.ran("gaunt.cpu_transform_weighted") and not names.ran("gaunt.cpu_sphere_program")
+    assert names.ran("gaunt.cpu_scaled_weights") and not names.ran("gaunt.cpu_sphere_program")
 
 
 def test_compile_traces_the_folded_op_with_no_graph_break():
@@ -190,7 +196,7 @@ def test_compile_traces_the_folded_op_with_no_graph_break():
     x2 = torch.randn(5, product.irreps_in2.dim, generator=g)
     out = torch.compile(product, fullgraph=True, backend=backend)(x1, x2)
     grads = torch.autograd.grad(out.square().sum(), (x1, product.weight))
-    assert len(graphs) == 1 and "cpu_transform_weighted" in graphs[0]
+    assert len(graphs) == 1 and "cpu_scaled_weights" in graphs[0]
     eager = product(x1, x2)
     eager_grads = torch.autograd.grad(eager.square().sum(), (x1, product.weight))
     torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)
@@ -198,25 +204,23 @@ def test_compile_traces_the_folded_op_with_no_graph_break():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_the_frame_folds_into_the_kernel_that_runs_the_program():
+def test_the_frame_folds_shared_weights_on_the_direct_kernel_as_coefficients_else_as_scales():
     irreps = irreps_of(GridGauntProduct, 4, 1)
     shared = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False, shared_weights=True)
     per_sample = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False, shared_weights=False)
     x1, x2 = torch.randn(3, shared.irreps_in1.dim), torch.randn(3, shared.irreps_in2.dim)
     w = torch.randn(shared.weight_numel)
     assert cpu_runner(shared.frame.runner).kernel == "direct"
-    assert shared.frame.folds(x1, x2, w, per_sample=False) == "direct"
-    assert per_sample.frame.folds(x1, x2, w.expand(3, -1), per_sample=True) is None  # direct: shared only
-    on_transform(per_sample)
-    assert per_sample.frame.folds(x1, x2, w.expand(3, -1), per_sample=True) == "transform"
+    assert shared.frame.folds(x1, x2, w, per_sample=False) == "coefficients"
+    assert per_sample.frame.folds(x1, x2, w.expand(3, -1), per_sample=True) == "scales"  # on the direct kernel
     assert shared.frame.folds(x1.to(torch.bfloat16), x2.to(torch.bfloat16), w, per_sample=False) is None
     expected = shared(x1, x2, w)
     on_transform(shared)
-    assert shared.frame.folds(x1, x2, w, per_sample=False) == "transform"
+    assert shared.frame.folds(x1, x2, w, per_sample=False) == "scales"
     with OpNames() as names:
         torch.testing.assert_close(shared(x1, x2, w), expected, rtol=1e-5, atol=1e-5)
-    assert names.ran("gaunt.cpu_transform_weighted") and not names.ran("gaunt.cpu_sphere_program")
-    assert GridGauntProduct(*irreps, executor="torch").frame.transform_folded is None
+    assert names.ran("gaunt.cpu_scaled_weights") and not names.ran("gaunt.cpu_sphere_program")
+    assert GridGauntProduct(*irreps, executor="torch").frame.scaled is None
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
@@ -228,15 +232,15 @@ def test_the_product_keeps_v_for_the_weight_gradient(per_sample):
     args, index = random_args(program, 13, 200, per_sample, seed=7)
     x1, x2, _, w1, w2, w3 = (a.requires_grad_() for a in args)
     inputs = (x1, x2, w1, w2, w3)
-    torch.library.opcheck(op.transform_weighted_product, (*inputs, *index, program_id, True))
+    torch.library.opcheck(op.scaled_weights_product, (*inputs, *index, program_id, True))
     cotangent = torch.randn(200, program.dims[2], dtype=torch.float64)
     results = {}
     for create_graph in (False, True):
         with OpNames() as names:
-            out, v = op.transform_weighted_product(*inputs, *index, program_id, True)
+            out, v = op.scaled_weights_product(*inputs, *index, program_id, True)
             results[create_graph] = torch.autograd.grad(out, inputs, cotangent, create_graph=create_graph)
         assert names.ran("gaunt.cpu_weight_reduce") != create_graph
-        assert sum("cpu_transform_weighted.default" in n for n in names.names) == 2 + create_graph
+        assert sum("cpu_scaled_weights.default" in n for n in names.names) == 2 + create_graph
     assert not v.requires_grad and v.shape == out.shape
     exact = torch.autograd.grad(form(program, [x1, x2, cotangent, w1, w2, w3], index), inputs)
     for a, b, e in zip(results[False], results[True], exact):

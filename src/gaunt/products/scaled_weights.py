@@ -1,4 +1,5 @@
-"""Factorised weights folded into the transform kernel of "cpu_fused": a product as one multilinear form.
+"""Factorised weights read as per-position scales around the kernels of "cpu_fused": a product as one
+multilinear form.
 
 A product with factorised weights (``sphere_frame``) computes ``out = s3 * P(s1 * x1, s2 * x2)`` with a scale
 per position ``k`` of each operand read from a weight tensor by an index,
@@ -11,8 +12,8 @@ per position ``k`` of each operand read from a weight tensor by an index,
     T(x1, x2, g, w1, w2, w3) = sum_n sum_k g[n, k] s3[n, k] P(s1 * x1, s2 * x2)[n, k],
 
 linear in each of its six arguments. Its gradients (the *slots*) come in three pairs, each pair one run of
-the transform kernel (``csrc/transform_weighted.cpp``) on the program or a derivative program (``P'_1(g,
-x2)``, ``P'_2(x1, g)``: ``program.derivative``):
+the kernel that runs the program or a derivative program (``P'_1(g, x2)``, ``P'_2(x1, g)``:
+``program.derivative``; "transform" or "direct", ``csrc/scaled_weights.cpp``):
 
     pair 0:  slot 0 = dT/dx1 = s1 * v,    slot 3 = dT/dw1 = sum_{k -> w1} x1 * v,    v = P'_1(s3 * g, s2 * x2)
     pair 1:  slot 1 = dT/dx2 = s2 * v,    slot 4 = dT/dw2 = sum_{k -> w2} x2 * v,    v = P'_2(s1 * x1, s3 * g)
@@ -21,11 +22,12 @@ x2)``, ``P'_2(x1, g)``: ``program.derivative``):
 (the sums over the positions ``k`` that read one weight, and over the batch where the weight is shared).
 Slot 2 is the product. The vector-Jacobian product of slot i's gradient with respect to argument j, for the
 cotangent c, is slot j's gradient with argument i replaced by c (as for ``direct_weighted`` and
-``grid_messages``), so every derivative of every order runs on the same kernel; the pairs that a backward
-needs run once each. Where the weights are folded the frame makes no weighted copy of an input and no
-elementwise pass over the batch for the weights or their gradients.
+``grid_messages``), so every derivative of every order runs on the same kernels; the pairs that a backward
+needs run once each. The kernel scales the operands of a cache-sized block of samples, runs the program on
+it, and scales or sums the result: no weighted copy of an input, no elementwise pass over the batch for the
+weights or their gradients.
 
-:class:`TransformWeighted` holds the tables of one frame; ``sphere_frame.FactorisedFrame`` decides when it runs.
+:class:`ScaledWeights` holds the tables of one frame; ``sphere_frame.FactorisedFrame`` decides when it runs.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .cpu_executor import derivative_id, transform_tables
+from .cpu_executor import derivative_id, program_tables
 
 ARGS = ("x1", "x2", "g", "w1", "w2", "w3")  # the arguments of T, in slot order
 
@@ -47,8 +49,8 @@ def _program_id(program_id: int, pair: int) -> int:
     return program_id if wrt is None else derivative_id(program_id, wrt)
 
 
-@torch.library.custom_op("gaunt::cpu_transform_weighted", mutates_args=())
-def transform_weighted(
+@torch.library.custom_op("gaunt::cpu_scaled_weights", mutates_args=())
+def scaled_weights(
     pair: int,
     batch: bool,
     weight: bool,
@@ -65,32 +67,21 @@ def transform_weighted(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Slots ``pair`` (if ``batch``; else an empty ``[0, dim]``) and ``pair + 3`` (if ``weight``; else an empty
     ``[0]``) of T (module docstring) for ``x1 [n, dim1]``, ``x2 [n, dim2]``, ``g [n, dim_out]``, weights ``w_i
-    [numel_i]`` or ``[n, numel_i]`` and indices ``index_i [dim_i]`` (int64), on the transform kernel of the
-    registered program ``program_id`` (``cpu_executor.register_program``). The value of argument ``pair`` (and
+    [numel_i]`` or ``[n, numel_i]`` and indices ``index_i [dim_i]`` (int64), on the kernel that runs the
+    registered program ``program_id`` (``cpu_executor.register_program``) or its derivative program. The value of argument ``pair`` (and
     of its weight, ``pair + 3``) is not read, only its shape."""
     args, index = (x1, x2, g, w1, w2, w3), (index1, index2, index3)
     _, (a, b), o = PAIRS[pair]
-    values, meta = transform_tables(_program_id(program_id, pair), x1.dtype)
+    kernel, values, meta = program_tables(_program_id(program_id, pair), x1.dtype)
     r = args[o] if weight else None
-    out, grad, _ = torch.ops.gaunt_fused.transform_weighted(
-        args[a],
-        args[b],
-        args[a + 3],
-        index[a],
-        args[b + 3],
-        index[b],
-        args[o + 3],
-        index[o],
-        r,
-        batch,
-        False,
-        values,
-        meta,
+    (wa, ia), (wb, ib), (wo, io) = ((args[i + 3], index[i]) for i in (a, b, o))  # the weights of each operand
+    out, grad, _ = torch.ops.gaunt_fused.scaled_weights(
+        args[a], args[b], wa, ia, wb, ib, wo, io, r, batch, False, values, meta, kernel == "direct"
     )
     return out, grad
 
 
-@transform_weighted.register_fake
+@scaled_weights.register_fake
 def _fake(pair, batch, weight, x1, x2, g, w1, w2, w3, index1, index2, index3, program_id):
     x, w = (x1, x2, g)[pair], (w1, w2, w3)[pair]
     return x.new_empty((x.shape[0] if batch else 0, x.shape[1])), w.new_empty(w.shape if weight else (0,))
@@ -113,7 +104,7 @@ def slot_gradients(args: list, cotangents: dict[int, torch.Tensor], needs, index
             batch, weight = needs[p] and p != s, needs[p + 3] and p + 3 != s
             if not (batch or weight):
                 continue
-            out = transform_weighted(p, batch, weight, *given, *index, program_id)
+            out = scaled_weights(p, batch, weight, *given, *index, program_id)
             for j, term, wanted in ((p, out[0], batch), (p + 3, out[1], weight)):
                 if wanted:
                     grads[j] = term if grads[j] is None else grads[j] + term
@@ -132,11 +123,11 @@ def _backward(ctx, grad_batch: torch.Tensor, grad_weight: torch.Tensor):
     return None, None, None, *grads, None, None, None, None
 
 
-transform_weighted.register_autograd(_backward, setup_context=_setup_context)
+scaled_weights.register_autograd(_backward, setup_context=_setup_context)
 
 
-@torch.library.custom_op("gaunt::cpu_transform_weighted_product", mutates_args=())
-def transform_weighted_product(
+@torch.library.custom_op("gaunt::cpu_scaled_weights_product", mutates_args=())
+def scaled_weights_product(
     x1: torch.Tensor,
     x2: torch.Tensor,
     w1: torch.Tensor,
@@ -151,9 +142,9 @@ def transform_weighted_product(
     """The product (slot 2) and, if ``keep``, ``v = P(s1 * x1, s2 * x2)`` ``[n, dim_out]`` (else ``[0,
     dim_out]``; not differentiable). Its backward runs pairs 0 and 1; slot 5 (the gradient of ``w3``) is the
     sum of ``g * v`` by ``index3`` where v was kept and no graph is made of the backward, else pair 2 again."""
-    values, meta = transform_tables(program_id, x1.dtype)
-    out, _, v = torch.ops.gaunt_fused.transform_weighted(
-        x1, x2, w1, index1, w2, index2, w3, index3, None, True, keep, values, meta
+    kernel, values, meta = program_tables(program_id, x1.dtype)
+    out, _, v = torch.ops.gaunt_fused.scaled_weights(
+        x1, x2, w1, index1, w2, index2, w3, index3, None, True, keep, values, meta, kernel == "direct"
     )
     return out, v
 
@@ -170,7 +161,7 @@ def _weight_reduce_fake(r, v, index, w):
     return w.new_empty(w.shape)
 
 
-@transform_weighted_product.register_fake
+@scaled_weights_product.register_fake
 def _product_fake(x1, x2, w1, w2, w3, index1, index2, index3, program_id, keep):
     dim = index3.shape[0]
     return x1.new_empty((x1.shape[0], dim)), x1.new_empty((x1.shape[0] if keep else 0, dim))
@@ -196,10 +187,10 @@ def _product_backward(ctx, grad: torch.Tensor, _):
     return *grads[:2], *grads[3:], None, None, None, None, None
 
 
-transform_weighted_product.register_autograd(_product_backward, setup_context=_setup_product)
+scaled_weights_product.register_autograd(_product_backward, setup_context=_setup_product)
 
 
-class TransformWeighted(torch.nn.Module):
+class ScaledWeights(torch.nn.Module):
     """The folded product of one frame on the transform kernel: ``self(fused, x1, x2, weight)``: ``[n, dim1] x
     [n, dim2] x ([numel] or [n, numel]) -> [n, dim_out]`` for the program of ``fused`` (a
     ``cpu_executor.FusedProgram``, read on every call: a copied module registers its program anew).
@@ -223,14 +214,14 @@ class TransformWeighted(torch.nn.Module):
             index3 = index3 + self._negative * weight.shape[-1]
         keep = torch.is_grad_enabled() and weight.requires_grad  # v, for the weight gradient of the backward
         index = (self._index1, self._index2, index3)
-        return transform_weighted_product(x1, x2, weight, weight, w3, *index, fused.program_id, keep)[0]
+        return scaled_weights_product(x1, x2, weight, weight, w3, *index, fused.program_id, keep)[0]
 
 
 __all__ = [
     "ARGS",
     "PAIRS",
-    "TransformWeighted",
+    "ScaledWeights",
     "slot_gradients",
-    "transform_weighted",
-    "transform_weighted_product",
+    "scaled_weights",
+    "scaled_weights_product",
 ]
