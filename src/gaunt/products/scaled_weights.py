@@ -68,8 +68,8 @@ def scaled_weights(
     """Slots ``pair`` (if ``batch``; else an empty ``[0, dim]``) and ``pair + 3`` (if ``weight``; else an empty
     ``[0]``) of T (module docstring) for ``x1 [n, dim1]``, ``x2 [n, dim2]``, ``g [n, dim_out]``, weights ``w_i
     [numel_i]`` or ``[n, numel_i]`` and indices ``index_i [dim_i]`` (int64), on the kernel that runs the
-    registered program ``program_id`` (``cpu_executor.register_program``) or its derivative program. The value of argument ``pair`` (and
-    of its weight, ``pair + 3``) is not read, only its shape."""
+    registered program ``program_id`` (``cpu_executor.register_program``) or its derivative program. The
+    value of argument ``pair`` (and of its weight, ``pair + 3``) is not read, only its shape."""
     args, index = (x1, x2, g, w1, w2, w3), (index1, index2, index3)
     _, (a, b), o = PAIRS[pair]
     kernel, values, meta = program_tables(_program_id(program_id, pair), x1.dtype)
