@@ -87,7 +87,10 @@ class FactorisedFrame(torch.nn.Module):
             return None
         if not torch.compiler.is_compiling() and any(fwAD.unpack_dual(t).tangent is not None for t in (x1, x2, weight)):
             return None
-        direct = getattr(cpu_runner(self.runner), "kernel", None) == "direct"
+        fused = cpu_runner(self.runner)  # the runner may have been replaced since the frame was made
+        if getattr(fused, "executor", None) != "cpu_fused":
+            return None
+        direct = fused.kernel == "direct"
         return "coefficients" if direct and self.folded is not None and not per_sample else "scales"
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, per_sample: bool) -> torch.Tensor:
