@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_direct_weighted import TOL, OpNames, assert_close_to, irreps_of, outputs_and_gradients
+from conftest import assert_equivariant, random_inputs
+from test_direct_weighted import (
+    TOL,
+    OpNames,
+    assert_close_to,
+    assert_compiles_with_no_graph_break,
+    irreps_of,
+    outputs_and_gradients,
+)
 
 from gaunt.products import GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build
 from gaunt.products import scaled_weights as op
@@ -181,27 +189,9 @@ def test_gradcheck_and_gradgradcheck_with_the_weight(per_sample, kernel):
 
 
 def test_compile_traces_the_folded_op_with_no_graph_break():
-    torch._dynamo.reset()
     irreps = irreps_of(GridGauntProduct, 16, 2)
     product = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=True, weight_init="randn").float()
-    on_transform(product)
-    graphs = []
-
-    def backend(gm, example_inputs):
-        graphs.append(gm.code)
-        return gm.forward
-
-    g = torch.Generator().manual_seed(3)
-    x1 = torch.randn(5, product.irreps_in1.dim, generator=g, requires_grad=True)
-    x2 = torch.randn(5, product.irreps_in2.dim, generator=g)
-    out = torch.compile(product, fullgraph=True, backend=backend)(x1, x2)
-    grads = torch.autograd.grad(out.square().sum(), (x1, product.weight))
-    assert len(graphs) == 1 and "cpu_scaled_weights" in graphs[0]
-    eager = product(x1, x2)
-    eager_grads = torch.autograd.grad(eager.square().sum(), (x1, product.weight))
-    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)
-    for a, b in zip(grads, eager_grads):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert_compiles_with_no_graph_break(on_transform(product), "cpu_scaled_weights")
 
 
 def test_the_frame_folds_shared_weights_on_the_direct_kernel_as_coefficients_else_as_scales():
@@ -246,3 +236,16 @@ def test_the_product_keeps_v_for_the_weight_gradient(per_sample):
     for a, b, e in zip(results[False], results[True], exact):
         assert_close_to(a, e, 1e-12)
         assert_close_to(b, e, 1e-12)
+
+
+@pytest.mark.parametrize(("kernel", "per_sample"), SCALED)
+@pytest.mark.parametrize("cls", PRODUCTS)
+def test_folded_products_are_equivariant(cls, kernel, per_sample):
+    """Rotations, improper rotations and inversion, float64, 1e-12 of the output scale, on the scaled op."""
+    irreps = irreps_of(cls, 3, 2, 1)
+    product = cls(*irreps, executor="cpu_fused", internal_weights=False, shared_weights=not per_sample).double()
+    x1, x2, w = random_inputs(on_transform(product, kernel), (4,), torch.float64, seed=11)
+    assert product.frame.folds(x1, x2, w, per_sample) == "scales"
+    with OpNames() as names:
+        assert_equivariant(product, x1, x2, w)
+    assert names.ran("gaunt.cpu_scaled_weights_product")

@@ -91,6 +91,7 @@ def _setup_context(ctx, inputs, output) -> None:
     pair, batch, weight, *args, index1, index2, index3, program_id = inputs
     ctx.pair, ctx.batch, ctx.weight, ctx.program_id = pair, batch, weight, program_id
     ctx.save_for_backward(*args, index1, index2, index3)
+    ctx.set_materialize_grads(False)  # an output that is not used gets no tensor of zeros
 
 
 def slot_gradients(args: list, cotangents: dict[int, torch.Tensor], needs, index, program_id: int) -> list:
@@ -114,9 +115,9 @@ def slot_gradients(args: list, cotangents: dict[int, torch.Tensor], needs, index
 def _backward(ctx, grad_batch: torch.Tensor, grad_weight: torch.Tensor):
     *args, index1, index2, index3 = ctx.saved_tensors
     cotangents = {}
-    if ctx.batch:
+    if ctx.batch and grad_batch is not None:
         cotangents[ctx.pair] = grad_batch
-    if ctx.weight:
+    if ctx.weight and grad_weight is not None:
         cotangents[ctx.pair + 3] = grad_weight
     needs = ctx.needs_input_grad[3:9]
     grads = slot_gradients(list(args), cotangents, needs, (index1, index2, index3), ctx.program_id)
@@ -172,9 +173,12 @@ def _setup_product(ctx, inputs, output) -> None:
     ctx.program_id, ctx.keep = program_id, keep
     ctx.save_for_backward(*args, output[1])
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # no [n, dim_out] of zeros for v's cotangent
 
 
-def _product_backward(ctx, grad: torch.Tensor, _):
+def _product_backward(ctx, grad: torch.Tensor | None, _):
+    if grad is None:
+        return (None,) * 10
     x1, x2, w1, w2, w3, index1, index2, index3, v = ctx.saved_tensors
     needs = list(ctx.needs_input_grad[:2]) + [False] + list(ctx.needs_input_grad[2:5])
     reduce = ctx.keep and needs[5] and not torch.is_grad_enabled()  # v kept, and no graph of this backward
