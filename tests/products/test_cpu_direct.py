@@ -5,6 +5,7 @@ it, and the rule that chooses it per program (``cpu_direct.choose_kernel``)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -16,6 +17,7 @@ from gaunt.products import GauntProduct, GridGauntProduct, VectorGauntProduct, c
 from gaunt.products.coupling import Coupling, NotChannelWise, coupling
 from gaunt.products.cpu_direct import blocks, choose_kernel
 from gaunt.products.cpu_executor import FusedProgram, derivative_id, kernel_of
+from gaunt.products.executors import cpu_runner
 from gaunt.products.program import Projection, SphereProgram, Synthesis, derivative
 from gaunt.products.torch_executor import TorchProgram
 
@@ -245,3 +247,25 @@ def test_the_rule_chooses_direct_at_small_L_and_transform_at_large_L(L, kernel):
     (fused,) = [m for m in product.modules() if isinstance(m, FusedProgram)]
     assert fused.kernel == kernel and f"kernel={kernel}" in repr(product)
     assert kernel_of(derivative_id(fused.program_id, 0)) == kernel
+
+
+def test_the_rule_weighs_the_kernels_as_the_frame_folds_the_weights():
+    """At GridGaunt L = 5 (flops / (nnz mul) = 2.04) the plain program and per-sample weights take the direct
+    kernel, shared weights the transform kernel (``DIRECT_COST``: 1.8, 1.4, 3.0); products pass their mode."""
+    program = GridGauntProduct(*irreps_of(GridGauntProduct, 4, 5), executor="torch").program
+    assert choose_kernel(program)[0] == "direct"
+    assert choose_kernel(program, weights="per_sample")[0] == "direct"
+    assert choose_kernel(program, weights="shared")[0] == "transform"
+    with pytest.raises(ValueError, match="weights"):
+        choose_kernel(program, weights="both")
+
+
+@needs_kernel
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_product_and_its_copy_run_the_kernel_of_its_weights(shared):
+    product = GridGauntProduct(*irreps_of(GridGauntProduct, 4, 5), executor="cpu_fused", shared_weights=shared)
+    expected = "transform" if shared else "direct"
+    for p in (product, copy.deepcopy(product)):
+        fused = cpu_runner(p.frame.runner)
+        assert fused.kernel == expected and fused.weights == ("shared" if shared else "per_sample")
+        assert kernel_of(derivative_id(fused.program_id, 0)) == expected

@@ -10,10 +10,19 @@ Two C++ kernels run a sphere program on the CPU (both in the ``gaunt_fused`` lib
 
 :func:`choose_kernel` takes the cheaper by the estimate
 
-    direct  if  DIRECT_COST * nnz * mul  <  program.flops_per_sample()
+    direct  if  DIRECT_COST[weights] * nnz * mul  <  program.flops_per_sample()
 
-(programs that are not channel-wise always take "transform"). ``DIRECT_COST`` is the time of one triple
-in units of one multiply-add of the transform kernel, measured on this project's machine (see its comment).
+(programs that are not channel-wise always take "transform"). ``DIRECT_COST[weights]`` is the time of one
+triple in units of one multiply-add of the transform kernel, measured on this project's machine, for how the
+program's operands are weighted (``weights``):
+
+* ``None``: a plain program (the kernels alone; ``benchmarks/fused_cpu/calibrate.py``);
+* ``"shared"``: a product's frame with weights shared by the batch (folded as coefficients of the direct kernel,
+  ``direct_weighted``, or as scales around the transform kernel, ``scaled_weights``);
+* ``"per_sample"``: a frame with per-sample weights (scales around either kernel).
+
+The two frame constants come from whole steps of GridGauntProduct (forward and every gradient) on both kernels
+(``benchmarks/fused_cpu/crossover.py``, see its results in ``benchmarks/fused_cpu/README.md``).
 """
 
 from __future__ import annotations
@@ -24,30 +33,37 @@ from .coupling import Coupling, NotChannelWise, coupling
 from .program import SphereProgram
 
 #: time of one triple of the direct kernel / time of one multiply-add (``flops_per_sample``) of the transform
-#: kernel. Calibrated with ``PYTHONPATH=src python benchmarks/fused_cpu/calibrate.py`` (float32, 1 thread,
-#: 64 channels; 2-core AMD EPYC Zen 4 KVM, AVX-512, load average ~1.9 from other jobs): the median over the
-#: GridGaunt and torus Gaunt programs (and their derivatives) at L = 4..6 is 1.80 (range 1.62-2.12; at L <= 3
-#: the fixed costs per sample differ and the direct kernel is 2-8x faster). GridGaunt at L = 6 is a tie
-#: (transform / direct 0.98-0.99): the rule picks "transform" there, "direct" below.
-DIRECT_COST = 1.8
+#: kernel, by how the operands are weighted (module docstring); 2-core AMD EPYC Zen 4 KVM, AVX-512, float32, 1 thread.
+#: None: the median over the GridGaunt and torus Gaunt programs (and their derivatives) at L = 4..6 is 1.80
+#: (``calibrate.py``, 64 channels, load ~1.9). "shared": GridGauntProduct, feature shape, 64 channels, batch 1e4:
+#: the kernels tie at L = 4 (flops / (nnz mul) = 3.02), transform is 1.47x faster at L = 5 (2.04), direct 1.55x
+#: at L = 3 (4.31). "per_sample": the edge shape, 16 channels, per-edge weights: direct is 1.16x faster at L = 6
+#: (1.60), transform 1.12x at L = 7 (1.17).
+DIRECT_COST = {None: 1.8, "shared": 3.0, "per_sample": 1.4}
+WEIGHTS = tuple(DIRECT_COST)
 HEADER = 8  # int64 words: mul, dim1, dim2, dim_out, k1, k2, k3, nnz
 KERNELS = ("auto", "direct", "transform")
 MAX_BLOCK = 15  # the widest block of the channel tiles (kMaxBlock of csrc/direct_program.cpp)
 
 
-def direct_cost(c: Coupling) -> float:
+def direct_cost(c: Coupling, weights: str | None = None) -> float:
     """The estimated cost of the direct kernel per sample, in transform multiply-adds."""
-    return DIRECT_COST * c.nnz * c.mul
+    return DIRECT_COST[weights] * c.nnz * c.mul
 
 
-def choose_kernel(program: SphereProgram, kernel: str = "auto") -> tuple[str, Coupling | None]:
+def choose_kernel(
+    program: SphereProgram, kernel: str = "auto", weights: str | None = None
+) -> tuple[str, Coupling | None]:
     """``(kernel, coupling)`` for ``program``: "direct" with its coupling list, or "transform" with None.
 
-    ``kernel="auto"`` applies the rule of the module docstring; "direct" forces it (raises if the program is
-    not channel-wise) and "transform" never builds the list.
+    ``kernel="auto"`` applies the rule of the module docstring for operands weighted as ``weights`` (None,
+    "shared", "per_sample"); "direct" forces it (raises if the program is not channel-wise) and "transform" never
+    builds the list.
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if weights not in DIRECT_COST:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     if kernel == "transform":
         return "transform", None
     try:
@@ -56,7 +72,7 @@ def choose_kernel(program: SphereProgram, kernel: str = "auto") -> tuple[str, Co
         if kernel == "direct":
             raise
         return "transform", None
-    if kernel == "direct" or direct_cost(c) < program.flops_per_sample():
+    if kernel == "direct" or direct_cost(c, weights) < program.flops_per_sample():
         return "direct", c
     return "transform", None
 
@@ -93,4 +109,13 @@ def pack_direct(c: Coupling) -> tuple[np.ndarray, np.ndarray]:
     return meta.astype(np.int64), np.array(c.coefficient, dtype=np.float64)
 
 
-__all__ = ["DIRECT_COST", "KERNELS", "MAX_BLOCK", "blocks", "choose_kernel", "direct_cost", "pack_direct"]
+__all__ = [
+    "DIRECT_COST",
+    "KERNELS",
+    "MAX_BLOCK",
+    "WEIGHTS",
+    "blocks",
+    "choose_kernel",
+    "direct_cost",
+    "pack_direct",
+]

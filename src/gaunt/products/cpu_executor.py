@@ -124,13 +124,15 @@ def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
 class _Entry:
     """A registered program: its kernel ("direct" or "transform"), that kernel's packed tables as numpy
     arrays, as tensors per dtype (made by the op's real implementation on first use, never under a tracing
-    mode), the kernel asked for (``cpu_direct.KERNELS``; derivatives inherit it) and the ids of its derivatives."""
+    mode), the kernel asked for (``cpu_direct.KERNELS``) and how the operands are weighted (``cpu_direct.WEIGHTS``),
+    both inherited by the derivatives, and the ids of its derivatives."""
 
     program: SphereProgram
     kernel: str
     meta: np.ndarray
     values: np.ndarray
     requested: str = "auto"
+    weights: str | None = None
     tensors: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     derivatives: dict[int, int] = field(default_factory=dict)
 
@@ -145,13 +147,14 @@ _REGISTRY: list[_Entry] = []
 _REGISTRY_LOCK = threading.Lock()
 
 
-def register_program(program: SphereProgram, kernel: str = "auto") -> int:
+def register_program(program: SphereProgram, kernel: str = "auto", weights: str | None = None) -> int:
     """Choose the kernel of ``program`` (``cpu_direct.choose_kernel``; ``kernel`` "auto", "direct" or
-    "transform"), pack its tables once and return its id for ``torch.ops.gaunt.cpu_sphere_program``."""
-    chosen, c = choose_kernel(program, kernel)
+    "transform"; ``weights``: None, "shared", "per_sample"), pack its tables once and return its id for
+    ``torch.ops.gaunt.cpu_sphere_program``."""
+    chosen, c = choose_kernel(program, kernel, weights)
     tables = pack_direct(c) if chosen == "direct" else pack(program)
     with _REGISTRY_LOCK:  # the index and the append together: another thread's program never gets this id
-        _REGISTRY.append(_Entry(program, chosen, *tables, requested=kernel))
+        _REGISTRY.append(_Entry(program, chosen, *tables, requested=kernel, weights=weights))
         return len(_REGISTRY) - 1
 
 
@@ -171,7 +174,7 @@ def derivative_id(program_id: int, wrt: int) -> int:
     """The id of ``derivative(program, wrt)`` (registered on first use)."""
     entry = _REGISTRY[program_id]
     if wrt not in entry.derivatives:
-        entry.derivatives[wrt] = register_program(derivative(entry.program, wrt), entry.requested)
+        entry.derivatives[wrt] = register_program(derivative(entry.program, wrt), entry.requested, entry.weights)
     return entry.derivatives[wrt]
 
 
@@ -221,7 +224,8 @@ class FusedProgram(torch.nn.Module):
     """A sphere program on the fused kernels; ``self(x1, x2)``: ``[n, dim1] x [n, dim2] -> [n, dim_out]``
     (float32, float64; other dtypes, and inputs with forward-mode tangents, run on ``fallback``, the torch
     executor). ``kernel``: "auto" (the cheaper one, ``cpu_direct.choose_kernel``), "direct" or "transform",
-    for the program and its derivative programs; the attribute ``kernel`` says which runs the program."""
+    for the program and its derivative programs; the attribute ``kernel`` says which runs the program. A
+    product's frame tells "auto" how the operands are weighted (``use_kernel(kernel, weights)``)."""
 
     executor = "cpu_fused"
 
@@ -234,16 +238,17 @@ class FusedProgram(torch.nn.Module):
         self.use_kernel(kernel)
         self.fallback = TorchProgram(program)
 
-    def use_kernel(self, kernel: str) -> None:
-        """Register the program (again) with ``kernel`` ("auto", "direct", "transform"); later calls run it."""
-        self.requested_kernel = kernel
-        self.program_id = register_program(self.program, kernel)
+    def use_kernel(self, kernel: str, weights: str | None = None) -> None:
+        """Register the program (again) with ``kernel`` ("auto", "direct", "transform") for operands weighted as
+        ``weights`` (``cpu_direct.WEIGHTS``: what "auto" weighs); later calls run it."""
+        self.requested_kernel, self.weights = kernel, weights
+        self.program_id = register_program(self.program, kernel, weights)
         self._kernel = kernel_of(self.program_id)  # kept here: torch.compile reads it with no registry guard
 
     def __setstate__(self, state: dict) -> None:
         # the id indexes this process's registry: a copy (pickle, deepcopy, another process) registers anew
         super().__setstate__(state)
-        self.use_kernel(self.requested_kernel)
+        self.use_kernel(self.requested_kernel, self.__dict__.get("weights"))
 
     @property
     def kernel(self) -> str:

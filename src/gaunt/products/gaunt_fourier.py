@@ -150,7 +150,7 @@ class GauntProduct(TensorProduct):
         offsets = np.cumsum([0] + [in1.mul * (lay.lmax + 1) for lay in layouts])[:3]
         weight_index = factorised_weight_index((in1, channels, out), tuple(offsets))
         copy = None if channels is in2 else copy_channels_index(in2, in1.mul)
-        self.frame = FactorisedFrame(runner, weight_index, copy, sign, in1.mul, points)
+        self.frame = FactorisedFrame(runner, weight_index, copy, sign, in1.mul, points, self.shared_weights)
 
     @property
     def chunk_elements(self) -> int | None:

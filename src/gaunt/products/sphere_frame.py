@@ -39,7 +39,8 @@ class FactorisedFrame(torch.nn.Module):
     ``weight_index = (index1 [dim2c], index2 [dim2c], index3 [dim_out])`` into the flat weight;
     ``copy_index [dim2c]``: positions of x2 that give the program's x2 (None: x2 as it is);
     ``out_sign [dim_out]`` (None: +1); ``runner``: the program on its executor;
-    ``grid_points``: values per channel and sample on the program's grid (sets the block size).
+    ``grid_points``: values per channel and sample on the program's grid (sets the block size);
+    ``shared_weights``: how the product is called (per_sample False or True), for the kernel choice of "auto".
     ``folded``: the program's folded tables (``direct_weighted.FoldedWeights``) where the runner runs CPU
     tensors on "cpu_fused" and the program is channel-uniform, else None; ``fold_weights = False`` (on the
     instance) turns the folded path off.
@@ -54,7 +55,14 @@ class FactorisedFrame(torch.nn.Module):
     chunk_elements: int | None = 1 << 20
 
     def __init__(
-        self, runner: torch.nn.Module, weight_index, copy_index=None, out_sign=None, mul: int = 1, grid_points: int = 1
+        self,
+        runner: torch.nn.Module,
+        weight_index,
+        copy_index=None,
+        out_sign=None,
+        mul: int = 1,
+        grid_points: int = 1,
+        shared_weights: bool = True,
     ) -> None:
         super().__init__()
         self.runner, self.mul, self.grid_points = runner, mul, grid_points
@@ -71,6 +79,9 @@ class FactorisedFrame(torch.nn.Module):
         if getattr(fused, "executor", None) == "cpu_fused":
             from .direct_weighted import fold  # imported on use: they register their custom ops
             from .scaled_weights import ScaledWeights
+
+            # "auto" weighs the kernels with the weights folded as this frame folds them (cpu_direct.DIRECT_COST)
+            fused.use_kernel(fused.requested_kernel, "shared" if shared_weights else "per_sample")
 
             self.folded = fold(fused.program, weight_index, out_sign)
             self.scaled = ScaledWeights(weight_index, out_sign)

@@ -232,7 +232,8 @@ class VectorGauntProduct(TensorProduct):
         ]
         weight_index = (sph1.weight_index(), self._split[0] + channels.weight_index(), np.array(w3))
         copy = None if channels is sph2 else copy_channels_index(sph2, mul)
-        self.frame = FactorisedFrame(runner, weight_index, copy, None, mul, self.n_theta * self.n_phi)
+        points = self.n_theta * self.n_phi
+        self.frame = FactorisedFrame(runner, weight_index, copy, None, mul, points, self.shared_weights)
 
     def split_weights(self, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``[..., weight_numel] -> (w1 [..., mul, L1+1], w2 [..., mul, L2+1], w3 [..., mul, len(out)])``."""
