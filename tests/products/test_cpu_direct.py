@@ -269,3 +269,9 @@ def test_a_product_and_its_copy_run_the_kernel_of_its_weights(shared):
         fused = cpu_runner(p.frame.runner)
         assert fused.kernel == expected and fused.weights == ("shared" if shared else "per_sample")
         assert kernel_of(derivative_id(fused.program_id, 0)) == expected
+    fused = cpu_runner(product.frame.runner)
+    fused.use_kernel("auto")  # keeps how the frame weights the operands
+    assert fused.kernel == expected
+    with pytest.raises(ValueError, match="kernel must be"):
+        fused.use_kernel("fast")
+    assert fused.requested_kernel == "auto" and fused.kernel == expected  # a refused argument changes nothing

@@ -1,8 +1,9 @@
-"""Factorised weights folded into the transform kernel (``scaled_weights``, ``csrc/scaled_weights.cpp``):
-every slot of the op against autograd of the multilinear form written in torch (shared and per-sample weights,
-sums over several chunks, independent of the threads); the folded products against the unfolded path and the
-torch executor (values and gradients, broadcast and empty batches, a one-channel x2, an output sign),
-gradcheck and gradgradcheck with the weight, opcheck, torch.compile, and when the frame folds."""
+"""Factorised weights folded as per-position scales around either kernel (``scaled_weights``,
+``csrc/scaled_weights.cpp``): every slot of the op against autograd of the multilinear form written in torch
+(shared and per-sample weights, several blocks and chunks, independent of the threads, indices out of range
+refused); an output sign; the folded products against the unfolded path and the torch executor (values and
+gradients, broadcast and empty batches, a one-channel x2), equivariance, gradcheck and gradgradcheck with the
+weight, opcheck, torch.compile, the kept v, and when the frame folds."""
 
 from __future__ import annotations
 
@@ -57,9 +58,9 @@ def registered(product, kernel: str = "transform") -> tuple:
 
 @pytest.mark.parametrize("kernel", ["transform", "direct"])
 @pytest.mark.parametrize("per_sample", [False, True])
-@pytest.mark.parametrize("n", [5, 300])  # one chunk; three chunks of the shared sums
-def test_every_slot_equals_autograd_of_the_form(per_sample, n, kernel):
-    product = GridGauntProduct(*irreps_of(GridGauntProduct, 3, 2), executor="cpu_fused").double()
+@pytest.mark.parametrize(("n", "mul", "L"), [(5, 3, 2), (300, 3, 2), (301, 16, 3)])  # chunks; blocks per chunk
+def test_every_slot_equals_autograd_of_the_form(per_sample, n, mul, L, kernel):
+    product = GridGauntProduct(*irreps_of(GridGauntProduct, mul, L), executor="cpu_fused").double()
     program, program_id = registered(product, kernel)
     args, index = random_args(program, 11, n, per_sample, seed=n)
     leaves = [a.clone().requires_grad_() for a in args]
@@ -87,6 +88,43 @@ def test_a_wrong_index_is_seen():
     got = op.scaled_weights(2, True, True, *[a.detach() for a in args], *wrong, program_id)
     with pytest.raises(AssertionError):
         assert_close_to(got[0], exact[2], 1e-6)
+
+
+def test_an_index_out_of_range_is_refused():
+    product = GridGauntProduct(*irreps_of(GridGauntProduct, 3, 1), executor="cpu_fused").double()
+    program, program_id = registered(product)
+    args, index = random_args(program, 7, 4, False, seed=1)
+    for wrong in (index[2] + 7, index[2] - 7):
+        with pytest.raises(RuntimeError, match="reads outside its 7 weights"):
+            op.scaled_weights(2, True, True, *args, index[0], index[1], wrong, program_id)
+    with pytest.raises(RuntimeError, match="reads outside"):
+        op.weight_reduce(args[2], args[2], index[2] + 7, args[5])
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_an_output_sign_is_folded_as_negated_weights(per_sample):
+    """``out = sign * s3 * P(s1 x1, s2 x2)``: equals the torch executor on the same program, every gradient."""
+    product = GridGauntProduct(*irreps_of(GridGauntProduct, 3, 2), executor="cpu_fused").double()
+    fused = cpu_runner(on_transform(product).frame.runner)
+    frame, program = product.frame, fused.program
+    index = [frame._w1_index, frame._w2_index, frame._w3_index]
+    sign = torch.where(torch.arange(program.dims[2]) % 3 == 1, -1.0, 1.0).double()
+    scaled = op.ScaledWeights([i.numpy() for i in index], sign.numpy())
+    g = torch.Generator().manual_seed(6)
+    x1, x2 = (torch.randn(4, program.dims[k], generator=g, dtype=torch.float64).requires_grad_() for k in (0, 1))
+    w = torch.randn(*((4,) if per_sample else ()), product.weight_numel, generator=g, dtype=torch.float64)
+    w.requires_grad_()
+    cotangent = torch.randn(4, program.dims[2], generator=g, dtype=torch.float64)
+    got = scaled(fused, x1, x2, w)
+    w1, w2, w3 = (w[..., i] for i in index)
+    exact = TorchProgram(program).evaluate(x1 * w1, x2 * w2) * w3 * sign
+    assert_close_to(got, exact, 1e-12)
+    for a, b in zip(
+        torch.autograd.grad(got, (x1, x2, w), cotangent), torch.autograd.grad(exact, (x1, x2, w), cotangent)
+    ):
+        assert_close_to(a, b, 1e-12)
+    with pytest.raises(ValueError, match="out_sign"):
+        op.ScaledWeights([i.numpy() for i in index], 0 * sign.numpy())
 
 
 def test_the_shared_sums_do_not_depend_on_the_threads():

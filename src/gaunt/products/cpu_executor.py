@@ -213,6 +213,7 @@ def _backward(ctx, grad: torch.Tensor):
 sphere_program.register_autograd(_backward, setup_context=_setup_context)
 
 FUSED_DTYPES = (torch.float32, torch.float64)
+KEEP = object()  # ``FusedProgram.use_kernel``: keep how the operands are weighted
 
 
 def _dual(*tensors: torch.Tensor) -> bool:
@@ -235,14 +236,15 @@ class FusedProgram(torch.nn.Module):
         if reason is not None:
             raise RuntimeError(f"executor 'cpu_fused' cannot run here: {reason}")
         self.program = program
-        self.use_kernel(kernel)
+        self.use_kernel(kernel, None)
         self.fallback = TorchProgram(program)
 
-    def use_kernel(self, kernel: str, weights: str | None = None) -> None:
+    def use_kernel(self, kernel: str, weights: str | None | object = KEEP) -> None:
         """Register the program (again) with ``kernel`` ("auto", "direct", "transform") for operands weighted as
-        ``weights`` (``cpu_direct.WEIGHTS``: what "auto" weighs); later calls run it."""
+        ``weights`` (``cpu_direct.WEIGHTS``: what "auto" weighs; ``KEEP``: as before); later calls run it."""
+        weights = getattr(self, "weights", None) if weights is KEEP else weights
+        self.program_id = register_program(self.program, kernel, weights)  # raises on a bad argument: nothing set
         self.requested_kernel, self.weights = kernel, weights
-        self.program_id = register_program(self.program, kernel, weights)
         self._kernel = kernel_of(self.program_id)  # kept here: torch.compile reads it with no registry guard
 
     def __setstate__(self, state: dict) -> None:

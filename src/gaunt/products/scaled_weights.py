@@ -69,7 +69,8 @@ def scaled_weights(
     ``[0]``) of T (module docstring) for ``x1 [n, dim1]``, ``x2 [n, dim2]``, ``g [n, dim_out]``, weights ``w_i
     [numel_i]`` or ``[n, numel_i]`` and indices ``index_i [dim_i]`` (int64), on the kernel that runs the
     registered program ``program_id`` (``cpu_executor.register_program``) or its derivative program. The
-    value of argument ``pair`` (and of its weight, ``pair + 3``) is not read, only its shape."""
+    value of argument ``pair`` is read only for slot ``pair + 3`` (the sum against it), that of its weight only
+    for slot ``pair`` (the read-out scale)."""
     args, index = (x1, x2, g, w1, w2, w3), (index1, index2, index3)
     _, (a, b), o = PAIRS[pair]
     kernel, values, meta = program_tables(_program_id(program_id, pair), x1.dtype)
@@ -195,8 +196,8 @@ scaled_weights_product.register_autograd(_product_backward, setup_context=_setup
 
 
 class ScaledWeights(torch.nn.Module):
-    """The folded product of one frame on the transform kernel: ``self(fused, x1, x2, weight)``: ``[n, dim1] x
-    [n, dim2] x ([numel] or [n, numel]) -> [n, dim_out]`` for the program of ``fused`` (a
+    """The folded product of one frame, on the kernel that runs its program: ``self(fused, x1, x2, weight)``:
+    ``[n, dim1] x [n, dim2] x ([numel] or [n, numel]) -> [n, dim_out]`` for the program of ``fused`` (a
     ``cpu_executor.FusedProgram``, read on every call: a copied module registers its program anew).
 
     ``weight_index = (index1, index2, index3)``: the frame's index of each position into the weight;
@@ -205,6 +206,8 @@ class ScaledWeights(torch.nn.Module):
     def __init__(self, weight_index, out_sign=None) -> None:
         super().__init__()
         index = [np.asarray(i, dtype=np.int64) for i in weight_index]
+        if out_sign is not None and not np.isin(np.asarray(out_sign), (-1, 1)).all():
+            raise ValueError("ScaledWeights: out_sign must be +1 or -1 at every position")
         self.negative = out_sign is not None and bool((np.asarray(out_sign) < 0).any())
         if self.negative:  # s3 = w3[index] * sign == cat(w3, -w3)[index + numel (sign < 0)], numel added per call
             self.register_buffer("_negative", torch.as_tensor(np.asarray(out_sign) < 0), persistent=False)

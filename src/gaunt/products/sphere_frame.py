@@ -81,6 +81,7 @@ class FactorisedFrame(torch.nn.Module):
             from .scaled_weights import ScaledWeights
 
             # "auto" weighs the kernels with the weights folded as this frame folds them (cpu_direct.DIRECT_COST)
+            # (registered again, with its tables: a frame is made once per product)
             fused.use_kernel(fused.requested_kernel, "shared" if shared_weights else "per_sample")
 
             self.folded = fold(fused.program, weight_index, out_sign)

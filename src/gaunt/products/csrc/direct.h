@@ -1,5 +1,6 @@
 // The direct CPU kernels' shared pieces (csrc/direct_program.cpp: one coefficient per triple;
-// csrc/direct_weighted.cpp: a coefficient per triple and channel, and the reduction over samples).
+// csrc/direct_weighted.cpp: a coefficient per triple and channel, and the reduction over samples;
+// csrc/scaled_weights.cpp: the plain program on blocks of scaled samples, run_channels / run_tiles).
 //
 // A sphere program's sparse per-channel coupling list (gaunt.products.coupling),
 //

@@ -198,15 +198,15 @@ void run_chunk(BlockRunner<T>& run, const Operand<T> (&in)[2], const ReadOut<T>&
   if (read.r && !read.so.ld) add_by_index(positional.data(), read.so.index, dim, read.grad);
 }
 
-// chunk(c0, c1, grad of the chunk) over the chunks of kChunk samples in parallel; where the sum is shared, each
-// chunk sums into its own partial [numel], added to grad in chunk order (independent of the threads)
-template <typename T, typename Chunk>
-void for_chunks(int64_t n, bool shared_sum, int64_t numel, T* grad, Chunk&& chunk) {
+// range(c0, c1, grad_of) over the chunks [c0, c1) of kChunk samples that one thread runs; grad_of(c): where chunk
+// c sums: where the sum is shared, its own partial [numel], added to grad in chunk order afterwards (the result does
+// not depend on the threads), else grad itself
+template <typename T, typename Range>
+void for_chunks(int64_t n, bool shared_sum, int64_t numel, T* grad, Range&& range) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   std::vector<T> partial(shared_sum ? chunks * numel : 0, T(0));
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c)
-      chunk(c * kChunk, std::min(n, (c + 1) * kChunk), shared_sum ? partial.data() + c * numel : grad);
+    range(c0, c1, [&](int64_t c) { return shared_sum ? partial.data() + c * numel : grad; });
   });
   for (int64_t c = 0; shared_sum && c < chunks; ++c)
     for (int64_t i = 0; i < numel; ++i) grad[i] += partial[c * numel + i];
@@ -214,19 +214,25 @@ void for_chunks(int64_t n, bool shared_sum, int64_t numel, T* grad, Chunk&& chun
 
 template <typename T>
 void run_weighted(const BlockProgram<T>& program, const Operand<T> (&in)[2], const ReadOut<T>& read, int64_t n) {
-  for_chunks(n, read.r != nullptr && read.so.ld == 0, read.numel, read.grad, [&](int64_t s0, int64_t s1, T* grad) {
-    BlockRunner<T> run(program);
-    ReadOut<T> mine = read;
-    mine.grad = grad;
-    run_chunk(run, in, mine, s0, s1);
+  const bool shared_sum = read.r != nullptr && read.so.ld == 0;
+  for_chunks(n, shared_sum, read.numel, read.grad, [&](int64_t c0, int64_t c1, auto grad_of) {
+    BlockRunner<T> run(program);  // the tables as the kernel reads them, once per thread
+    for (int64_t c = c0; c < c1; ++c) {
+      ReadOut<T> mine = read;
+      mine.grad = grad_of(c);
+      run_chunk(run, in, mine, c * kChunk, std::min(n, (c + 1) * kChunk));
+    }
   });
 }
 
 void check_scale(const at::Tensor& w, const at::Tensor& index, int64_t n, int64_t dim, const char* name) {
+  TORCH_CHECK(w.device().is_cpu() && index.device().is_cpu(), "gaunt scaled_weights: ", name, " on the CPU only");
   TORCH_CHECK(w.dim() == 1 || (w.dim() == 2 && w.size(0) == n), "gaunt scaled_weights: ", name,
               " must be [numel] or [n, numel]");
   TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 1 && index.size(0) == dim,
               "gaunt scaled_weights: the index of ", name, " must be int64 [dim]");
+  TORCH_CHECK(dim == 0 || (index.min().item<int64_t>() >= 0 && index.max().item<int64_t>() < w.size(-1)),
+              "gaunt scaled_weights: the index of ", name, " reads outside its ", w.size(-1), " weights");
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights(const at::Tensor& a, const at::Tensor& b,
@@ -247,6 +253,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights(const at::Tensor& 
   check_scale(wo, io, n, dim, "wo");
   for (const at::Tensor* t : {&b, &wa, &wb, &wo, &values})
     TORCH_CHECK(t->scalar_type() == a.scalar_type(), "gaunt scaled_weights: one dtype for every float tensor");
+  TORCH_CHECK(!r || r->device().is_cpu(), "gaunt scaled_weights: r on the CPU only");
   TORCH_CHECK(!r || (r->dim() == 2 && r->size(0) == n && r->size(1) == dim && r->scalar_type() == a.scalar_type()),
               "gaunt scaled_weights: r must be [n, dim_out] of the operands' dtype");
   std::vector<at::Tensor> keep = {a.contiguous(), b.contiguous(), wa.contiguous(), wb.contiguous(),
@@ -258,9 +265,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights(const at::Tensor& 
   advise_huge_pages(v);
   const int64_t numel = wo.size(-1);
   // shared: zeroed here (the chunks add to it); per sample: every row written by the kernel
-  at::Tensor grad = !r ? at::empty({0}, a.options())
-                    : wo.dim() == 1 ? at::zeros({numel}, a.options()) : at::empty({n, numel}, a.options());
-  if (r) advise_huge_pages(grad);
+  at::Tensor grad = r ? at::empty(wo.sizes(), a.options()) : at::empty({0}, a.options());
+  advise_huge_pages(grad);
+  if (r && wo.dim() == 1) grad.zero_();
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gaunt_scaled_weights", [&] {
     using T = scalar_t;
     auto scale = [&](int w, int i) {
@@ -284,15 +291,21 @@ at::Tensor weight_reduce(const at::Tensor& r, const at::Tensor& v, const at::Ten
   check_scale(w, io, n, dim, "w");
   const at::Tensor rc = r.contiguous(), vc = v.contiguous(), index = io.contiguous();
   const bool per_sample = w.dim() == 2;
-  at::Tensor grad = per_sample ? at::empty(w.sizes(), r.options()) : at::zeros(w.sizes(), r.options());
+  at::Tensor grad = at::empty(w.sizes(), r.options());  // per sample: every row written by reduce_rows
+  advise_huge_pages(grad);
+  if (!per_sample) grad.zero_();  // shared: the chunks add to it
   AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "gaunt_weight_reduce", [&] {
     using T = scalar_t;
     const T *rp = rc.data_ptr<T>(), *vp = vc.data_ptr<T>();
     const int64_t* ip = index.data_ptr<int64_t>();
-    for_chunks(n, !per_sample, numel, grad.data_ptr<T>(), [&](int64_t s0, int64_t s1, T* g) {
-      std::vector<T> positional(dim, T(0));
-      reduce_rows(rp, vp + s0 * dim, ip, dim, numel, per_sample, s0, s1, g, positional.data());
-      if (!per_sample) add_by_index(positional.data(), ip, dim, g);
+    for_chunks(n, !per_sample, numel, grad.data_ptr<T>(), [&](int64_t c0, int64_t c1, auto grad_of) {
+      std::vector<T> positional(dim);
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t s0 = c * kChunk, s1 = std::min(n, s0 + kChunk);
+        std::fill(positional.begin(), positional.end(), T(0));
+        reduce_rows(rp, vp + s0 * dim, ip, dim, numel, per_sample, s0, s1, grad_of(c), positional.data());
+        if (!per_sample) add_by_index(positional.data(), ip, dim, grad_of(c));
+      }
     });
   });
   return grad;
