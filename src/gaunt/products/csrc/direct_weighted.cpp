@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "direct_weighted.h"
+#include "huge_pages.h"
 
 namespace {
 
@@ -116,7 +117,9 @@ inline int64_t grain_of(const Direct& D) {
 // the output [n, dim]: zeros where some of its positions lie in no block (the channel tiles leave them)
 inline at::Tensor output(const at::Tensor& like, const Direct& D, int j, int64_t n, int64_t dim) {
   const bool zero = D.channels(lanes_of(like)) && D.mul * D.k[j] < dim;
-  return zero ? at::zeros({n, dim}, like.options()) : at::empty({n, dim}, like.options());
+  at::Tensor out = at::empty({n, dim}, like.options());
+  gaunt_memory::advise_huge_pages(out);
+  return zero ? out.zero_() : out;
 }
 
 // C[t] = k_t coefficients[rows[t]] ([nnz, mul]): the coefficients in the order of a list
