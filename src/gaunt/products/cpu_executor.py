@@ -34,7 +34,7 @@ from .cpu_direct import choose_kernel, pack_direct
 from .program import SphereProgram, _inverse, derivative
 from .torch_executor import TorchProgram
 
-HEADER, SYNTHESIS, PROJECTION, TERM = 9, 8, 7, 4  # int64 words per record of ``meta``
+HEADER, SYNTHESIS, PROJECTION, TERM = 9, 12, 11, 4  # int64 words per record of ``meta``
 
 
 def nonzero_ranges(matrix: np.ndarray) -> np.ndarray:
@@ -56,6 +56,26 @@ def row_patterns(index: np.ndarray, mul: int) -> np.ndarray:
     strided = (rows >= 0).all(1) & (rows == start[:, None] + np.arange(mul) * stride[:, None]).all(1)
     kind = np.where((rows < 0).all(1), 0, np.where(strided, 1, 2))
     return np.stack([kind, np.where(kind == 1, start, 0), np.where(kind == 1, stride, 0)], 1)
+
+
+def phi_reflection(phi: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """``(order, even)`` where the columns of ``phi [n_phi, R]`` are even or odd under the reflection ``p ->
+    -p mod n_phi`` of the grid's phi points (cosines and sines of ``m phi``): ``order`` lists the even columns,
+    then the odd ones, ``even`` counts the even ones; None where a column is neither. With it the phi stage
+    runs on the ``n_phi // 2 + 1`` points ``p <= -p mod n_phi`` only: ``F[p] = E[p] + O[p]``, ``F[-p] = E[p] -
+    O[p]`` (``E``, ``O``: the even and the odd columns' sums), half the multiply-adds."""
+    n = phi.shape[0]
+    reflected = phi[(-np.arange(n)) % n]
+    tol = 1e-12 * max(1.0, float(np.abs(phi).max()))
+    even = np.abs(reflected - phi).max(0) <= tol
+    odd = np.abs(reflected + phi).max(0) <= tol
+    if not (even | odd).all():
+        return None
+    return np.concatenate([np.flatnonzero(even), np.flatnonzero(~even)]), int(even.sum())
+
+
+def _permute_rows(index: np.ndarray, rows: int, order: np.ndarray) -> np.ndarray:
+    return index.reshape(rows, -1)[order].reshape(-1)
 
 
 def _with_patterns(index: np.ndarray, mul: int) -> np.ndarray:
@@ -82,37 +102,46 @@ class _Packer:
         return self.values_size - array.size
 
 
+def _phi_records(packer: _Packer, table: np.ndarray, halves=None, even: int = 0) -> list[int]:
+    """``[phi, phi_range, sym, even, phi_odd, phi_odd_range]``: the whole phi ``table`` (sym 0), or its even and
+    odd parts on the first ``n_phi // 2 + 1`` points, ``halves`` (sym 1, :func:`phi_reflection`)."""
+    if halves is None:
+        return [packer.floats(table), packer.ints(nonzero_ranges(table)), 0, 0, 0, 0]
+    ranges = [nonzero_ranges(t) if t.size else np.zeros((len(t), 2), np.int64) for t in halves]
+    packer_records = [packer.floats(halves[0]), packer.ints(ranges[0])]
+    return packer_records + [1, even, packer.floats(halves[1]), packer.ints(ranges[1])]
+
+
 def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
-    """``(meta, values)`` of ``program``, in the layout that ``csrc/sphere_program.cpp`` reads (its ``Layout``)."""
+    """``(meta, values)`` of ``program``, in the layout that ``csrc/sphere_program.cpp`` reads (its ``Layout``).
+    Where a phi table is even/odd under the reflection of the phi points (:func:`phi_reflection`), it is stored
+    as its even and odd parts on half the points, and the rows r of its stage are reordered, even first (with the
+    gathers and the theta tables)."""
     syntheses, projections, terms = program.syntheses, program.projections, program.terms
     n_theta, n_phi = program.grid
+    h = n_phi // 2 + 1
     head = HEADER + SYNTHESIS * len(syntheses) + PROJECTION * len(projections) + TERM * len(terms)
     packer = _Packer(head)
     records = [program.mul, *program.dims, n_theta, n_phi, len(syntheses), len(projections), len(terms)]
     for s in syntheses:  # theta [R, n_theta, Lp] with ranges per (r, t); phi [n_phi, R]
         R, Lp = s.rows
-        records += [
-            s.source,
-            R,
-            Lp,
-            packer.ints(_with_patterns(s.index, program.mul)),
-            packer.floats(s.theta),
-            packer.ints(nonzero_ranges(s.theta)),
-            packer.floats(s.phi),
-            packer.ints(nonzero_ranges(s.phi)),
-        ]
+        found = phi_reflection(s.phi)
+        order, even = found if found is not None else (np.arange(R), R)
+        theta, index = s.theta[order], _permute_rows(s.index, R, order)
+        records += [s.source, R, Lp, packer.ints(_with_patterns(index, program.mul))]
+        records += [packer.floats(theta), packer.ints(nonzero_ranges(theta))]
+        halves = None if found is None else (s.phi[:h, order[:even]], s.phi[:h, order[even:]])
+        records += _phi_records(packer, s.phi, halves, even)
     for p in projections:  # phi [R3, n_phi]; theta [R3, L3p, n_theta] with ranges per (r, l); read inverted
         R3, L3p = p.rows
-        inverse = _inverse(p.read, R3 * L3p * program.mul)
-        records += [
-            R3,
-            L3p,
-            packer.ints(_with_patterns(inverse, program.mul)),
-            packer.floats(p.phi),
-            packer.ints(nonzero_ranges(p.phi)),
-            packer.floats(p.theta),
-            packer.ints(nonzero_ranges(p.theta)),
-        ]
+        found = phi_reflection(p.phi.T)
+        order, even = found if found is not None else (np.arange(R3), R3)
+        inverse = _permute_rows(_inverse(p.read, R3 * L3p * program.mul), R3, order)
+        theta = p.theta[order]
+        records += [R3, L3p, packer.ints(_with_patterns(inverse, program.mul))]
+        halves = None if found is None else (p.phi[order[:even], :h], p.phi[order[even:], :h])
+        phi = _phi_records(packer, p.phi, halves, even)
+        records += phi[:2] + [packer.floats(theta), packer.ints(nonzero_ranges(theta))] + phi[2:]
     for t in terms:
         records += [t.a, t.b, t.projection, packer.floats([t.coefficient])]
     meta = np.concatenate(packer.meta)

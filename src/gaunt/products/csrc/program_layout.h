@@ -16,11 +16,13 @@ using namespace gaunt_tiles;
 
 
 // ---------------------------------------------------------------- the program, read from (values, meta)
+// sym: the phi table is stored as its even (the first `even` rows r) and odd parts on the points p <= -p mod
+// n_phi (cpu_executor.phi_reflection): phi then holds the even part, phi_odd the odd part
 struct SynthesisRec {
-  int64_t source, R, Lp, index, theta, theta_range, phi, phi_range;
+  int64_t source, R, Lp, index, theta, theta_range, phi, phi_range, sym, even, phi_odd, phi_odd_range;
 };
 struct ProjectionRec {
-  int64_t R3, L3p, inverse, phi, phi_range, theta, theta_range;
+  int64_t R3, L3p, inverse, phi, phi_range, theta, theta_range, sym, even, phi_odd, phi_odd_range;
 };
 struct TermRec {
   int64_t a, b, projection, coefficient;
@@ -36,10 +38,12 @@ struct Layout {
   explicit Layout(const int64_t* m) : meta(m) {
     mul = m[0], dims[0] = m[1], dims[1] = m[2], dims[2] = m[3], n_theta = m[4], n_phi = m[5];
     const int64_t* rec = m + 9;
-    for (int64_t s = 0; s < m[6]; ++s, rec += 8)
-      syntheses.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7]});
-    for (int64_t p = 0; p < m[7]; ++p, rec += 7)
-      projections.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6]});
+    for (int64_t s = 0; s < m[6]; ++s, rec += 12)
+      syntheses.push_back(
+          {rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10], rec[11]});
+    for (int64_t p = 0; p < m[7]; ++p, rec += 11)
+      projections.push_back(
+          {rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10]});
     for (int64_t t = 0; t < m[8]; ++t, rec += 4) terms.push_back({rec[0], rec[1], rec[2], rec[3]});
   }
   int64_t grid() const { return n_theta * n_phi; }
@@ -48,12 +52,12 @@ struct Layout {
 // per-thread scratch, in tile vectors
 template <typename T>
 struct Scratch {
-  std::vector<Vec<T>> X, G, F, H, Y;
+  std::vector<Vec<T>> X, G, F, H, Y, E;  // E: the half-point sums of a reflected phi stage
   Scratch(const Layout& P) {
     int64_t x = 0, g = 0, y = 0;
     for (const auto& s : P.syntheses) x = std::max(x, s.R * s.Lp), g = std::max(g, s.R * P.n_theta);
     for (const auto& p : P.projections) g = std::max(g, p.R3 * P.n_theta), y = std::max(y, p.R3 * p.L3p);
-    X.resize(x), G.resize(g), Y.resize(y);
+    X.resize(x), G.resize(g), Y.resize(y), E.resize(2 * (P.n_phi / 2 + 1) * P.n_theta);
     F.resize(P.syntheses.size() * P.grid()), H.resize(P.grid());
   }
 };
@@ -83,8 +87,17 @@ Separable<T> stage(const Layout& P, const T* values, int64_t R, int64_t C, int64
 }
 
 template <typename T>
+Reflected<T> reflected(const Layout& P, const T* values, int64_t even, int64_t phi, int64_t phi_range, int64_t odd,
+                       int64_t odd_range) {
+  return {values + phi, values + odd, P.meta + phi_range, P.meta + odd_range, static_cast<int>(even)};
+}
+
+template <typename T>
 void synthesis(const Layout& P, const SynthesisRec& s, const T* values, Scratch<T>& S, Vec<T>* F) {
-  synthesize(stage(P, values, s.R, s.Lp, s.theta, s.theta_range, s.phi, s.phi_range), S.X.data(), S.G.data(), F);
+  const auto st = stage(P, values, s.R, s.Lp, s.theta, s.theta_range, s.phi, s.phi_range);
+  if (!s.sym) return synthesize(st, S.X.data(), S.G.data(), F);
+  synthesize_reflected(st, reflected(P, values, s.even, s.phi, s.phi_range, s.phi_odd, s.phi_odd_range),
+                       S.X.data(), S.G.data(), S.E.data(), F);
 }
 
 // H = sum of the terms of projection q; false if it has none
@@ -110,8 +123,10 @@ bool pointwise(const Layout& P, int64_t q, const T* values, Scratch<T>& S) {
 // S.Y = the projection of S.H (the rows of p, before the read-out)
 template <typename T>
 void project_rows(const Layout& P, const ProjectionRec& p, const T* values, Scratch<T>& S) {
-  project(stage(P, values, p.R3, p.L3p, p.theta, p.theta_range, p.phi, p.phi_range), S.H.data(), S.G.data(),
-          S.Y.data());
+  const auto st = stage(P, values, p.R3, p.L3p, p.theta, p.theta_range, p.phi, p.phi_range);
+  if (!p.sym) return project(st, S.H.data(), S.G.data(), S.Y.data());
+  project_reflected(st, reflected(P, values, p.even, p.phi, p.phi_range, p.phi_odd, p.phi_odd_range), S.H.data(),
+                    S.E.data(), S.G.data(), S.Y.data());
 }
 
 template <typename T>

@@ -152,6 +152,65 @@ void project(const Separable<T>& p, const Vec<T>* H, Vec<T>* G, Vec<T>* Y) {
   }
 }
 
+// a phi stage even/odd under the reflection p -> -p mod n_phi of the phi points (cpu_executor.phi_reflection):
+// its `even` even rows r first, then the odd ones; the tables on the h = n_phi / 2 + 1 points p <= -p mod n_phi
+// only, even [h, even] and odd [h, R - even] (synthesis; a projection reads them as [even, h] and [R - even, h])
+template <typename T>
+struct Reflected {
+  const T *even_table, *odd_table;
+  const int64_t *even_range, *odd_range;
+  int even;
+};
+
+// synthesize with a reflected phi stage: E = even G[0:even], O = odd G[even:R] on the h points, then
+// F[p] = E[p] + O[p] and F[-p] = E[p] - O[p] (E [2h, n_theta] scratch: E, then O)
+template <typename T>
+void synthesize_reflected(const Separable<T>& s, const Reflected<T>& r, const Vec<T>* X, Vec<T>* G, Vec<T>* E,
+                          Vec<T>* F) {
+  const int nt = s.n_theta, h = s.n_phi / 2 + 1, odd = s.R - r.even;
+  for (int k = 0; k < s.R; ++k) {
+    Mat<T> theta{s.theta + int64_t(k) * nt * s.C, s.theta_range + 2 * k * nt, nt, s.C};
+    matmul(theta, X + k * s.C, 1, G + k * nt, 1, 1);
+  }
+  Vec<T>* O = E + h * nt;
+  if (r.even) matmul(Mat<T>{r.even_table, r.even_range, h, r.even}, G, nt, E, nt, nt);
+  else std::fill(E, E + h * nt, Vec<T>{});
+  if (odd) matmul(Mat<T>{r.odd_table, r.odd_range, h, odd}, G + r.even * nt, nt, O, nt, nt);
+  else std::fill(O, O + h * nt, Vec<T>{});
+  for (int p = 0; p < h; ++p) {
+    const int q = (s.n_phi - p) % s.n_phi;
+    for (int t = 0; t < nt; ++t) {
+      const Vec<T> e = E[p * nt + t], o = O[p * nt + t];
+      F[p * nt + t] = e + o;
+      if (q != p) F[q * nt + t] = e - o;
+    }
+  }
+}
+
+// project with a reflected phi stage: P[p] = H[p] + H[-p], M[p] = H[p] - H[-p] on the h points (both H[p] where
+// p = -p: the odd tables vanish there), G[0:even] = even P, G[even:R] = odd M, then Y[r] = theta[r] G[r]
+// (E [2h, n_theta] scratch: P, M)
+template <typename T>
+void project_reflected(const Separable<T>& s, const Reflected<T>& r, const Vec<T>* H, Vec<T>* E, Vec<T>* G,
+                       Vec<T>* Y) {
+  const int nt = s.n_theta, h = s.n_phi / 2 + 1, odd = s.R - r.even;
+  Vec<T>* M = E + h * nt;
+  for (int p = 0; p < h; ++p) {
+    const int q = (s.n_phi - p) % s.n_phi;
+    for (int t = 0; t < nt; ++t) {
+      const Vec<T> a = H[p * nt + t], b = q != p ? H[q * nt + t] : Vec<T>{};
+      E[p * nt + t] = a + b;
+      M[p * nt + t] = a - b;
+    }
+  }
+  if (r.even) matmul(Mat<T>{r.even_table, r.even_range, r.even, h}, E, nt, G, nt, nt);
+  if (odd) matmul(Mat<T>{r.odd_table, r.odd_range, odd, h}, M, nt, G + r.even * nt, nt, nt);
+  for (int k = 0; k < s.R; ++k) {
+    Mat<T> theta{s.theta + int64_t(k) * s.C * nt, s.theta_range + 2 * k * s.C, s.C, nt};
+    matmul(theta, G + k * nt, 1, Y + k * s.C, 1, 1);
+  }
+}
+
 // ---------------------------------------------------------------- the columns of a tile and their gathers
 // n valid columns, each a (sample, channel) pair; strided: W consecutive channels of one sample
 struct Tile {
