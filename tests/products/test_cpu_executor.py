@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gaunt.products import EXECUTORS, GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build, executors
-from gaunt.products.cpu_executor import FusedProgram, phi_reflection
+from gaunt.products.cpu_executor import FusedProgram, phi_reflection, theta_twins
 from gaunt.products.program import derivative
 from gaunt.products.torch_executor import TorchProgram
 
@@ -137,17 +137,26 @@ def test_forward_mode_runs_on_the_torch_executor():
     torch.testing.assert_close(tangent, runner(t1, x2), rtol=1e-12, atol=1e-12)  # bilinear: d/dx1 P = P(t1, x2)
 
 
-def test_the_phi_stage_with_and_without_the_reflection_of_the_phi_points():
-    """Products' phi tables are even/odd under phi -> -phi and run on half the points; a table that is not
-    (random) runs whole. Both equal the torch executor, values and both derivative programs, float64."""
+def test_the_stages_with_and_without_the_symmetries_of_the_tables():
+    """Products' phi tables are even/odd under phi -> -phi and run on half the points, and the theta tables of
+    m and -m are equal and run as twins; random tables have neither and run whole. Both equal the torch executor,
+    values and both derivative programs, float64."""
     program = GridGauntProduct("3x0e+3x1o+3x2e", "3x0e+3x1o+3x2e", "3x0e+3x1o+3x2e", executor="torch").program
     order, even = phi_reflection(program.syntheses[0].phi)
     assert even == 3 and sorted(order) == list(range(5))  # cos(m phi), m = 0..2, then sin
     rng = np.random.default_rng(0)
-    syntheses = tuple(dataclasses.replace(s, phi=rng.standard_normal(s.phi.shape)) for s in program.syntheses)
-    projections = tuple(dataclasses.replace(p, phi=rng.standard_normal(p.phi.shape)) for p in program.projections)
+    assert list(theta_twins(program.syntheses[0].theta)) == [4, 3, -1, 1, 0]  # m = -2..2: m and -m
+    syntheses = tuple(
+        dataclasses.replace(s, phi=rng.standard_normal(s.phi.shape), theta=rng.standard_normal(s.theta.shape))
+        for s in program.syntheses
+    )
+    projections = tuple(
+        dataclasses.replace(p, phi=rng.standard_normal(p.phi.shape), theta=rng.standard_normal(p.theta.shape))
+        for p in program.projections
+    )
     scrambled = dataclasses.replace(program, syntheses=syntheses, projections=projections)
     assert phi_reflection(scrambled.syntheses[0].phi) is None and phi_reflection(scrambled.projections[0].phi.T) is None
+    assert (theta_twins(scrambled.syntheses[0].theta) == -1).all()
     g = torch.Generator().manual_seed(1)
     for prog in (program, scrambled):
         x1, x2 = (torch.randn(5, d, generator=g, dtype=torch.float64, requires_grad=True) for d in prog.dims[:2])

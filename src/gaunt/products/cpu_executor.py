@@ -34,7 +34,7 @@ from .cpu_direct import choose_kernel, pack_direct
 from .program import SphereProgram, _inverse, derivative
 from .torch_executor import TorchProgram
 
-HEADER, SYNTHESIS, PROJECTION, TERM = 9, 12, 11, 4  # int64 words per record of ``meta``
+HEADER, SYNTHESIS, PROJECTION, TERM = 9, 13, 12, 4  # int64 words per record of ``meta``
 
 
 def nonzero_ranges(matrix: np.ndarray) -> np.ndarray:
@@ -72,6 +72,21 @@ def phi_reflection(phi: np.ndarray) -> tuple[np.ndarray, int] | None:
     if not (even | odd).all():
         return None
     return np.concatenate([np.flatnonzero(even), np.flatnonzero(~even)]), int(even.sum())
+
+
+def theta_twins(theta: np.ndarray) -> np.ndarray:
+    """``twin [R]``: for each row r of a stage, another row whose theta table ``theta[r]`` is the same (the
+    tables of m and -m), paired once each way, or -1; the kernel runs a pair's two matrix-vector products as one
+    pass over the table."""
+    twin = -np.ones(len(theta), dtype=np.int64)
+    for r in range(len(theta)):
+        if twin[r] >= 0:
+            continue
+        for q in range(r + 1, len(theta)):
+            if twin[q] < 0 and np.array_equal(theta[r], theta[q]):
+                twin[r], twin[q] = q, r
+                break
+    return twin
 
 
 def _permute_rows(index: np.ndarray, rows: int, order: np.ndarray) -> np.ndarray:
@@ -131,7 +146,7 @@ def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
         records += [s.source, R, Lp, packer.ints(_with_patterns(index, program.mul))]
         records += [packer.floats(theta), packer.ints(nonzero_ranges(theta))]
         halves = None if found is None else (s.phi[:h, order[:even]], s.phi[:h, order[even:]])
-        records += _phi_records(packer, s.phi, halves, even)
+        records += _phi_records(packer, s.phi, halves, even) + [packer.ints(theta_twins(theta))]
     for p in projections:  # phi [R3, n_phi]; theta [R3, L3p, n_theta] with ranges per (r, l); read inverted
         R3, L3p = p.rows
         found = phi_reflection(p.phi.T)
@@ -142,6 +157,7 @@ def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
         halves = None if found is None else (p.phi[order[:even], :h], p.phi[order[even:], :h])
         phi = _phi_records(packer, p.phi, halves, even)
         records += phi[:2] + [packer.floats(theta), packer.ints(nonzero_ranges(theta))] + phi[2:]
+        records.append(packer.ints(theta_twins(theta)))
     for t in terms:
         records += [t.a, t.b, t.projection, packer.floats([t.coefficient])]
     meta = np.concatenate(packer.meta)
@@ -309,5 +325,6 @@ __all__ = [
     "pack",
     "register_program",
     "sphere_program",
+    "theta_twins",
     "program_tables",
 ]

@@ -18,11 +18,12 @@ using namespace gaunt_tiles;
 // ---------------------------------------------------------------- the program, read from (values, meta)
 // sym: the phi table is stored as its even (the first `even` rows r) and odd parts on the points p <= -p mod
 // n_phi (cpu_executor.phi_reflection): phi then holds the even part, phi_odd the odd part
+// twin: per row r, the row with the same theta table (m and -m; -1: none): the pair runs as one pass
 struct SynthesisRec {
-  int64_t source, R, Lp, index, theta, theta_range, phi, phi_range, sym, even, phi_odd, phi_odd_range;
+  int64_t source, R, Lp, index, theta, theta_range, phi, phi_range, sym, even, phi_odd, phi_odd_range, twin;
 };
 struct ProjectionRec {
-  int64_t R3, L3p, inverse, phi, phi_range, theta, theta_range, sym, even, phi_odd, phi_odd_range;
+  int64_t R3, L3p, inverse, phi, phi_range, theta, theta_range, sym, even, phi_odd, phi_odd_range, twin;
 };
 struct TermRec {
   int64_t a, b, projection, coefficient;
@@ -38,12 +39,12 @@ struct Layout {
   explicit Layout(const int64_t* m) : meta(m) {
     mul = m[0], dims[0] = m[1], dims[1] = m[2], dims[2] = m[3], n_theta = m[4], n_phi = m[5];
     const int64_t* rec = m + 9;
-    for (int64_t s = 0; s < m[6]; ++s, rec += 12)
-      syntheses.push_back(
-          {rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10], rec[11]});
-    for (int64_t p = 0; p < m[7]; ++p, rec += 11)
-      projections.push_back(
-          {rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10]});
+    for (int64_t s = 0; s < m[6]; ++s, rec += 13)
+      syntheses.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10],
+                           rec[11], rec[12]});
+    for (int64_t p = 0; p < m[7]; ++p, rec += 12)
+      projections.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10],
+                             rec[11]});
     for (int64_t t = 0; t < m[8]; ++t, rec += 4) terms.push_back({rec[0], rec[1], rec[2], rec[3]});
   }
   int64_t grid() const { return n_theta * n_phi; }
@@ -75,7 +76,7 @@ void scatter(const Layout& P, const ProjectionRec& p, const Tile& tile, const Ve
 
 template <typename T>
 Separable<T> stage(const Layout& P, const T* values, int64_t R, int64_t C, int64_t theta, int64_t theta_range,
-                   int64_t phi, int64_t phi_range) {
+                   int64_t phi, int64_t phi_range, int64_t twin) {
   return {values + theta,
           values + phi,
           P.meta + theta_range,
@@ -83,7 +84,8 @@ Separable<T> stage(const Layout& P, const T* values, int64_t R, int64_t C, int64
           static_cast<int>(R),
           static_cast<int>(C),
           static_cast<int>(P.n_theta),
-          static_cast<int>(P.n_phi)};
+          static_cast<int>(P.n_phi),
+          P.meta + twin};
 }
 
 template <typename T>
@@ -94,7 +96,7 @@ Reflected<T> reflected(const Layout& P, const T* values, int64_t even, int64_t p
 
 template <typename T>
 void synthesis(const Layout& P, const SynthesisRec& s, const T* values, Scratch<T>& S, Vec<T>* F) {
-  const auto st = stage(P, values, s.R, s.Lp, s.theta, s.theta_range, s.phi, s.phi_range);
+  const auto st = stage(P, values, s.R, s.Lp, s.theta, s.theta_range, s.phi, s.phi_range, s.twin);
   if (!s.sym) return synthesize(st, S.X.data(), S.G.data(), F);
   synthesize_reflected(st, reflected(P, values, s.even, s.phi, s.phi_range, s.phi_odd, s.phi_odd_range),
                        S.X.data(), S.G.data(), S.E.data(), F);
@@ -123,7 +125,7 @@ bool pointwise(const Layout& P, int64_t q, const T* values, Scratch<T>& S) {
 // S.Y = the projection of S.H (the rows of p, before the read-out)
 template <typename T>
 void project_rows(const Layout& P, const ProjectionRec& p, const T* values, Scratch<T>& S) {
-  const auto st = stage(P, values, p.R3, p.L3p, p.theta, p.theta_range, p.phi, p.phi_range);
+  const auto st = stage(P, values, p.R3, p.L3p, p.theta, p.theta_range, p.phi, p.phi_range, p.twin);
   if (!p.sym) return project(st, S.H.data(), S.G.data(), S.Y.data());
   project_reflected(st, reflected(P, values, p.even, p.phi, p.phi_range, p.phi_odd, p.phi_odd_range), S.H.data(),
                     S.E.data(), S.G.data(), S.Y.data());
