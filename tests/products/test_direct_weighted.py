@@ -168,6 +168,33 @@ def outputs_and_gradients(product, x1, x2, w, cotangent):
     return [out.detach(), *grads], names
 
 
+def assert_folded_equals(product, reference, inputs, per_sample: bool, mode: str, ops: tuple[str, ...]) -> None:
+    """For each dtype of ``TOL``: ``product`` folds its weights as ``mode`` and runs every op of ``ops`` (where the
+    batch is not empty), and its output and gradients for ``inputs = (x1, x2, w, cotangent)`` (float64) equal the
+    unfolded path and the torch executor ``reference``; then the product is float64 again."""
+    x1, x2, w, cotangent = inputs
+    exact, _ = outputs_and_gradients(reference, x1, x2, w, cotangent)
+    where = f"{type(product).__name__} {tuple(cotangent.shape[:-1])}"
+    for dtype, tol in TOL.items():
+        cast = [t.to(dtype) for t in inputs]
+        product.to(dtype)
+        assert product.frame.folds(*cast[:3], per_sample=per_sample) == mode
+        folded, names = outputs_and_gradients(product, *cast)
+        assert all(names.ran(op) == bool(x1.numel() and x2.numel()) for op in ops)
+        product.frame.fold_weights = False
+        unfolded, names = outputs_and_gradients(product, *cast)
+        product.frame.fold_weights = True
+        assert not any(names.ran(op) for op in ops)
+        for k, (a, b, e) in enumerate(zip(folded, unfolded, exact)):
+            assert a.dtype == dtype and a.shape == e.shape
+            if e.numel() and float(e.abs().max()) > 0:
+                assert_close_to(a, e, tol, f"{where} {dtype} output/grad {k} vs torch")
+                assert_close_to(a, b.double(), tol, f"{where} {dtype} output/grad {k} vs unfolded")
+            else:  # an empty batch: no output, zero weight gradient
+                assert x1.numel() == 0 and (a.numel() == 0 or float(a.abs().max()) == 0)
+    product.double()
+
+
 @pytest.mark.parametrize("mul2", [None, 1])  # x2 with every channel, or one channel copied by the frame
 @pytest.mark.parametrize("mul", [3, 16])
 @pytest.mark.parametrize("L", [1, 2])
@@ -184,26 +211,9 @@ def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, L, 
         w = torch.randn(product.weight_numel, generator=g, dtype=torch.float64)
         batch = torch.broadcast_shapes(batch1, batch2)
         cotangent = torch.randn(*batch, dims[2], generator=g, dtype=torch.float64)
-        exact, _ = outputs_and_gradients(reference, x1, x2, w, cotangent)
-        for dtype, tol in TOL.items():
-            cast = [t.to(dtype) for t in (x1, x2, w, cotangent)]
-            product.to(dtype)
-            assert product.frame.folds(*cast[:3], per_sample=False) == "coefficients"
-            folded, names = outputs_and_gradients(product, *cast)
-            ran = bool(x1.numel() and x2.numel())  # non-vacuous: the folded op, and its backward in one pass
-            assert names.ran("gaunt.cpu_direct_weighted") == ran == names.ran("gaunt.cpu_direct_weighted_backward")
-            product.frame.fold_weights = False
-            unfolded, names = outputs_and_gradients(product, *cast)
-            product.frame.fold_weights = True
-            assert not names.ran("gaunt.cpu_direct_weighted")
-            for k, (a, b, e) in enumerate(zip(folded, unfolded, exact)):
-                assert a.dtype == dtype and a.shape == e.shape
-                if e.numel() and float(e.abs().max()) > 0:
-                    assert_close_to(a, e, tol, f"{cls.__name__} {batch} {dtype} output/grad {k} vs torch")
-                    assert_close_to(a, b.double(), tol, f"{cls.__name__} {batch} {dtype} output/grad {k} vs unfolded")
-                else:  # an empty batch: no output, zero weight gradient
-                    assert x1.numel() == 0 and (a.numel() == 0 or float(a.abs().max()) == 0)
-        product.double()
+        # non-vacuous: the folded op, and its backward in one pass
+        ops = ("gaunt.cpu_direct_weighted", "gaunt.cpu_direct_weighted_backward")
+        assert_folded_equals(product, reference, (x1, x2, w, cotangent), False, "coefficients", ops)
 
 
 @pytest.mark.parametrize("mul", [2, 8])  # sample tiles; channel tiles of 8 doubles (4 samples a group)

@@ -11,12 +11,11 @@ import pytest
 import torch
 from conftest import assert_equivariant, random_inputs
 from test_direct_weighted import (
-    TOL,
     OpNames,
     assert_close_to,
     assert_compiles_with_no_graph_break,
+    assert_folded_equals,
     irreps_of,
-    outputs_and_gradients,
 )
 
 from gaunt.products import GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build
@@ -184,25 +183,8 @@ def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, mul
         x2 = torch.randn(*batch2, dims[1], generator=g, dtype=torch.float64)
         w = torch.randn(*(batch if per_sample else ()), product.weight_numel, generator=g, dtype=torch.float64)
         cotangent = torch.randn(*batch, dims[2], generator=g, dtype=torch.float64)
-        exact, _ = outputs_and_gradients(reference, x1, x2, w, cotangent)
-        for dtype, tol in TOL.items():
-            cast = [t.to(dtype) for t in (x1, x2, w, cotangent)]
-            product.to(dtype)
-            assert product.frame.folds(*cast[:3], per_sample=per_sample) == "scales"
-            folded, names = outputs_and_gradients(product, *cast)
-            assert names.ran("gaunt.cpu_scaled_weights") == bool(x1.numel() and x2.numel())
-            product.frame.fold_weights = False
-            unfolded, names = outputs_and_gradients(product, *cast)
-            product.frame.fold_weights = True
-            assert not names.ran("gaunt.cpu_scaled_weights")
-            for k, (a, b, e) in enumerate(zip(folded, unfolded, exact)):
-                assert a.dtype == dtype and a.shape == e.shape
-                if e.numel() and float(e.abs().max()) > 0:
-                    assert_close_to(a, e, tol, f"{cls.__name__} {batch} {dtype} output/grad {k} vs torch")
-                    assert_close_to(a, b.double(), tol, f"{cls.__name__} {batch} {dtype} output/grad {k} vs unfolded")
-                else:  # an empty batch: no output, zero weight gradient
-                    assert x1.numel() == 0 and (a.numel() == 0 or float(a.abs().max()) == 0)
-        product.double()
+        ops = ("gaunt.cpu_scaled_weights",)
+        assert_folded_equals(product, reference, (x1, x2, w, cotangent), per_sample, "scales", ops)
 
 
 @pytest.mark.parametrize(("kernel", "per_sample"), SCALED)
