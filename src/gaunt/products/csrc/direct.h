@@ -316,10 +316,11 @@ struct PerTriple {
   T operator()(int32_t t, int) const { return coefficient[t]; }
 };
 
-// tiles [first, last) of W samples: rows (channel block, coefficient, channel) as in Direct::rows
-template <typename T>
-void run_tiles(const Direct& D, const T* coefficient, const T* x1, const T* x2, int64_t n, int64_t first,
-               int64_t last, T* out) {
+// tiles [first, last) of W samples: rows (channel block, coefficient, channel) as in Direct::rows; the
+// coefficients of channels u.. are coefficients_of(u) (a functor (t, column) -> coefficient)
+template <typename T, typename CoefficientsOf>
+void couple_sample_tiles(const Direct& D, CoefficientsOf coefficients_of, const T* x1, const T* x2, int64_t n,
+                         int64_t first, int64_t last, T* out) {
   constexpr int W = lanes<T>();
   std::vector<Vec<T>> X1(D.mul * D.k[0] + 1), X2(D.mul * D.k[1] + 1), Y(D.mul * D.k[2] + 1, Vec<T>{});
   for (int64_t tile = first; tile < last; ++tile) {
@@ -327,11 +328,22 @@ void run_tiles(const Direct& D, const T* coefficient, const T* x1, const T* x2, 
     const int valid = static_cast<int>(std::min<int64_t>(W, n - n0));
     load_tile(x1, D.dims[0], n0, valid, D.rows[0].data(), X1.data());
     load_tile(x2, D.dims[1], n0, valid, D.rows[1].data(), X2.data());
-    for (int64_t u = 0; u < D.mul; u += D.U)
-      (D.U == kColumns ? couple<T, kColumns, PerTriple<T>> : couple<T, 1, PerTriple<T>>)(
-          D, {coefficient}, &X1[u * D.k[0]], &X2[u * D.k[1]], &Y[u * D.k[2]]);
+    for (int64_t u = 0; u < D.mul; u += D.U) {
+      const auto coefficient = coefficients_of(u);
+      if (D.U == kColumns)
+        couple<T, kColumns>(D, coefficient, &X1[u * D.k[0]], &X2[u * D.k[1]], &Y[u * D.k[2]]);
+      else
+        couple<T, 1>(D, coefficient, &X1[u * D.k[0]], &X2[u * D.k[1]], &Y[u * D.k[2]]);
+    }
     store_tile(Y.data(), D.rows[2].data(), out, D.dims[2], n0, valid);
   }
+}
+
+// the sample tiles of the plain program: one coefficient per triple
+template <typename T>
+void run_tiles(const Direct& D, const T* coefficient, const T* x1, const T* x2, int64_t n, int64_t first,
+               int64_t last, T* out) {
+  couple_sample_tiles(D, [&](int64_t) { return PerTriple<T>{coefficient}; }, x1, x2, n, first, last, out);
 }
 
 // samples [first, last) in columns of W channels of one sample (the mul_ir blocks), kColumns at a time

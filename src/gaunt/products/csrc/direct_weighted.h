@@ -167,23 +167,7 @@ void channels(const Direct& D, Op& op, const std::array<const T*, 3>& in, const 
 template <typename T>
 void couple_tiles(const Direct& D, const T* C, const T* x1, const T* x2, int64_t n, int64_t first, int64_t last,
                   T* out) {
-  constexpr int W = lanes<T>();
-  std::vector<Vec<T>> X1(D.mul * D.k[0] + 1), X2(D.mul * D.k[1] + 1), Y(D.mul * D.k[2] + 1, Vec<T>{});
-  for (int64_t tile = first; tile < last; ++tile) {
-    const int64_t n0 = tile * W;
-    const int valid = static_cast<int>(std::min<int64_t>(W, n - n0));
-    load_tile(x1, D.dims[0], n0, valid, D.rows[0].data(), X1.data());
-    load_tile(x2, D.dims[1], n0, valid, D.rows[1].data(), X2.data());
-    for (int64_t u = 0; u < D.mul; u += D.U) {
-      const PerColumn<T> coefficient{C + u, D.mul};
-      if (D.U == kColumns) {
-        couple<T, kColumns>(D, coefficient, &X1[u * D.k[0]], &X2[u * D.k[1]], &Y[u * D.k[2]]);
-      } else {
-        couple<T, 1>(D, coefficient, &X1[u * D.k[0]], &X2[u * D.k[1]], &Y[u * D.k[2]]);
-      }
-    }
-    store_tile(Y.data(), D.rows[2].data(), out, D.dims[2], n0, valid);
-  }
+  couple_sample_tiles(D, [&](int64_t u) { return PerColumn<T>{C + u, D.mul}; }, x1, x2, n, first, last, out);
 }
 
 // tiles [first, last) of W samples: the sums of the list D on (x1, x2, g), rows t mul + u of W samples of

@@ -231,8 +231,11 @@ void check_scale(const at::Tensor& w, const at::Tensor& index, int64_t n, int64_
               " must be [numel] or [n, numel]");
   TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 1 && index.size(0) == dim,
               "gaunt scaled_weights: the index of ", name, " must be int64 [dim]");
-  TORCH_CHECK(dim == 0 || (index.min().item<int64_t>() >= 0 && index.max().item<int64_t>() < w.size(-1)),
-              "gaunt scaled_weights: the index of ", name, " reads outside its ", w.size(-1), " weights");
+  const at::Tensor flat = index.contiguous();  // a raw loop: no tensor ops in the per-call checks
+  const int64_t* entry = flat.data_ptr<int64_t>();
+  const auto [lo, hi] = std::minmax_element(entry, entry + dim);
+  TORCH_CHECK(dim == 0 || (*lo >= 0 && *hi < w.size(-1)), "gaunt scaled_weights: the index of ", name,
+              " reads outside its ", w.size(-1), " weights");
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights(const at::Tensor& a, const at::Tensor& b,
