@@ -44,6 +44,7 @@ import torch
 
 from .coupling import Coupling, NotChannelWise, coupling
 from .cpu_direct import pack_direct
+from .slots import slot_vjps
 
 SLOTS = ("x1", "x2", "g", "coefficients")  # the arguments of T, in slot order
 
@@ -122,18 +123,8 @@ def _setup_context(ctx, inputs, output) -> None:
 
 def _slot_vjps(args: list, cotangents: dict[int, torch.Tensor | None], needs, folded_id: int) -> list:
     """The gradients of the arguments ``args`` (x1, x2, g, C) for the cotangents of the slots ``cotangents``
-    (slot -> cotangent of its output; None: none): argument j's gradient sums, over the slots s != j, slot j
-    with the cotangent of s in the place of argument s (module docstring). ``needs[j]``: argument j's is wanted."""
-    grads = [None] * 4
-    for s, v in cotangents.items():
-        if v is None:
-            continue
-        for j in range(4):
-            if j != s and needs[j]:
-                given = [v if i == s else None if i == j else a for i, a in enumerate(args)]
-                term = direct_weighted(j, *given, folded_id)
-                grads[j] = term if grads[j] is None else grads[j] + term
-    return grads
+    (``slots.slot_vjps``, each slot on this op)."""
+    return slot_vjps(args, cotangents, needs, lambda j, given: direct_weighted(j, *given, folded_id))
 
 
 def _backward(ctx, grad: torch.Tensor):

@@ -58,6 +58,8 @@ from collections.abc import Callable
 
 import torch
 
+from .slots import slot_vjps
+
 SLOTS = ("f", "s", "w", "y")  # the arguments of T, in slot order
 
 
@@ -145,13 +147,10 @@ def define_op(name: str, kernel: Callable[..., torch.Tensor]):
 
     def backward(ctx, grad: torch.Tensor):
         f, s, w, y, y2, senders, receivers = ctx.saved_tensors
-        args = [f, s, w, y]
-        args[ctx.slot] = grad  # the cotangent takes the computed slot's place
-        grads = [None] * 4
-        for j in range(4):
-            if j != ctx.slot and ctx.needs_input_grad[1 + j]:
-                given = [None if i == j else a for i, a in enumerate(args)]
-                grads[j] = op(j, *given, y2, senders, receivers, ctx.num_nodes)
+        needs = ctx.needs_input_grad[1:5]
+        grads = slot_vjps(
+            [f, s, w, y], {ctx.slot: grad}, needs, lambda j, given: op(j, *given, y2, senders, receivers, ctx.num_nodes)
+        )
         return None, *grads, None, None, None, None
 
     op.register_autograd(backward, setup_context=setup_context)
