@@ -3,7 +3,8 @@
 (shared and per-sample weights, several blocks and chunks, independent of the threads, indices out of range
 refused); an output sign; the folded products against the unfolded path and the torch executor (values and
 gradients, broadcast and empty batches, a one-channel x2), equivariance, gradcheck and gradgradcheck with the
-weight, opcheck, torch.compile, the kept v, and when the frame folds."""
+weight, opcheck, torch.compile, the joint first-order gradients, the channel columns of the direct kernel (per-row
+scales, a copied x2), and when the frame folds."""
 
 from __future__ import annotations
 
@@ -35,10 +36,12 @@ def on_transform(product: torch.nn.Module, kernel: str = "transform") -> torch.n
 
 
 # ------------------------------------------------------------------------------------------------ the op
-def form(program, args, index) -> torch.Tensor:
-    """T(x1, x2, g, w1, w2, w3) of the module docstring, in torch ops on the torch executor."""
+def form(program, args, index, copy2=None) -> torch.Tensor:
+    """T(x1, x2, g, w1, w2, w3) of the module docstring, in torch ops on the torch executor (the program's x2 is
+    ``x2[:, copy2]`` where a copy index is given)."""
     x1, x2, g, w1, w2, w3 = args
     s1, s2, s3 = (w[..., i] for w, i in zip((w1, w2, w3), index))
+    x2 = x2 if copy2 is None else x2[:, copy2]
     return (g * s3 * TorchProgram(program).evaluate(s1 * x1, s2 * x2)).sum()
 
 
@@ -96,8 +99,11 @@ def test_an_index_out_of_range_is_refused():
     for wrong in (index[2] + 7, index[2] - 7):
         with pytest.raises(RuntimeError, match="reads outside its 7 weights"):
             op.scaled_weights(2, True, True, *args, index[0], index[1], wrong, program_id)
-    with pytest.raises(RuntimeError, match="reads outside"):
-        op.weight_reduce(args[2], args[2], index[2] + 7, args[5])
+    with pytest.raises(RuntimeError, match="reads outside its 7 weights"):
+        op.scaled_weights_grads(*args[:4], index[0], index[1], index[2] + 7, program_id, True, True, True)
+    with pytest.raises(RuntimeError, match="reads outside its 5 positions"):  # x2 has 5 positions, the copy more
+        copy2 = torch.arange(program.dims[1]) % 6
+        op.scaled_weights(0, True, True, args[0], args[1][:, :5], *args[2:], *index, program_id, copy2)
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
@@ -233,26 +239,67 @@ def test_the_frame_folds_shared_weights_on_the_direct_kernel_as_coefficients_els
     assert GridGauntProduct(*irreps, executor="torch").frame.scaled is None
 
 
+def frame_args(product, n: int, per_sample: bool, seed: int):
+    """The arguments of a product's own form: x1, x2 with one channel, g, the weight (once: w1 = w2 = w3), the
+    frame's indices and copy index."""
+    frame, program = product.frame, cpu_runner(product.frame.runner).program
+    g = torch.Generator().manual_seed(seed)
+    dims = product.irreps_in1.dim, product.irreps_in2.dim, program.dims[2]
+    x1, x2, cot = (torch.randn(n, d, generator=g, dtype=torch.float64) for d in dims)
+    w = torch.randn(*((n,) if per_sample else ()), product.weight_numel, generator=g, dtype=torch.float64)
+    return [x1, x2, cot, w], (frame._w1_index, frame._w2_index, frame._w3_index), frame._copy_index
+
+
+# mul 16: a multiple of the lanes of both dtypes (the channel columns on the direct kernel); 3: blocks of samples
+@pytest.mark.parametrize("kernel", ["direct", "transform"])
 @pytest.mark.parametrize("per_sample", [False, True])
-def test_the_product_keeps_v_for_the_weight_gradient(per_sample):
-    """The backward sums ``g * v`` for the gradient of w3 where v was kept and no graph is made, and runs pair 2
-    again where one is: the same gradients."""
+@pytest.mark.parametrize("mul", [3, 16])
+def test_the_products_tables_with_a_copied_x2_every_slot_and_the_joint_gradients(mul, per_sample, kernel):
+    """The frame's own indices and a one-channel x2 read through its copy index: each slot of the op and the
+    joint first-order gradients (one call, one weight) equal autograd of the form, on the channel columns (direct
+    kernel, mul 16) or blocks of scaled samples (every other case), over several chunks of samples."""
+    irreps = ("+".join(f"{mul}x{l}{'eo'[l % 2]}" for l in range(3)), "0e+1o+2e", None)
+    product = GridGauntProduct(irreps[0], irreps[1], irreps[0], executor="cpu_fused", internal_weights=False)
+    program, program_id = registered(product.double(), kernel)
+    (x1, x2, g, w), index, copy2 = frame_args(product, 300, per_sample, seed=mul)
+    assert op.runs_on_columns(program_id, torch.float64, index, copy2) == (kernel == "direct" and mul == 16)
+    leaves = [t.clone().requires_grad_() for t in (x1, x2, g, w)]
+    exact = torch.autograd.grad(form(program, [*leaves, leaves[3], leaves[3]], index, copy2), leaves)
+    w_sum = torch.zeros_like(w)
+    for pair in range(3):
+        got = op.scaled_weights(pair, True, True, x1, x2, g, w, w, w, *index, program_id, copy2)
+        assert_close_to(got[0], exact[pair], 1e-12, f"slot {pair}")
+        w_sum += got[1]
+    assert_close_to(w_sum, exact[3], 1e-12, "slots 3 + 4 + 5")
+    for wants in ((True, True, True), (True, False, False), (False, True, False), (False, False, True)):
+        got = op.scaled_weights_grads(x1, x2, g, w, *index, program_id, *wants, copy2)
+        for value, wanted, expected in zip(got, wants, (exact[0], exact[1], exact[3])):
+            if wanted:
+                assert_close_to(value, expected, 1e-12, f"joint gradients {wants}")
+            else:
+                assert value.shape[0] == 0
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_the_first_order_backward_is_one_call_and_a_graph_of_it_the_slot_ops(per_sample):
+    """Without a graph of the backward, one ``cpu_scaled_weights_grads`` call; with one, the slot ops (pairs 0, 1
+    and 2 for the weight): the same gradients, those of the form."""
     product = on_transform(GridGauntProduct(*irreps_of(GridGauntProduct, 5, 2), executor="cpu_fused").double())
     program, program_id = registered(product)
     args, index = random_args(program, 13, 200, per_sample, seed=7)
-    x1, x2, _, w1, w2, w3 = (a.requires_grad_() for a in args)
-    inputs = (x1, x2, w1, w2, w3)
-    torch.library.opcheck(op.scaled_weights_product, (*inputs, *index, program_id, True))
-    cotangent = torch.randn(200, program.dims[2], dtype=torch.float64)
+    x1, x2, cotangent, w, _, _ = args
+    x1, x2, w = (a.requires_grad_() for a in (x1, x2, w))
+    torch.library.opcheck(op.scaled_weights_product, (x1, x2, w, w, w, *index, program_id))
+    plain = (x1.detach(), x2.detach(), cotangent, w.detach())  # not differentiable: used where no graph is made
+    torch.library.opcheck(op.scaled_weights_grads, (*plain, *index, program_id, True, True, True))
     results = {}
     for create_graph in (False, True):
         with OpNames() as names:
-            out, v = op.scaled_weights_product(*inputs, *index, program_id, True)
-            results[create_graph] = torch.autograd.grad(out, inputs, cotangent, create_graph=create_graph)
-        assert names.ran("gaunt.cpu_weight_reduce") != create_graph
-        assert sum("cpu_scaled_weights.default" in n for n in names.names) == 2 + create_graph
-    assert not v.requires_grad and v.shape == out.shape
-    exact = torch.autograd.grad(form(program, [x1, x2, cotangent, w1, w2, w3], index), inputs)
+            out = op.scaled_weights_product(x1, x2, w, w, w, *index, program_id)
+            results[create_graph] = torch.autograd.grad(out, (x1, x2, w), cotangent, create_graph=create_graph)
+        assert names.ran("gaunt.cpu_scaled_weights_grads") != create_graph
+        assert sum("cpu_scaled_weights.default" in n for n in names.names) == 3 * create_graph
+    exact = torch.autograd.grad(form(program, [x1, x2, cotangent, w, w, w], index), (x1, x2, w))
     for a, b, e in zip(results[False], results[True], exact):
         assert_close_to(a, e, 1e-12)
         assert_close_to(b, e, 1e-12)

@@ -25,7 +25,16 @@ cotangent c, is slot j's gradient with argument i replaced by c (as for ``direct
 ``grid_messages``), so every derivative of every order runs on the same kernels; the pairs that a backward
 needs run once each. The kernel scales the operands of a cache-sized block of samples, runs the program on
 it, and scales or sums the result: no weighted copy of an input, no elementwise pass over the batch for the
-weights or their gradients.
+weights or their gradients. On the direct kernel with the products' own tables (``mul`` a multiple of the SIMD
+width: :func:`runs_on_columns`), the scales are vectors of the kernel's channel rows instead, and no block is
+copied at all (``csrc/scaled_columns.h``).
+
+A one-channel x2 read by every channel (the frame's copy index ``copy2``) is read through the index inside the
+kernel: the program's x2 is ``x2[:, copy2]``, and slot 1 is summed back over the channels by the same index.
+
+A first-order backward with one weight (``w1 = w2 = w3``) and no graph of it runs the three pairs in one call
+(:func:`scaled_weights_grads`): one gradient of the weight, added into by every pair, no sum of three
+afterwards; on the channel rows, every pair on each group of samples while their rows are in cache.
 
 :class:`ScaledWeights` holds the tables of one frame; ``sphere_frame.FactorisedFrame`` decides when it runs.
 """
@@ -64,38 +73,56 @@ def scaled_weights(
     index2: torch.Tensor,
     index3: torch.Tensor,
     program_id: int,
+    copy2: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Slots ``pair`` (if ``batch``; else an empty ``[0, dim]``) and ``pair + 3`` (if ``weight``; else an empty
     ``[0]``) of T (module docstring) for ``x1 [n, dim1]``, ``x2 [n, dim2]``, ``g [n, dim_out]``, weights ``w_i
     [numel_i]`` or ``[n, numel_i]`` and indices ``index_i [dim_i]`` (int64), on the kernel that runs the
     registered program ``program_id`` (``cpu_executor.register_program``) or its derivative program. The
     value of argument ``pair`` is read only for slot ``pair + 3`` (the sum against it), that of its weight only
-    for slot ``pair`` (the read-out scale)."""
-    args, index = (x1, x2, g, w1, w2, w3), (index1, index2, index3)
+    for slot ``pair`` (the read-out scale). ``copy2 [dim2]`` (int64; None: none): the program's x2 is
+    ``x2[:, copy2]`` (a one-channel x2 read by every channel), its slot summed back by ``copy2``."""
+    args, index, copies = (x1, x2, g, w1, w2, w3), (index1, index2, index3), (None, copy2, None)
     _, (a, b), o = PAIRS[pair]
     kernel, values, meta = program_tables(_program_id(program_id, pair), x1.dtype)
     r = args[o] if weight else None
     (wa, ia), (wb, ib), (wo, io) = ((args[i + 3], index[i]) for i in (a, b, o))  # the weights of each operand
-    out, grad, _ = torch.ops.gaunt_fused.scaled_weights(
-        args[a], args[b], wa, ia, wb, ib, wo, io, r, batch, False, values, meta, kernel == "direct"
+    ca, cb, co = (copies[i] for i in (a, b, o))
+    return torch.ops.gaunt_fused.scaled_weights(
+        args[a],
+        args[b],
+        wa,
+        ia,
+        wb,
+        ib,
+        wo,
+        io,
+        ca,
+        cb,
+        co,
+        args[o].shape[1],
+        r,
+        batch,
+        values,
+        meta,
+        kernel == "direct",
     )
-    return out, grad
 
 
 @scaled_weights.register_fake
-def _fake(pair, batch, weight, x1, x2, g, w1, w2, w3, index1, index2, index3, program_id):
+def _fake(pair, batch, weight, x1, x2, g, w1, w2, w3, index1, index2, index3, program_id, copy2=None):
     x, w = (x1, x2, g)[pair], (w1, w2, w3)[pair]
     return x.new_empty((x.shape[0] if batch else 0, x.shape[1])), w.new_empty(w.shape if weight else (0,))
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    pair, batch, weight, *args, index1, index2, index3, program_id = inputs
+    pair, batch, weight, *args, index1, index2, index3, program_id, copy2 = inputs
     ctx.pair, ctx.batch, ctx.weight, ctx.program_id = pair, batch, weight, program_id
-    ctx.save_for_backward(*args, index1, index2, index3)
+    ctx.save_for_backward(*args, index1, index2, index3, copy2)
     ctx.set_materialize_grads(False)  # an output that is not used gets no tensor of zeros
 
 
-def slot_gradients(args: list, cotangents: dict[int, torch.Tensor], needs, index, program_id: int) -> list:
+def slot_gradients(args: list, cotangents: dict[int, torch.Tensor], needs, index, program_id: int, copy2=None) -> list:
     """The gradients of the six arguments for the cotangents of some slots (slot -> cotangent): argument j's
     sums, over those slots s != j, slot j with the cotangent of s in the place of argument s (module
     docstring); the two slots of one pair run as one kernel call. ``needs[j]``: argument j's is wanted."""
@@ -106,7 +133,7 @@ def slot_gradients(args: list, cotangents: dict[int, torch.Tensor], needs, index
             batch, weight = needs[p] and p != s, needs[p + 3] and p + 3 != s
             if not (batch or weight):
                 continue
-            out = scaled_weights(p, batch, weight, *given, *index, program_id)
+            out = scaled_weights(p, batch, weight, *given, *index, program_id, copy2)
             for j, term, wanted in ((p, out[0], batch), (p + 3, out[1], weight)):
                 if wanted:
                     grads[j] = term if grads[j] is None else grads[j] + term
@@ -114,15 +141,15 @@ def slot_gradients(args: list, cotangents: dict[int, torch.Tensor], needs, index
 
 
 def _backward(ctx, grad_batch: torch.Tensor, grad_weight: torch.Tensor):
-    *args, index1, index2, index3 = ctx.saved_tensors
+    *args, index1, index2, index3, copy2 = ctx.saved_tensors
     cotangents = {}
     if ctx.batch and grad_batch is not None:
         cotangents[ctx.pair] = grad_batch
     if ctx.weight and grad_weight is not None:
         cotangents[ctx.pair + 3] = grad_weight
     needs = ctx.needs_input_grad[3:9]
-    grads = slot_gradients(list(args), cotangents, needs, (index1, index2, index3), ctx.program_id)
-    return None, None, None, *grads, None, None, None, None
+    grads = slot_gradients(list(args), cotangents, needs, (index1, index2, index3), ctx.program_id, copy2)
+    return None, None, None, *grads, None, None, None, None, None
 
 
 scaled_weights.register_autograd(_backward, setup_context=_setup_context)
@@ -139,66 +166,130 @@ def scaled_weights_product(
     index2: torch.Tensor,
     index3: torch.Tensor,
     program_id: int,
-    keep: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The product (slot 2) and, if ``keep``, ``v = P(s1 * x1, s2 * x2)`` ``[n, dim_out]`` (else ``[0,
-    dim_out]``; not differentiable). Its backward runs pairs 0 and 1; slot 5 (the gradient of ``w3``) is the
-    sum of ``g * v`` by ``index3`` where v was kept and no graph is made of the backward, else pair 2 again."""
+    copy2: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The product (slot 2), ``[n, dim_out]``. Its backward runs the three pairs in one call of
+    :func:`scaled_weights_grads` where one weight is read by all three scales and no graph is made of the
+    backward, else pairs 0 and 1 and (for w3) pair 2 as :func:`scaled_weights` ops. ``copy2``: as for
+    :func:`scaled_weights`."""
     kernel, values, meta = program_tables(program_id, x1.dtype)
-    out, _, v = torch.ops.gaunt_fused.scaled_weights(
-        x1, x2, w1, index1, w2, index2, w3, index3, None, True, keep, values, meta, kernel == "direct"
+    out, _ = torch.ops.gaunt_fused.scaled_weights(
+        x1,
+        x2,
+        w1,
+        index1,
+        w2,
+        index2,
+        w3,
+        index3,
+        None,
+        copy2,
+        None,
+        index3.shape[0],
+        None,
+        True,
+        values,
+        meta,
+        kernel == "direct",
     )
-    return out, v
-
-
-@torch.library.custom_op("gaunt::cpu_weight_reduce", mutates_args=())
-def weight_reduce(r: torch.Tensor, v: torch.Tensor, index: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``grad[..., index[k]] += r[n, k] v[n, k]``, summed over n where ``w [numel]`` is shared, per sample
-    where ``w`` is ``[n, numel]``; shape of ``w``. Not differentiable (used where no graph is made)."""
-    return torch.ops.gaunt_fused.weight_reduce(r, v, index, w)
-
-
-@weight_reduce.register_fake
-def _weight_reduce_fake(r, v, index, w):
-    return w.new_empty(w.shape)
+    return out
 
 
 @scaled_weights_product.register_fake
-def _product_fake(x1, x2, w1, w2, w3, index1, index2, index3, program_id, keep):
-    dim = index3.shape[0]
-    return x1.new_empty((x1.shape[0], dim)), x1.new_empty((x1.shape[0] if keep else 0, dim))
+def _product_fake(x1, x2, w1, w2, w3, index1, index2, index3, program_id, copy2=None):
+    return x1.new_empty((x1.shape[0], index3.shape[0]))
 
 
 def _setup_product(ctx, inputs, output) -> None:
-    *args, program_id, keep = inputs
-    ctx.program_id, ctx.keep = program_id, keep
-    ctx.save_for_backward(*args, output[1])
-    ctx.mark_non_differentiable(output[1])
-    ctx.set_materialize_grads(False)  # no [n, dim_out] of zeros for v's cotangent
+    *args, program_id, copy2 = inputs
+    ctx.program_id = program_id
+    ctx.one_weight = args[2] is args[3] is args[4]  # w1 = w2 = w3: the three weight sums add into one gradient
+    ctx.save_for_backward(*args, copy2)
+    ctx.set_materialize_grads(False)
 
 
-def _product_backward(ctx, grad: torch.Tensor | None, _):
+def _product_backward(ctx, grad: torch.Tensor | None):
     if grad is None:
         return (None,) * 10
-    x1, x2, w1, w2, w3, index1, index2, index3, v = ctx.saved_tensors
-    needs = list(ctx.needs_input_grad[:2]) + [False] + list(ctx.needs_input_grad[2:5])
-    reduce = ctx.keep and needs[5] and not torch.is_grad_enabled()  # v kept, and no graph of this backward
-    if reduce:
-        needs[5] = False
+    x1, x2, w1, w2, w3, index1, index2, index3, copy2 = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    index = (index1, index2, index3)
+    if ctx.one_weight and not torch.is_grad_enabled():  # one call, one weight gradient (no graph of it is made)
+        wants = (needs[0], needs[1], any(needs[2:5]))
+        dx1, dx2, dw = scaled_weights_grads(x1, x2, grad, w1, *index, ctx.program_id, *wants, copy2)
+        return (dx1 if wants[0] else None), (dx2 if wants[1] else None), (dw if wants[2] else None), *(None,) * 7
     args = [x1, x2, None, w1, w2, w3]
-    grads = slot_gradients(args, {2: grad}, needs, (index1, index2, index3), ctx.program_id)
-    if reduce:
-        grads[5] = weight_reduce(grad, v, index3, w3)
+    grads = slot_gradients(args, {2: grad}, [*needs[:2], False, *needs[2:5]], index, ctx.program_id, copy2)
     return *grads[:2], *grads[3:], None, None, None, None, None
 
 
 scaled_weights_product.register_autograd(_product_backward, setup_context=_setup_product)
 
 
+@torch.library.custom_op("gaunt::cpu_scaled_weights_grads", mutates_args=())
+def scaled_weights_grads(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    g: torch.Tensor,
+    w: torch.Tensor,
+    index1: torch.Tensor,
+    index2: torch.Tensor,
+    index3: torch.Tensor,
+    program_id: int,
+    want_x1: bool,
+    want_x2: bool,
+    want_w: bool,
+    copy2: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dx1, dx2, dw)``: slots 0, 1 and the sum of slots 3, 4, 5 of T (module docstring) with ``w1 = w2 = w3 =
+    w``, each where wanted (else ``[0, dim]`` / ``[0]``), in one call: the three pairs run one after the other,
+    their weight sums added into one gradient (no gradient per pair, no sum of them afterwards). Not
+    differentiable (used where no graph of the backward is made)."""
+    tables = [program_tables(_program_id(program_id, pair), x1.dtype) for pair in range(3)]
+    roles = [i for _, (a, b), o in PAIRS for i in (a, b, o)]
+    return torch.ops.gaunt_fused.scaled_weights_grads(
+        x1,
+        x2,
+        g,
+        w,
+        index1,
+        index2,
+        index3,
+        copy2,
+        want_x1,
+        want_x2,
+        want_w,
+        roles,
+        [values for _, values, _ in tables],
+        [meta for _, _, meta in tables],
+        [int(kernel == "direct") for kernel, _, _ in tables],
+    )
+
+
+@scaled_weights_grads.register_fake
+def _grads_fake(x1, x2, g, w, index1, index2, index3, program_id, want_x1, want_x2, want_w, copy2=None):
+    return (
+        x1.new_empty((x1.shape[0] if want_x1 else 0, x1.shape[1])),
+        x2.new_empty((x2.shape[0] if want_x2 else 0, x2.shape[1])),
+        w.new_empty(w.shape if want_w else (0,)),
+    )
+
+
+def runs_on_columns(program_id: int, dtype: torch.dtype, index, copy2: torch.Tensor | None = None) -> bool:
+    """Whether the product of ``program_id`` (and its derivative programs, which share its layouts) with these
+    indices ``(index1, index2, index3)`` and ``copy2`` runs on the direct kernel's channel columns with the
+    weights as per-row scales (``csrc/scaled_columns.h``: the products' own tables on the direct kernel with
+    ``mul`` a multiple of the SIMD width), rather than on blocks of scaled samples."""
+    kernel, _, meta = program_tables(program_id, dtype)
+    columns = torch.ops.gaunt_fused.scaled_weights_columns
+    return kernel == "direct" and columns(meta, *index, None, copy2, None, dtype == torch.float64)
+
+
 class ScaledWeights(torch.nn.Module):
-    """The folded product of one frame, on the kernel that runs its program: ``self(fused, x1, x2, weight)``:
-    ``[n, dim1] x [n, dim2] x ([numel] or [n, numel]) -> [n, dim_out]`` for the program of ``fused`` (a
-    ``cpu_executor.FusedProgram``, read on every call: a copied module registers its program anew).
+    """The folded product of one frame, on the kernel that runs its program: ``self(fused, x1, x2, weight,
+    copy2=None)``: ``[n, dim1] x [n, dim2] x ([numel] or [n, numel]) -> [n, dim_out]`` for the program of
+    ``fused`` (a ``cpu_executor.FusedProgram``, read on every call: a copied module registers its program anew);
+    ``copy2``: the program's x2 is ``x2[:, copy2]`` (read in the kernel: no copy is made).
 
     ``weight_index = (index1, index2, index3)``: the frame's index of each position into the weight;
     ``out_sign [dim_out]`` (None: +1)."""
@@ -214,21 +305,24 @@ class ScaledWeights(torch.nn.Module):
         for k, i in enumerate(index, start=1):
             self.register_buffer(f"_index{k}", torch.as_tensor(i), persistent=False)
 
-    def forward(self, fused: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, fused: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, copy2=None
+    ) -> torch.Tensor:
         w3, index3 = weight, self._index3
         if self.negative:
             w3 = torch.cat([weight, -weight], dim=-1)
             index3 = index3 + self._negative * weight.shape[-1]
-        keep = torch.is_grad_enabled() and weight.requires_grad  # v, for the weight gradient of the backward
         index = (self._index1, self._index2, index3)
-        return scaled_weights_product(x1, x2, weight, weight, w3, *index, fused.program_id, keep)[0]
+        return scaled_weights_product(x1, x2, weight, weight, w3, *index, fused.program_id, copy2)
 
 
 __all__ = [
     "ARGS",
     "PAIRS",
     "ScaledWeights",
+    "runs_on_columns",
     "slot_gradients",
     "scaled_weights",
     "scaled_weights_product",
+    "scaled_weights_grads",
 ]

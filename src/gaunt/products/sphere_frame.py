@@ -111,17 +111,18 @@ class FactorisedFrame(torch.nn.Module):
         folds = self.folds(x1, x2, weight, per_sample)
         x1 = x1.expand(*batch, -1).reshape(n, x1.shape[-1])
         x2 = x2.expand(*batch, -1).reshape(n, x2.shape[-1])
-        if self.copies:  # one channel of x2 to every channel, before the per-channel weights w2[u, l]
-            x2 = x2.index_select(-1, self._copy_index)
         if n == 0:  # empty batch (zero-size matmuls are rejected by some backends); graph kept connected
             return x1.new_zeros(*batch, len(self._w3_index)) + 0 * (x1.sum() + x2.sum() + weight.sum())
-        if folds == "coefficients":  # one op: the weights as per-channel coefficients of the coupling list
-            return self.folded(x1, x2, weight).reshape(*batch, len(self._w3_index))
-        if folds == "scales":  # one op: the weights as scales of the operands and the result, per block
+        if folds == "scales":  # one op: the weights as scales of the operands and the result, the copy as a read
             if per_sample:
                 weight = weight.expand(*batch, -1).reshape(n, weight.shape[-1])
-            out = self.scaled(cpu_runner(self.runner), x1, x2, weight)
+            copy2 = self._copy_index if self.copies else None
+            out = self.scaled(cpu_runner(self.runner), x1, x2, weight, copy2)
             return out.reshape(*batch, len(self._w3_index))
+        if self.copies:  # one channel of x2 to every channel, before the per-channel weights w2[u, l]
+            x2 = x2.index_select(-1, self._copy_index)
+        if folds == "coefficients":  # one op: the weights as per-channel coefficients of the coupling list
+            return self.folded(x1, x2, weight).reshape(*batch, len(self._w3_index))
         ws = [weight[..., self._w1_index], weight[..., self._w2_index], weight[..., self._w3_index]]
         if self.signed:
             ws[2] = ws[2] * self._out_sign.to(ws[2].dtype)

@@ -164,7 +164,7 @@ inline constexpr Table<T, D> kPair =
 
 // row r of a shuffle of the N source vectors s (two-source shuffles, one per pair of sources)
 template <typename T, int N, bool Interleave>
-inline Vec<T> select(const Vec<T>* s, int r) {
+[[gnu::always_inline]] inline Vec<T> select(const Vec<T>* s, int r) {
   if constexpr (N == 1) return s[0];
   const IVec<T> index = lane_row<T>(kIndex<T, N, Interleave>.v[r]);
   Vec<T> out = __builtin_shuffle(s[0], s[1], index);
@@ -190,11 +190,28 @@ inline void shuffle_block(const T* src, int64_t src_stride, T* dst, int64_t dst_
   }
 }
 
-// shuffle_block for a width w known at run time (1 <= w <= kMaxBlock), each width inlined
+// shuffle_block for a width w known at run time (1 <= w <= kMaxBlock), out of line (a jump table over the widths)
+template <bool Interleave, typename T, int... D>
+[[gnu::noinline]] void shuffle_any_width(int64_t w, const T* src, int64_t src_stride, T* dst, int64_t dst_stride,
+                                         std::integer_sequence<int, D...>) {
+  (void)((w == D + 1 && (shuffle_block<T, D + 1, Interleave>(src, src_stride, dst, dst_stride), true)) || ...);
+}
+
+// shuffle_block for a width w known at run time: the widths of l <= 1 and of (L + 1) <= 3 weights per channel
+// (the blocks of the small degrees, run most often per value) inlined, the others out of line
 template <bool Interleave, typename T, int... D>
 inline void shuffle_width(int64_t w, const T* src, int64_t src_stride, T* dst, int64_t dst_stride,
-                          std::integer_sequence<int, D...>) {
-  (void)((w == D + 1 && (shuffle_block<T, D + 1, Interleave>(src, src_stride, dst, dst_stride), true)) || ...);
+                          std::integer_sequence<int, D...> widths) {
+  switch (w) {
+    case 1:
+      return shuffle_block<T, 1, Interleave>(src, src_stride, dst, dst_stride);
+    case 2:
+      return shuffle_block<T, 2, Interleave>(src, src_stride, dst, dst_stride);
+    case 3:
+      return shuffle_block<T, 3, Interleave>(src, src_stride, dst, dst_stride);
+    default:
+      return shuffle_any_width<Interleave>(w, src, src_stride, dst, dst_stride, widths);
+  }
 }
 constexpr auto kWidths = std::make_integer_sequence<int, kMaxBlock>{};
 
