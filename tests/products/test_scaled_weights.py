@@ -193,11 +193,16 @@ def test_folded_products_equal_the_unfolded_path_and_the_torch_executor(cls, mul
         assert_folded_equals(product, reference, (x1, x2, w, cotangent), per_sample, "scales", ops)
 
 
-@pytest.mark.parametrize(("kernel", "per_sample"), SCALED)
-def test_gradcheck_and_gradgradcheck_with_the_weight(per_sample, kernel):
-    irreps = ("4x0e+4x1o+4x2e", "0e+1o", "4x0e+4x1o+4x2e")  # x2 copied to every channel
+# (kernel, per_sample, mul): mul 8 on the direct kernel runs on the channel columns (float64: 8 lanes)
+@pytest.mark.parametrize(("kernel", "per_sample", "mul"), [(k, p, 4) for k, p in SCALED] + [("direct", True, 8)])
+def test_gradcheck_and_gradgradcheck_with_the_weight(per_sample, kernel, mul):
+    irreps = (f"{mul}x0e+{mul}x1o+{mul}x2e", "0e+1o", f"{mul}x0e+{mul}x1o+{mul}x2e")  # x2 copied to every channel
     product = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False).double()
     on_transform(product, kernel)
+    frame = product.frame
+    index = (frame._w1_index, frame._w2_index, frame._w3_index)
+    columns = op.runs_on_columns(cpu_runner(frame.runner).program_id, torch.float64, index, frame._copy_index)
+    assert columns == (mul == 8)
     g = torch.Generator().manual_seed(2)
     x1 = torch.randn(3, product.irreps_in1.dim, generator=g, dtype=torch.float64, requires_grad=True)
     x2 = torch.randn(3, product.irreps_in2.dim, generator=g, dtype=torch.float64, requires_grad=True)
@@ -305,11 +310,12 @@ def test_the_first_order_backward_is_one_call_and_a_graph_of_it_the_slot_ops(per
         assert_close_to(b, e, 1e-12)
 
 
-@pytest.mark.parametrize(("kernel", "per_sample"), SCALED)
+@pytest.mark.parametrize(("kernel", "per_sample", "mul"), [(k, p, 3) for k, p in SCALED] + [("direct", True, 8)])
 @pytest.mark.parametrize("cls", PRODUCTS)
-def test_folded_products_are_equivariant(cls, kernel, per_sample):
-    """Rotations, improper rotations and inversion, float64, 1e-12 of the output scale, on the scaled op."""
-    irreps = irreps_of(cls, 3, 2, 1)
+def test_folded_products_are_equivariant(cls, kernel, per_sample, mul):
+    """Rotations, improper rotations and inversion, float64, 1e-12 of the output scale, on the scaled op (mul 8
+    on the direct kernel: the channel columns)."""
+    irreps = irreps_of(cls, mul, 2, 1)
     product = cls(*irreps, executor="cpu_fused", internal_weights=False, shared_weights=not per_sample).double()
     x1, x2, w = random_inputs(on_transform(product, kernel), (4,), torch.float64, seed=11)
     assert product.frame.folds(x1, x2, w, per_sample) == "scales"
