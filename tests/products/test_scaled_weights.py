@@ -285,25 +285,30 @@ def test_the_products_tables_with_a_copied_x2_every_slot_and_the_joint_gradients
                 assert value.shape[0] == 0
 
 
+@pytest.mark.parametrize("keep", [False, True])
 @pytest.mark.parametrize("per_sample", [False, True])
-def test_the_first_order_backward_is_one_call_and_a_graph_of_it_the_slot_ops(per_sample):
-    """Without a graph of the backward, one ``cpu_scaled_weights_grads`` call; with one, the slot ops (pairs 0, 1
-    and 2 for the weight): the same gradients, those of the form."""
+def test_the_first_order_backward_is_one_call_and_a_graph_of_it_the_slot_ops(per_sample, keep):
+    """Without a graph of the backward, one ``cpu_scaled_weights_grads`` call (with a kept v, its weight sum of
+    the third pair is ``g v``); with one, the slot ops (pairs 0, 1 and 2 for the weight): the same gradients,
+    those of the form."""
     product = on_transform(GridGauntProduct(*irreps_of(GridGauntProduct, 5, 2), executor="cpu_fused").double())
     program, program_id = registered(product)
     args, index = random_args(program, 13, 200, per_sample, seed=7)
     x1, x2, cotangent, w, _, _ = args
     x1, x2, w = (a.requires_grad_() for a in (x1, x2, w))
-    torch.library.opcheck(op.scaled_weights_product, (x1, x2, w, w, w, *index, program_id))
+    torch.library.opcheck(op.scaled_weights_product, (x1, x2, w, w, w, *index, program_id, keep))
     plain = (x1.detach(), x2.detach(), cotangent, w.detach())  # not differentiable: used where no graph is made
     torch.library.opcheck(op.scaled_weights_grads, (*plain, *index, program_id, True, True, True))
     results = {}
     for create_graph in (False, True):
         with OpNames() as names:
-            out = op.scaled_weights_product(x1, x2, w, w, w, *index, program_id)
+            out, v = op.scaled_weights_product(x1, x2, w, w, w, *index, program_id, keep)
             results[create_graph] = torch.autograd.grad(out, (x1, x2, w), cotangent, create_graph=create_graph)
         assert names.ran("gaunt.cpu_scaled_weights_grads") != create_graph
         assert sum("cpu_scaled_weights.default" in n for n in names.names) == 3 * create_graph
+    assert not v.requires_grad and v.shape == (out.shape if keep else (0, out.shape[1]))
+    if keep:
+        torch.testing.assert_close(v, TorchProgram(program).evaluate(x1 * w[..., index[0]], x2 * w[..., index[1]]))
     exact = torch.autograd.grad(form(program, [x1, x2, cotangent, w, w, w], index), (x1, x2, w))
     for a, b, e in zip(results[False], results[True], exact):
         assert_close_to(a, e, 1e-12)

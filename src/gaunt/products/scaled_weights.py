@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .cpu_executor import derivative_id, program_tables
+from .cpu_executor import derivative_id, kernel_of, program_tables
 
 ARGS = ("x1", "x2", "g", "w1", "w2", "w3")  # the arguments of T, in slot order
 
@@ -88,7 +88,7 @@ def scaled_weights(
     r = args[o] if weight else None
     (wa, ia), (wb, ib), (wo, io) = ((args[i + 3], index[i]) for i in (a, b, o))  # the weights of each operand
     ca, cb, co = (copies[i] for i in (a, b, o))
-    return torch.ops.gaunt_fused.scaled_weights(
+    out, grad, _ = torch.ops.gaunt_fused.scaled_weights(
         args[a],
         args[b],
         wa,
@@ -103,10 +103,12 @@ def scaled_weights(
         args[o].shape[1],
         r,
         batch,
+        False,
         values,
         meta,
         kernel == "direct",
     )
+    return out, grad
 
 
 @scaled_weights.register_fake
@@ -166,14 +168,17 @@ def scaled_weights_product(
     index2: torch.Tensor,
     index3: torch.Tensor,
     program_id: int,
+    keep: bool,
     copy2: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The product (slot 2), ``[n, dim_out]``. Its backward runs the three pairs in one call of
-    :func:`scaled_weights_grads` where one weight is read by all three scales and no graph is made of the
-    backward, else pairs 0 and 1 and (for w3) pair 2 as :func:`scaled_weights` ops. ``copy2``: as for
-    :func:`scaled_weights`."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The product (slot 2), ``[n, dim_out]``, and, if ``keep``, ``v = P(s1 * x1, s2 * x2)`` ``[n, dim_out]``
+    (else ``[0, dim_out]``; not differentiable: kept where the program runs on the transform kernel, whose rerun
+    for the weight gradient costs three transforms). Its backward runs the three pairs in one call of
+    :func:`scaled_weights_grads` (with v, the third is a sum of ``g * v``) where one weight is read by all three
+    scales and no graph is made of the backward, else pairs 0 and 1 and (for w3) pair 2 as
+    :func:`scaled_weights` ops. ``copy2``: as for :func:`scaled_weights`."""
     kernel, values, meta = program_tables(program_id, x1.dtype)
-    out, _ = torch.ops.gaunt_fused.scaled_weights(
+    out, _, v = torch.ops.gaunt_fused.scaled_weights(
         x1,
         x2,
         w1,
@@ -188,39 +193,43 @@ def scaled_weights_product(
         index3.shape[0],
         None,
         True,
+        keep,
         values,
         meta,
         kernel == "direct",
     )
-    return out
+    return out, v
 
 
 @scaled_weights_product.register_fake
-def _product_fake(x1, x2, w1, w2, w3, index1, index2, index3, program_id, copy2=None):
-    return x1.new_empty((x1.shape[0], index3.shape[0]))
+def _product_fake(x1, x2, w1, w2, w3, index1, index2, index3, program_id, keep, copy2=None):
+    dim = index3.shape[0]
+    return x1.new_empty((x1.shape[0], dim)), x1.new_empty((x1.shape[0] if keep else 0, dim))
 
 
 def _setup_product(ctx, inputs, output) -> None:
-    *args, program_id, copy2 = inputs
-    ctx.program_id = program_id
+    *args, program_id, keep, copy2 = inputs
+    ctx.program_id, ctx.keep = program_id, keep
     ctx.one_weight = args[2] is args[3] is args[4]  # w1 = w2 = w3: the three weight sums add into one gradient
-    ctx.save_for_backward(*args, copy2)
-    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(*args, copy2, output[1])
+    ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # no [n, dim_out] of zeros for v's cotangent
 
 
-def _product_backward(ctx, grad: torch.Tensor | None):
+def _product_backward(ctx, grad: torch.Tensor | None, _):
     if grad is None:
-        return (None,) * 10
-    x1, x2, w1, w2, w3, index1, index2, index3, copy2 = ctx.saved_tensors
+        return (None,) * 11
+    x1, x2, w1, w2, w3, index1, index2, index3, copy2, v = ctx.saved_tensors
     needs = ctx.needs_input_grad
     index = (index1, index2, index3)
     if ctx.one_weight and not torch.is_grad_enabled():  # one call, one weight gradient (no graph of it is made)
         wants = (needs[0], needs[1], any(needs[2:5]))
-        dx1, dx2, dw = scaled_weights_grads(x1, x2, grad, w1, *index, ctx.program_id, *wants, copy2)
-        return (dx1 if wants[0] else None), (dx2 if wants[1] else None), (dw if wants[2] else None), *(None,) * 7
+        kept = v if ctx.keep else None
+        dx1, dx2, dw = scaled_weights_grads(x1, x2, grad, w1, *index, ctx.program_id, *wants, copy2, kept)
+        return (dx1 if wants[0] else None), (dx2 if wants[1] else None), (dw if wants[2] else None), *(None,) * 8
     args = [x1, x2, None, w1, w2, w3]
     grads = slot_gradients(args, {2: grad}, [*needs[:2], False, *needs[2:5]], index, ctx.program_id, copy2)
-    return *grads[:2], *grads[3:], None, None, None, None, None
+    return *grads[:2], *grads[3:], None, None, None, None, None, None
 
 
 scaled_weights_product.register_autograd(_product_backward, setup_context=_setup_product)
@@ -240,11 +249,13 @@ def scaled_weights_grads(
     want_x2: bool,
     want_w: bool,
     copy2: torch.Tensor | None = None,
+    v: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(dx1, dx2, dw)``: slots 0, 1 and the sum of slots 3, 4, 5 of T (module docstring) with ``w1 = w2 = w3 =
     w``, each where wanted (else ``[0, dim]`` / ``[0]``), in one call: the three pairs run one after the other,
-    their weight sums added into one gradient (no gradient per pair, no sum of them afterwards). Not
-    differentiable (used where no graph of the backward is made)."""
+    their weight sums added into one gradient (no gradient per pair, no sum of them afterwards). ``v``: the
+    product's ``P(s1 * x1, s2 * x2)`` kept by the forward (:func:`scaled_weights_product`), whose sum against g
+    replaces the third pair. Not differentiable (used where no graph of the backward is made)."""
     tables = [program_tables(_program_id(program_id, pair), x1.dtype) for pair in range(3)]
     roles = [i for _, (a, b), o in PAIRS for i in (a, b, o)]
     return torch.ops.gaunt_fused.scaled_weights_grads(
@@ -256,6 +267,7 @@ def scaled_weights_grads(
         index2,
         index3,
         copy2,
+        v,
         want_x1,
         want_x2,
         want_w,
@@ -267,7 +279,7 @@ def scaled_weights_grads(
 
 
 @scaled_weights_grads.register_fake
-def _grads_fake(x1, x2, g, w, index1, index2, index3, program_id, want_x1, want_x2, want_w, copy2=None):
+def _grads_fake(x1, x2, g, w, index1, index2, index3, program_id, want_x1, want_x2, want_w, copy2=None, v=None):
     return (
         x1.new_empty((x1.shape[0] if want_x1 else 0, x1.shape[1])),
         x2.new_empty((x2.shape[0] if want_x2 else 0, x2.shape[1])),
@@ -313,7 +325,9 @@ class ScaledWeights(torch.nn.Module):
             w3 = torch.cat([weight, -weight], dim=-1)
             index3 = index3 + self._negative * weight.shape[-1]
         index = (self._index1, self._index2, index3)
-        return scaled_weights_product(x1, x2, weight, weight, w3, *index, fused.program_id, copy2)
+        # v kept for the weight gradient where rerunning the program costs transforms (not on the direct kernel)
+        keep = torch.is_grad_enabled() and weight.requires_grad and kernel_of(fused.program_id) != "direct"
+        return scaled_weights_product(x1, x2, weight, weight, w3, *index, fused.program_id, keep, copy2)[0]
 
 
 __all__ = [

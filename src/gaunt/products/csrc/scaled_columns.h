@@ -52,8 +52,9 @@ struct Operand {
   Scale<T> s;
 };
 
-// what the read-out keeps of v: out = s_o v (out != nullptr; with copy: out[n, copy[k]] += s_o v) and
-// grad[.., io[k]] += r v (r != nullptr; r [n, width] read through copy as an operand)
+// what the read-out keeps of v: out = s_o v (out != nullptr; with copy: out[n, copy[k]] += s_o v),
+// grad[.., io[k]] += r v (r != nullptr; r [n, width] read through copy as an operand) and v itself (kept !=
+// nullptr, [n, dim_out]; on blocks of scaled samples only)
 template <typename T>
 struct ReadOut {
   T* out;
@@ -64,6 +65,7 @@ struct ReadOut {
   T* grad;  // [n, numel], or the chunk's partial sum [numel] where the weights are shared (so.ld == 0)
   int64_t numel;
   bool accumulate;  // a per-sample grad's rows hold an earlier sum (else they are zeroed first)
+  T* kept = nullptr;
 };
 
 // ------------------------------------------------------------------ the per-row form of one operand's blocks

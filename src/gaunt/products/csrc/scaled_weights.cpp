@@ -6,13 +6,15 @@
 //   s[n, k] = w[n * ld + index[k]]      (ld = 0: weights shared by the batch, w [numel]; else w [n, numel])
 //   a[n, k] = a_given[n, copy_a[k]]     (copy: a one-channel x2 read by every channel; none: a_given[n, k])
 //
-// scaled_weights(a, b, wa, ia, wb, ib, wo, io, ca, cb, co, width, r, write, values, meta, direct) runs the program
+// scaled_weights(a, b, wa, ia, wb, ib, wo, io, ca, cb, co, width, r, write, keep_v, values, meta, direct) runs the
+// program
 // (values, meta: the transform kernel's packing, sphere_program.cpp, or the direct kernel's, direct.h) on
 // v = P(s_a a, s_b b) and returns
 //
 //   out  [n, width]             out[n, co[k]] += s_o[n, k] v[n, k]   (if write; else [0, width]; no co: out = s_o v)
 //   grad [numel] or [n, numel]  grad[.., io[k]] += r[n, co[k]] v[n, k], summed over n where wo is shared
 //                                                                    (if r [n, width] is given; else [0])
+//   v    [n, dim_out]                                                (if keep_v; else [0, dim_out])
 //
 // With the program, or one of its derivative programs, and the operands assigned as in
 // gaunt.products.scaled_weights, these are the gradients of the product's multilinear form: no elementwise pass
@@ -105,13 +107,13 @@ at::Tensor none_or(const std::optional<at::Tensor>& t) {
   return t ? t->contiguous() : at::empty({0}, at::TensorOptions().dtype(at::kLong));
 }
 
-std::tuple<at::Tensor, at::Tensor> scaled_weights(const at::Tensor& a, const at::Tensor& b, const at::Tensor& wa,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights(const at::Tensor& a, const at::Tensor& b, const at::Tensor& wa,
                                                   const at::Tensor& ia, const at::Tensor& wb, const at::Tensor& ib,
                                                   const at::Tensor& wo, const at::Tensor& io,
                                                   const std::optional<at::Tensor>& ca,
                                                   const std::optional<at::Tensor>& cb,
                                                   const std::optional<at::Tensor>& co, int64_t width,
-                                                  const std::optional<at::Tensor>& r, bool write,
+                                                  const std::optional<at::Tensor>& r, bool write, bool keep_v,
                                                   const at::Tensor& values, const at::Tensor& meta, bool direct) {
   TORCH_CHECK(meta.scalar_type() == at::kLong && meta.is_contiguous(), "gaunt scaled_weights: meta int64");
   const int64_t* dims = meta.data_ptr<int64_t>() + 1;  // both packings: mul, dim1, dim2, dim_out, ...
@@ -136,6 +138,9 @@ std::tuple<at::Tensor, at::Tensor> scaled_weights(const at::Tensor& a, const at:
   at::Tensor out = at::empty({write ? n : 0, width}, a.options());  // rows written by the kernel
   advise_huge_pages(out);
   at::Tensor grad = weight_gradient(w[2], r.has_value());
+  TORCH_CHECK(!(keep_v && co), "gaunt scaled_weights: v is kept in the program's layout only");
+  at::Tensor v = at::empty({keep_v ? n : 0, dim}, a.options());
+  advise_huge_pages(v);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gaunt_scaled_weights", [&] {
     using T = scalar_t;
     Operand<T> o = operand<T>(x[0], copy[2], w[2], index[2]);  // the output's width, copy and scales
@@ -144,18 +149,23 @@ std::tuple<at::Tensor, at::Tensor> scaled_weights(const at::Tensor& a, const at:
         BlockProgram<T>(table.data_ptr<T>(), meta.data_ptr<int64_t>(), direct),
         {operand<T>(x[0], copy[0], w[0], index[0]), operand<T>(x[1], copy[1], w[1], index[1])},
         read_out(o, write, out, x[2], grad, false)};
-    gaunt_scaled::run_passes<T>({pass}, n);
+    gaunt_scaled::Pass<T> keeping = pass;
+    keeping.read.kept = keep_v ? v.data_ptr<T>() : nullptr;
+    gaunt_scaled::run_passes<T>({keeping}, n);
   });
-  return {out, grad};
+  return {out, grad, v};
 }
 
 // The first-order gradients of the product out = s3 P(s1 x1, s2 x2) for the cotangent g, with one weight w read by
 // all three scales (w1 = w2 = w3): pass p runs programs[p] on the arguments roles[3p], roles[3p + 1] (of x1, x2, g)
 // and reads out argument roles[3p + 2]: its gradient (p < 2, where wanted) and the weight sum against it, all three
-// passes adding into one gradient of w (where wanted). Returns (dx1, dx2, dw); [0, ..] / [0] where not wanted.
+// passes adding into one gradient of w (where wanted). Where v = P(s1 x1, s2 x2) was kept by the forward (the
+// program on the transform kernel: its rerun costs three transforms), the pass reading out g is the sum of g v.
+// Returns (dx1, dx2, dw); [0, ..] / [0] where not wanted.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights_grads(
     const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& g, const at::Tensor& w, const at::Tensor& i1,
-    const at::Tensor& i2, const at::Tensor& i3, const std::optional<at::Tensor>& c2, bool want_x1, bool want_x2,
+    const at::Tensor& i2, const at::Tensor& i3, const std::optional<at::Tensor>& c2,
+    const std::optional<at::Tensor>& kept_v, bool want_x1, bool want_x2,
     bool want_w, at::IntArrayRef roles, at::TensorList values, at::TensorList metas, at::IntArrayRef direct) {
   TORCH_CHECK(roles.size() == 9 && values.size() == 3 && metas.size() == 3 && direct.size() == 3,
               "gaunt scaled_weights_grads: three passes");
@@ -164,6 +174,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights_grads(
   const at::Tensor index[3] = {i1.contiguous(), i2.contiguous(), i3.contiguous()};
   const at::Tensor copy[3] = {none_or(std::nullopt), none_or(c2), none_or(std::nullopt)};
   const at::Tensor wc = w.contiguous();
+  const at::Tensor v = kept_v ? kept_v->contiguous() : at::Tensor();
+  TORCH_CHECK(!kept_v || (v.dim() == 2 && v.sizes() == g.sizes() && v.scalar_type() == g.scalar_type()),
+              "gaunt scaled_weights_grads: v must be [n, dim_out] as g");
   const bool want[2] = {want_x1, want_x2};
   const at::Tensor tables[3] = {values[0].contiguous(), values[1].contiguous(), values[2].contiguous()};
   for (int p = 0; p < 3; ++p) {  // every pass's operands against its program
@@ -191,7 +204,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights_grads(
     for (int p = 0; p < 3; ++p) {
       const int64_t a = roles[3 * p], b = roles[3 * p + 1], o = roles[3 * p + 2];
       const bool write = o < 2 && want[o];
-      if (!write && !want_w) continue;
+      if ((!write && !want_w) || (o == 2 && kept_v)) continue;  // pass 2 of a kept v: a sum of g v below
       at::Tensor& out = o < 2 ? grads[o] : grads[0];
       const bool summed = want_w && !passes.empty();  // an earlier pass has written the rows of grad_w
       passes.push_back({BlockProgram<T>(tables[p].data_ptr<T>(), metas[p].data_ptr<int64_t>(), direct[p] != 0),
@@ -200,6 +213,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights_grads(
                                  grad_w, summed)});
     }
     gaunt_scaled::run_passes<T>(passes, n);
+    if (kept_v && want_w)  // grad_w[.., i3[k]] += g v
+      gaunt_scaled::reduce_weight<T>(x[2].data_ptr<T>(), v.data_ptr<T>(), index[2].data_ptr<int64_t>(), x[2].size(1), n,
+                                     wc.size(-1), wc.dim() == 2, !passes.empty(), grad_w.data_ptr<T>());
   });
   return {grads[0], grads[1], grad_w};
 }
@@ -237,10 +253,11 @@ bool scaled_weights_columns(const at::Tensor& meta, const at::Tensor& ia, const 
 TORCH_LIBRARY_FRAGMENT(gaunt_fused, m) {
   m.def(
       "scaled_weights(Tensor a, Tensor b, Tensor wa, Tensor ia, Tensor wb, Tensor ib, Tensor wo, Tensor io, "
-      "Tensor? ca, Tensor? cb, Tensor? co, int width, Tensor? r, bool write, Tensor values, Tensor meta, "
-      "bool direct) -> (Tensor, Tensor)");
+      "Tensor? ca, Tensor? cb, Tensor? co, int width, Tensor? r, bool write, bool keep_v, Tensor values, "
+      "Tensor meta, bool direct) -> (Tensor, Tensor, Tensor)");
   m.def(
       "scaled_weights_grads(Tensor x1, Tensor x2, Tensor g, Tensor w, Tensor i1, Tensor i2, Tensor i3, Tensor? c2, "
+      "Tensor? v, "
       "bool want_x1, bool want_x2, bool want_w, int[] roles, Tensor[] values, Tensor[] metas, int[] direct) "
       "-> (Tensor, Tensor, Tensor)");
   m.def(

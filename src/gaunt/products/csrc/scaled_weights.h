@@ -142,8 +142,8 @@ void run_chunk(BlockRunner<T>& run, const Operand<T> (&in)[2], const ReadOut<T>&
           for (int64_t k = 0; k < d; ++k) dst[k] = src[k] * scale[k];
       }
     }
-    // v accumulates in out's rows (scaled in place below), else in the buffer
-    T* y = read.out && !read.copy ? read.out + s0 * dim : v;
+    // v accumulates in the rows it is kept in, else in out's rows (scaled in place below), else in the buffer
+    T* y = read.kept ? read.kept + s0 * dim : read.out && !read.copy ? read.out + s0 * dim : v;
     std::fill(y, y + (s1 - s0) * dim, T(0));
     run(x[0], x[1], s1 - s0, y);
     if (read.r) reduce_rows(read.r, read.width, read.copy, y, read.so.index, dim, read.numel, read.so.ld != 0,
@@ -182,7 +182,7 @@ template <typename T>
 std::optional<std::array<std::vector<gaunt_scaled::RowBlock>, 3>> columns_of(const gaunt_direct::Direct& D,
                                                                                const Operand<T> (&in)[2],
                                                                                const ReadOut<T>& read) {
-  if (!D.channels(gaunt_direct::lanes<T>())) return std::nullopt;
+  if (!D.channels(gaunt_direct::lanes<T>()) || read.kept) return std::nullopt;
   std::array<std::vector<gaunt_scaled::RowBlock>, 3> blocks;
   const int64_t* index[3] = {in[0].s.index, in[1].s.index, read.so.index};
   const int64_t* copy[3] = {in[0].copy, in[1].copy, read.copy};
@@ -204,6 +204,23 @@ void run_blocks(const BlockProgram<T>& program, const Operand<T> (&in)[2], const
       ReadOut<T> mine = read;
       mine.grad = grad_of(c);
       run_chunk(run, in, mine, c * kChunk, std::min(n, (c + 1) * kChunk));
+    }
+  });
+}
+
+// grad[.., index[k]] += r[n, k] v[n, k] (r, v [n, dim]; per sample: into grad's rows, zeroed first unless
+// accumulate; shared, ld = 0: summed over the samples in chunks, added in chunk order)
+template <typename T>
+void reduce_weight(const T* r, const T* v, const int64_t* index, int64_t dim, int64_t n, int64_t numel, bool per_sample,
+                   bool accumulate, T* grad) {
+  for_chunks(n, !per_sample, numel, grad, [&](int64_t c0, int64_t c1, auto grad_of) {
+    std::vector<T> positional(dim);
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t s0 = c * kChunk, s1 = std::min(n, s0 + kChunk);
+      std::fill(positional.begin(), positional.end(), T(0));
+      reduce_rows(r, dim, static_cast<const int64_t*>(nullptr), v + s0 * dim, index, dim, numel, per_sample,
+                  accumulate, s0, s1, grad_of(c), positional.data());
+      if (!per_sample) add_by_index(positional.data(), index, dim, grad_of(c));
     }
   });
 }
