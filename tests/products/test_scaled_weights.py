@@ -225,6 +225,41 @@ def test_compile_traces_the_folded_op_with_no_graph_break():
     assert_compiles_with_no_graph_break(on_transform(product), "cpu_scaled_weights")
 
 
+def test_compile_with_aot_autograd_traces_the_edge_shape_forward_and_backward():
+    """The edge shape (one-channel x2 read through the copy index, per-edge weights, channel columns) under
+    ``torch.compile(fullgraph=True)`` with AOT autograd (the backward traced too, through the fake impls): values
+    and the gradients of x1, x2 and the weights equal eager mode's."""
+    irreps = ("16x0e+16x1o+16x2e", "0e+1o+2e", "16x0e+16x1o+16x2e")
+    product = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False, shared_weights=False)
+    g = torch.Generator().manual_seed(4)
+    x1 = torch.randn(7, product.irreps_in1.dim, generator=g, requires_grad=True)
+    x2 = torch.randn(7, product.irreps_in2.dim, generator=g, requires_grad=True)
+    w = torch.randn(7, product.weight_numel, generator=g, requires_grad=True)
+    from torch._dynamo.backends.common import aot_autograd
+
+    torch._dynamo.reset()
+    graphs = {"forward": [], "backward": []}
+
+    def keeper(kind):
+        def compiler(gm, example_inputs):
+            graphs[kind].append(gm.code)
+            return gm.forward
+
+        return compiler
+
+    backend = aot_autograd(fw_compiler=keeper("forward"), bw_compiler=keeper("backward"))
+    compiled = torch.compile(product, fullgraph=True, backend=backend)
+    out = compiled(x1, x2, w)
+    grads = torch.autograd.grad(out.square().sum(), (x1, x2, w))
+    assert len(graphs["forward"]) == 1 and "cpu_scaled_weights_product" in graphs["forward"][0]
+    assert len(graphs["backward"]) == 1 and "gaunt.cpu_scaled_weights" in graphs["backward"][0]
+    eager = product(x1, x2, w)
+    eager_grads = torch.autograd.grad(eager.square().sum(), (x1, x2, w))
+    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_the_frame_folds_shared_weights_on_the_direct_kernel_as_coefficients_else_as_scales():
     irreps = irreps_of(GridGauntProduct, 4, 1)
     shared = GridGauntProduct(*irreps, executor="cpu_fused", internal_weights=False, shared_weights=True)
