@@ -27,6 +27,7 @@
 #include <optional>
 #include <vector>
 
+#include "tile_blocks.h"
 #include "tiles.h"
 
 namespace {
@@ -42,6 +43,7 @@ struct Layout {
   int64_t mul, min_dim_in, dim_out, n_theta, n_phi, K;
   const int64_t *powers, *x_index, *out_index;  // x_index: Synth's gather; out_index: the read-out's inverse
   StageRec synthesis, adjoint_synthesis, projection, adjoint_projection;
+  RowPlan x_plan, out_plan;  // the rows of x_index and out_index by irrep blocks (tile_blocks.h)
   const int64_t* meta;
 
   explicit Layout(const int64_t* m) : meta(m) {
@@ -52,6 +54,7 @@ struct Layout {
       const int64_t* r = m + 9 + 6 * s;
       *stages[s] = {r[0], r[1], r[2], r[3], r[4], r[5]};
     }
+    x_plan = plan_rows(x_index, x_rows(), mul), out_plan = plan_rows(out_index, out_rows(), mul);
   }
   int64_t grid() const { return n_theta * n_phi; }
   int64_t x_rows() const { return synthesis.R * synthesis.C; }     // rows of x's gather: (r, l, u) / mul
@@ -139,12 +142,12 @@ template <typename T>
 void run_tile(const Layout& P, const T* values, const Call<T>& call, const Tile& tile, Scratch<T>& S) {
   const int64_t n = P.grid(), K = P.K, mul = P.mul;
   const Separable<T> synthesis = P.stage(P.synthesis, values);
-  gather_rows(P.x_index, P.x_rows(), mul, tile, call.x, call.dim_in, S.X.data());
+  gather_planned(P.x_plan, P.x_index, P.x_rows(), mul, tile, call.x, call.dim_in, S.X.data());
   synthesize(synthesis, S.X.data(), S.G.data(), S.F.data());
   S.have = 1;
   const Vec<T>* prod = nullptr;  // prod_i T_i (nullptr: the empty product)
   for (size_t i = 0; i < call.ts.size(); ++i) {
-    gather_rows(P.x_index, P.x_rows(), mul, tile, call.ts[i], call.dim_in, S.X.data());
+    gather_planned(P.x_plan, P.x_index, P.x_rows(), mul, tile, call.ts[i], call.dim_in, S.X.data());
     synthesize(synthesis, S.X.data(), S.G.data(), i == 0 ? S.prod.data() : S.Ti.data());
     if (i > 0)
       for (int64_t p = 0; p < n; ++p) S.prod[p] *= S.Ti[p];
@@ -157,7 +160,8 @@ void run_tile(const Layout& P, const T* values, const Call<T>& call, const Tile&
       const int e = static_cast<int>(P.powers[q]) - call.d;
       const Vec<T>* h = scaled_product(n, call.coefficient[q], S.power(e), prod, S.H.data());
       project(projection, h, S.G.data(), S.Y.data());
-      scatter_rows(P.out_index, P.out_rows(), mul, tile, S.Y.data(), call.out + q * P.dim_out, call.out_row);
+      scatter_planned(P.out_plan, P.out_index, P.out_rows(), mul, tile, S.Y.data(), call.out + q * P.dim_out,
+                      call.out_row);
     }
     return;
   }
@@ -165,7 +169,8 @@ void run_tile(const Layout& P, const T* values, const Call<T>& call, const Tile&
   bool first = true;
   for (int64_t q = 0; q < K; ++q) {
     if (call.coefficient[q] == T(0)) continue;
-    gather_rows(P.out_index, P.out_rows(), mul, tile, call.g + q * P.dim_out, K * P.dim_out, S.X.data());
+    gather_planned(P.out_plan, P.out_index, P.out_rows(), mul, tile, call.g + q * P.dim_out, K * P.dim_out,
+                   S.X.data());
     synthesize(cotangent, S.X.data(), S.G.data(), S.Gq.data());
     accumulate(n, call.coefficient[q], S.power(static_cast<int>(P.powers[q]) - call.d), S.Gq.data(), S.H.data(),
                first);
@@ -174,7 +179,7 @@ void run_tile(const Layout& P, const T* values, const Call<T>& call, const Tile&
   if (prod != nullptr)
     for (int64_t p = 0; p < n; ++p) S.H[p] *= prod[p];
   project(P.stage(P.adjoint_synthesis, values), S.H.data(), S.G.data(), S.Y.data());
-  scatter_rows(P.x_index, P.x_rows(), mul, tile, S.Y.data(), call.out, call.dim_in);
+  scatter_planned(P.x_plan, P.x_index, P.x_rows(), mul, tile, S.Y.data(), call.out, call.dim_in);
 }
 
 // samples [begin, end); the output is zero on entry (a power below d leaves its rows untouched)

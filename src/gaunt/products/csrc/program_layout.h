@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "tile_blocks.h"
 #include "tiles.h"
 
 namespace gaunt_program {
@@ -34,6 +35,7 @@ struct Layout {
   std::vector<SynthesisRec> syntheses;
   std::vector<ProjectionRec> projections;
   std::vector<TermRec> terms;
+  std::vector<RowPlan> gathers, scatters;  // per synthesis, per projection: its rows by irrep blocks
   const int64_t* meta;
 
   explicit Layout(const int64_t* m) : meta(m) {
@@ -46,6 +48,8 @@ struct Layout {
       projections.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10],
                              rec[11]});
     for (int64_t t = 0; t < m[8]; ++t, rec += 4) terms.push_back({rec[0], rec[1], rec[2], rec[3]});
+    for (const auto& s : syntheses) gathers.push_back(plan_rows(m + s.index, s.R * s.Lp, mul));
+    for (const auto& p : projections) scatters.push_back(plan_rows(m + p.inverse, p.R3 * p.L3p, mul));
   }
   int64_t grid() const { return n_theta * n_phi; }
 };
@@ -63,15 +67,18 @@ struct Scratch {
   }
 };
 
+// X = the rows of synthesis k's source for the tile
 template <typename T>
-void gather(const Layout& P, const SynthesisRec& s, const Tile& tile, const T* x, Vec<T>* X) {
-  gather_rows(P.meta + s.index, s.R * s.Lp, P.mul, tile, x, P.dims[s.source], X);
+void gather(const Layout& P, size_t k, const Tile& tile, const T* x, Vec<T>* X) {
+  const SynthesisRec& s = P.syntheses[k];
+  gather_planned(P.gathers[k], P.meta + s.index, s.R * s.Lp, P.mul, tile, x, P.dims[s.source], X);
 }
 
-// out[sample_j, k] += Y[row, j] for k = inverse[row, channel_j] >= 0
+// out[sample_j, k] += Y[row, j] for k = inverse[row, channel_j] >= 0 (projection q)
 template <typename T>
-void scatter(const Layout& P, const ProjectionRec& p, const Tile& tile, const Vec<T>* Y, T* out) {
-  scatter_rows(P.meta + p.inverse, p.R3 * p.L3p, P.mul, tile, Y, out, P.dims[2]);
+void scatter(const Layout& P, size_t q, const Tile& tile, const Vec<T>* Y, T* out) {
+  const ProjectionRec& p = P.projections[q];
+  scatter_planned(P.scatters[q], P.meta + p.inverse, p.R3 * p.L3p, P.mul, tile, Y, out, P.dims[2]);
 }
 
 template <typename T>
@@ -132,9 +139,9 @@ void project_rows(const Layout& P, const ProjectionRec& p, const T* values, Scra
 }
 
 template <typename T>
-void projection(const Layout& P, const ProjectionRec& p, const T* values, Scratch<T>& S, const Tile& tile, T* out) {
-  project_rows(P, p, values, S);
-  scatter(P, p, tile, S.Y.data(), out);
+void projection(const Layout& P, size_t q, const T* values, Scratch<T>& S, const Tile& tile, T* out) {
+  project_rows(P, P.projections[q], values, S);
+  scatter(P, q, tile, S.Y.data(), out);
 }
 
 // the whole program on one tile: gathers, syntheses, pointwise terms, projections, read-out into out
@@ -143,11 +150,11 @@ void run_tile(const Layout& P, const T* values, const T* x1, const T* x2, const 
   const int64_t n = P.grid();
   for (size_t k = 0; k < P.syntheses.size(); ++k) {
     const auto& s = P.syntheses[k];
-    gather(P, s, tile, s.source == 0 ? x1 : x2, S.X.data());
+    gather(P, k, tile, s.source == 0 ? x1 : x2, S.X.data());
     synthesis(P, s, values, S, S.F.data() + k * n);
   }
   for (size_t q = 0; q < P.projections.size(); ++q)
-    if (pointwise(P, q, values, S)) projection(P, P.projections[q], values, S, tile, out);
+    if (pointwise(P, q, values, S)) projection(P, q, values, S, tile, out);
 }
 
 }  // namespace gaunt_program

@@ -310,8 +310,8 @@ enum RowKind : int64_t { kNone = 0, kStrided = 1, kGeneral = 2 };
 // X[row, j] = x[sample_j * ld + index[row, channel_j]] for rows < rows (0 where the index is -1)
 template <typename T>
 void gather_rows(const int64_t* index, int64_t rows, int64_t mul, const Tile& tile, const T* x, int64_t ld,
-                 Vec<T>* X) {
-  const int64_t* pattern = index + rows * mul;
+                 Vec<T>* X, const int64_t* patterns = nullptr) {  // patterns: the rows' own (default: after index)
+  const int64_t* pattern = patterns ? patterns : index + rows * mul;
   for (int64_t row = 0; row < rows; ++row) {
     T* dst = reinterpret_cast<T*>(X + row);
     const int64_t kind = pattern[3 * row];
@@ -333,8 +333,8 @@ void gather_rows(const int64_t* index, int64_t rows, int64_t mul, const Tile& ti
 // out[sample_j * ld + inverse[row, channel_j]] += Y[row, j] where the inverse is >= 0
 template <typename T>
 void scatter_rows(const int64_t* inverse, int64_t rows, int64_t mul, const Tile& tile, const Vec<T>* Y, T* out,
-                  int64_t ld) {
-  const int64_t* pattern = inverse + rows * mul;
+                  int64_t ld, const int64_t* patterns = nullptr) {
+  const int64_t* pattern = patterns ? patterns : inverse + rows * mul;
   for (int64_t row = 0; row < rows; ++row) {
     const T* y = reinterpret_cast<const T*>(Y + row);
     const int64_t kind = pattern[3 * row];
