@@ -12,8 +12,9 @@ large batches into cache-sized blocks (outside ``torch.compile``); the program r
 Where the program runs on "cpu_fused", the weights are folded into its kernel instead, with no elementwise
 pass over the batch: as coefficients where the program runs on the direct kernel and the weights are shared
 (``direct_weighted``: one ``[nnz, mul]`` table of per-channel coefficients), else as scales of the kernel's
-operands and result, per cache-sized block of samples (``scaled_weights``); :meth:`FactorisedFrame.folds`
-says how.
+operands and result (``scaled_weights``: per row of the direct kernel's channel columns, else per cache-sized
+block of samples), the one-channel x2 then read through its copy index inside the kernel (no copy is made);
+:meth:`FactorisedFrame.folds` says how.
 """
 
 from __future__ import annotations
