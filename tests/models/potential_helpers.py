@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from gaunt.data.graph import AtomicGraph
@@ -56,3 +58,24 @@ def tiny_model(product: str, seed: int = 0, **kw) -> GauntPotential:
     )
     config.update(kw)
     return GauntPotential(PotentialConfig(**config)).double()
+
+
+def finite_difference_forces(model: GauntPotential, graph: AtomicGraph, h: float = 1e-5) -> torch.Tensor:
+    """``-dE/dx`` by central differences of the energy, one coordinate at a time, ``[atoms, 3]``."""
+    numeric = torch.zeros_like(graph.positions)
+    for a in range(graph.num_nodes):
+        for c in range(3):
+            step = torch.zeros_like(graph.positions)
+            step[a, c] = h
+            plus = model(replace(graph, positions=graph.positions + step), compute_forces=False)["energy"]
+            minus = model(replace(graph, positions=graph.positions - step), compute_forces=False)["energy"]
+            numeric[a, c] = -(plus - minus).item() / (2 * h)
+    return numeric
+
+
+def hessian(model: GauntPotential, graph: AtomicGraph) -> torch.Tensor:
+    """``d^2E/dx^2`` ``[3 atoms, 3 atoms]``: each row the gradient of one minus force (double backward)."""
+    positions = graph.positions.clone().requires_grad_(True)
+    flat = model(replace(graph, positions=positions), create_graph=True)["forces"].reshape(-1)
+    rows = [torch.autograd.grad(-flat[k], positions, retain_graph=True)[0].reshape(-1) for k in range(flat.numel())]
+    return torch.stack(rows)

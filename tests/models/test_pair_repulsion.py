@@ -13,7 +13,7 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from potential_helpers import ELEMENTS, molecule_graph, random_molecule, tiny_model
+from potential_helpers import ELEMENTS, finite_difference_forces, hessian, molecule_graph, random_molecule, tiny_model
 from torch.testing import assert_close
 
 from gaunt.models import GauntPotential
@@ -81,21 +81,9 @@ def test_zbl_forces_are_conservative() -> None:
     )
     assert float(zbl.sum()) > 1.0  # the repulsion is on (not vacuous)
     forces = model(graph)["forces"].detach()
-    h, numeric = 1e-5, torch.zeros_like(forces)
-    for a in range(graph.num_nodes):
-        for c in range(3):
-            step = torch.zeros_like(graph.positions)
-            step[a, c] = h
-            plus = model(replace(graph, positions=graph.positions + step), compute_forces=False)["energy"]
-            minus = model(replace(graph, positions=graph.positions - step), compute_forces=False)["energy"]
-            numeric[a, c] = -(plus - minus).item() / (2 * h)
-    assert_close(forces, numeric, rtol=1e-6, atol=1e-6)
-    positions = graph.positions.clone().requires_grad_(True)
-    flat = model(replace(graph, positions=positions), create_graph=True)["forces"].reshape(-1)
-    hessian = torch.stack(
-        [torch.autograd.grad(-flat[k], positions, retain_graph=True)[0].reshape(-1) for k in range(flat.numel())]
-    )
-    assert_close(hessian, hessian.T, rtol=1e-10, atol=1e-9)
+    assert_close(forces, finite_difference_forces(model, graph), rtol=1e-6, atol=1e-6)
+    second = hessian(model, graph)
+    assert_close(second, second.T, rtol=1e-10, atol=1e-9)
 
 
 def synthetic_molecules(count: int = 12, seed: int = 0) -> list[ase.Atoms]:

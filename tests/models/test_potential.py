@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from potential_helpers import molecule_graph, random_molecule, tiny_model
+from potential_helpers import finite_difference_forces, hessian, molecule_graph, random_molecule, tiny_model
 from torch.testing import assert_close
 
 from gaunt.data.graph import collate
@@ -67,26 +67,14 @@ def test_symmetry_checker_detects_a_broken_model() -> None:
 def test_forces_equal_finite_differences(product: str) -> None:
     model, graph = tiny_model(product), random_molecule(n=5, seed=2)
     _, forces = _predict(model, graph)
-    h = 1e-5
-    numeric = torch.zeros_like(forces)
-    for a in range(graph.num_nodes):
-        for c in range(3):
-            step = torch.zeros_like(graph.positions)
-            step[a, c] = h
-            plus = model(replace(graph, positions=graph.positions + step), compute_forces=False)["energy"]
-            minus = model(replace(graph, positions=graph.positions - step), compute_forces=False)["energy"]
-            numeric[a, c] = -(plus - minus).item() / (2 * h)
-    assert_close(forces, numeric, rtol=1e-6, atol=1e-7)
+    assert_close(forces, finite_difference_forces(model, graph), rtol=1e-6, atol=1e-7)
 
 
 def test_hessian_is_symmetric(product: str) -> None:
     model, graph = tiny_model(product), random_molecule(n=5, seed=4)
-    positions = graph.positions.clone().requires_grad_(True)
-    forces = model(replace(graph, positions=positions), create_graph=True)["forces"].reshape(-1)
-    rows = [torch.autograd.grad(-forces[k], positions, retain_graph=True)[0].reshape(-1) for k in range(forces.numel())]
-    hessian = torch.stack(rows)
-    assert float(hessian.abs().max()) > 1e-6  # not vacuously symmetric
-    assert_close(hessian, hessian.T, rtol=1e-10, atol=1e-10)
+    second = hessian(model, graph)
+    assert float(second.abs().max()) > 1e-6  # not vacuously symmetric
+    assert_close(second, second.T, rtol=1e-10, atol=1e-10)
 
 
 def test_gradcheck_and_double_backward(product: str) -> None:
@@ -319,17 +307,7 @@ def test_forces_and_hessian_on_the_channel_columns_of_the_scaled_weights() -> No
     ]
     assert frames and any(on_columns), on_columns
     _, forces = _predict(model, graph)
-    h, numeric = 1e-5, torch.zeros_like(forces)
-    for a in range(graph.num_nodes):
-        for c in range(3):
-            step = torch.zeros_like(graph.positions)
-            step[a, c] = h
-            plus = model(replace(graph, positions=graph.positions + step), compute_forces=False)["energy"]
-            minus = model(replace(graph, positions=graph.positions - step), compute_forces=False)["energy"]
-            numeric[a, c] = -(plus - minus).item() / (2 * h)
-    assert_close(forces, numeric, rtol=1e-6, atol=1e-7)
-    positions = graph.positions.clone().requires_grad_(True)
-    flat = model(replace(graph, positions=positions), create_graph=True)["forces"].reshape(-1)
-    hessian = torch.stack([torch.autograd.grad(-f, positions, retain_graph=True)[0].reshape(-1) for f in flat])
-    assert float(hessian.abs().max()) > 1e-6
-    assert_close(hessian, hessian.T, rtol=1e-10, atol=1e-10)
+    assert_close(forces, finite_difference_forces(model, graph), rtol=1e-6, atol=1e-7)
+    second = hessian(model, graph)
+    assert float(second.abs().max()) > 1e-6
+    assert_close(second, second.T, rtol=1e-10, atol=1e-10)
