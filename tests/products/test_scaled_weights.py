@@ -133,16 +133,28 @@ def test_an_output_sign_is_folded_as_negated_weights(per_sample):
 
 
 def test_the_shared_sums_do_not_depend_on_the_threads():
+    """Shared weight gradients are summed in fixed chunks of samples: bit-identical for 1 and 2 threads, on blocks
+    of scaled samples (mul 4, transform kernel) and on the channel columns (mul 16, direct kernel, a copied x2,
+    the joint first-order gradients)."""
     product = GridGauntProduct(*irreps_of(GridGauntProduct, 4, 2), executor="cpu_fused").float()
     program, program_id = registered(product)
     args, index = random_args(program, 9, 1000, False, seed=3)
     args = [a.float() for a in args]
+    columns = GridGauntProduct("16x0e+16x1o+16x2e", "0e+1o+2e", "16x0e+16x1o+16x2e", executor="cpu_fused")
+    _, columns_id = registered(columns, "direct")
+    (x1, x2, g, w), frame_index, copy2 = frame_args(columns, 1000, False, seed=5)
+    x1, x2, g, w = (t.float() for t in (x1, x2, g, w))
+    assert op.runs_on_columns(columns_id, torch.float32, frame_index, copy2)
+    calls = (
+        lambda: op.scaled_weights(0, True, True, *args, *index, program_id),
+        lambda: op.scaled_weights_grads(x1, x2, g, w, *frame_index, columns_id, True, True, True, copy2),
+    )
     threads = torch.get_num_threads()
     try:
         results = []
         for t in (1, 2):
             torch.set_num_threads(t)
-            results.append(op.scaled_weights(0, True, True, *args, *index, program_id))
+            results.append([out for call in calls for out in call()])
     finally:
         torch.set_num_threads(threads)
     for a, b in zip(*results):
