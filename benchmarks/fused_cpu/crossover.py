@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 
 from gaunt.bench.products import build_product, make_inputs
+from gaunt.bench.timing import time_call
 from gaunt.products.coupling import coupling
 from gaunt.products.executors import cpu_runner
 
@@ -41,14 +41,9 @@ def step_time(shape: str, L: int, batch: int, kernel: str, repeats: int) -> tupl
     def step():
         torch.autograd.grad(product(x1, x2, w), leaves, cotangent)
 
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        step()
-        times.append(time.process_time() - start)
+    timing = time_call(step, min_time=0.0, min_repeats=repeats, max_repeats=repeats)  # a warm-up call, then these
     c = coupling(fused.program)
-    return min(times), fused.program.flops_per_sample() / (c.nnz * c.mul)
+    return min(timing.cpu_times_s), fused.program.flops_per_sample() / (c.nnz * c.mul)
 
 
 def main() -> None:

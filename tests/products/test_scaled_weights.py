@@ -106,11 +106,15 @@ def test_an_index_out_of_range_is_refused():
         op.scaled_weights(0, True, True, args[0], args[1][:, :5], *args[2:], *index, program_id, copy2)
 
 
+# mul 3 (blocks of scaled samples) on both kernels; mul 8 on the direct kernel (the channel columns, float64)
+@pytest.mark.parametrize(("kernel", "mul"), [("transform", 3), ("direct", 3), ("direct", 8)])
 @pytest.mark.parametrize("per_sample", [False, True])
-def test_an_output_sign_is_folded_as_negated_weights(per_sample):
-    """``out = sign * s3 * P(s1 x1, s2 x2)``: equals the torch executor on the same program, every gradient."""
-    product = GridGauntProduct(*irreps_of(GridGauntProduct, 3, 2), executor="cpu_fused").double()
-    fused = cpu_runner(on_transform(product).frame.runner)
+def test_an_output_sign_is_folded_as_negated_weights(per_sample, kernel, mul):
+    """``out = sign * s3 * P(s1 x1, s2 x2)``: equals the torch executor on the same program, every gradient, with
+    the first-order backward in one call (the output's weight ``cat(w, -w)`` its own, summed apart) and with a
+    graph of it (the slot ops)."""
+    product = GridGauntProduct(*irreps_of(GridGauntProduct, mul, 2), executor="cpu_fused").double()
+    fused = cpu_runner(on_transform(product, kernel).frame.runner)
     frame, program = product.frame, fused.program
     index = [frame._w1_index, frame._w2_index, frame._w3_index]
     sign = torch.where(torch.arange(program.dims[2]) % 3 == 1, -1.0, 1.0).double()
@@ -120,14 +124,17 @@ def test_an_output_sign_is_folded_as_negated_weights(per_sample):
     w = torch.randn(*((4,) if per_sample else ()), product.weight_numel, generator=g, dtype=torch.float64)
     w.requires_grad_()
     cotangent = torch.randn(4, program.dims[2], generator=g, dtype=torch.float64)
-    got = scaled(fused, x1, x2, w)
     w1, w2, w3 = (w[..., i] for i in index)
     exact = TorchProgram(program).evaluate(x1 * w1, x2 * w2) * w3 * sign
-    assert_close_to(got, exact, 1e-12)
-    for a, b in zip(
-        torch.autograd.grad(got, (x1, x2, w), cotangent), torch.autograd.grad(exact, (x1, x2, w), cotangent)
-    ):
-        assert_close_to(a, b, 1e-12)
+    expected = torch.autograd.grad(exact, (x1, x2, w), cotangent)
+    for create_graph in (False, True):
+        with OpNames() as names:
+            got = scaled(fused, x1, x2, w)
+            grads = torch.autograd.grad(got, (x1, x2, w), cotangent, create_graph=create_graph)
+        assert names.ran("gaunt.cpu_scaled_weights_grads") != create_graph
+        assert_close_to(got, exact, 1e-12)
+        for a, b in zip(grads, expected):
+            assert_close_to(a, b, 1e-12)
     with pytest.raises(ValueError, match="out_sign"):
         op.ScaledWeights([i.numpy() for i in index], 0 * sign.numpy())
 

@@ -32,9 +32,10 @@ copied at all (``csrc/scaled_columns.h``).
 A one-channel x2 read by every channel (the frame's copy index ``copy2``) is read through the index inside the
 kernel: the program's x2 is ``x2[:, copy2]``, and slot 1 is summed back over the channels by the same index.
 
-A first-order backward with one weight (``w1 = w2 = w3``) and no graph of it runs the three pairs in one call
-(:func:`scaled_weights_grads`): one gradient of the weight, added into by every pair, no sum of three
-afterwards; on the channel rows, every pair on each group of samples while their rows are in cache.
+A first-order backward with one weight (``w1 = w2``, and ``w3`` the same or its ``cat(w, -w)``) and no graph of
+it runs the three pairs in one call (:func:`scaled_weights_grads`): one gradient of the weight, added into by
+every pair (``w3``'s apart where it is its own), no sum of three afterwards; on the channel rows, every pair on
+each group of samples while their rows are in cache.
 
 :class:`ScaledWeights` holds the tables of one frame; ``sphere_frame.FactorisedFrame`` decides when it runs.
 """
@@ -174,9 +175,9 @@ def scaled_weights_product(
     """The product (slot 2), ``[n, dim_out]``, and, if ``keep``, ``v = P(s1 * x1, s2 * x2)`` ``[n, dim_out]``
     (else ``[0, dim_out]``; not differentiable: kept where the program runs on the transform kernel, whose rerun
     for the weight gradient costs three transforms). Its backward runs the three pairs in one call of
-    :func:`scaled_weights_grads` (with v, the third is a sum of ``g * v``) where one weight is read by all three
-    scales and no graph is made of the backward, else pairs 0 and 1 and (for w3) pair 2 as
-    :func:`scaled_weights` ops. ``copy2``: as for :func:`scaled_weights`."""
+    :func:`scaled_weights_grads` (with v, the third is a sum of ``g * v``) where one weight is read by the scales
+    of x1 and x2 (``w3`` that one or its own) and no graph is made of the backward, else pairs 0 and 1 and (for
+    w3) pair 2 as :func:`scaled_weights` ops. ``copy2``: as for :func:`scaled_weights`."""
     kernel, values, meta = program_tables(program_id, x1.dtype)
     out, _, v = torch.ops.gaunt_fused.scaled_weights(
         x1,
@@ -210,7 +211,8 @@ def _product_fake(x1, x2, w1, w2, w3, index1, index2, index3, program_id, keep, 
 def _setup_product(ctx, inputs, output) -> None:
     *args, program_id, keep, copy2 = inputs
     ctx.program_id, ctx.keep = program_id, keep
-    ctx.one_weight = args[2] is args[3] is args[4]  # w1 = w2 = w3: the three weight sums add into one gradient
+    ctx.one_weight = args[2] is args[3]  # w1 = w2: their weight sums add into one gradient (and w3's, if it is w1)
+    ctx.own_w3 = args[4] is not args[2]  # w3 = cat(w, -w): an output sign
     ctx.save_for_backward(*args, copy2, output[1])
     ctx.mark_non_differentiable(output[1])
     ctx.set_materialize_grads(False)  # no [n, dim_out] of zeros for v's cotangent
@@ -224,9 +226,17 @@ def _product_backward(ctx, grad: torch.Tensor | None, _):
     index = (index1, index2, index3)
     if ctx.one_weight and not torch.is_grad_enabled():  # one call, one weight gradient (no graph of it is made)
         wants = (needs[0], needs[1], any(needs[2:5]))
-        kept = v if ctx.keep else None
-        dx1, dx2, dw = scaled_weights_grads(x1, x2, grad, w1, *index, ctx.program_id, *wants, copy2, kept)
-        return (dx1 if wants[0] else None), (dx2 if wants[1] else None), (dw if wants[2] else None), *(None,) * 8
+        kept, own = (v if ctx.keep else None), (w3 if ctx.own_w3 else None)
+        dx1, dx2, dw, dw3 = scaled_weights_grads(x1, x2, grad, w1, *index, ctx.program_id, *wants, copy2, kept, own)
+        dw3 = dw3 if wants[2] and ctx.own_w3 else None
+        return (
+            (dx1 if wants[0] else None),
+            (dx2 if wants[1] else None),
+            (dw if wants[2] else None),
+            None,
+            dw3,
+            *(None,) * 6,
+        )
     args = [x1, x2, None, w1, w2, w3]
     grads = slot_gradients(args, {2: grad}, [*needs[:2], False, *needs[2:5]], index, ctx.program_id, copy2)
     return *grads[:2], *grads[3:], None, None, None, None, None, None
@@ -250,12 +260,15 @@ def scaled_weights_grads(
     want_w: bool,
     copy2: torch.Tensor | None = None,
     v: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(dx1, dx2, dw)``: slots 0, 1 and the sum of slots 3, 4, 5 of T (module docstring) with ``w1 = w2 = w3 =
-    w``, each where wanted (else ``[0, dim]`` / ``[0]``), in one call: the three pairs run one after the other,
-    their weight sums added into one gradient (no gradient per pair, no sum of them afterwards). ``v``: the
-    product's ``P(s1 * x1, s2 * x2)`` kept by the forward (:func:`scaled_weights_product`), whose sum against g
-    replaces the third pair. Not differentiable (used where no graph of the backward is made)."""
+    w3: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dx1, dx2, dw, dw3)``: slots 0, 1 and the sum of slots 3, 4, 5 of T (module docstring) with ``w1 = w2 =
+    w3 = w``, each where wanted (else ``[0, dim]`` / ``[0]``), in one call: the three pairs run one after the
+    other, their weight sums added into one gradient (no gradient per pair, no sum of them afterwards). ``w3``
+    (an output sign folded as ``cat(w, -w)``): the output's own weight; slot 5 is then ``dw3`` and ``dw`` the sum
+    of slots 3 and 4 (``dw3`` is ``[0]`` where ``w3`` is None). ``v``: the product's ``P(s1 * x1, s2 * x2)``
+    kept by the forward (:func:`scaled_weights_product`), whose sum against g replaces the third pair. Not
+    differentiable (used where no graph of the backward is made)."""
     tables = [program_tables(_program_id(program_id, pair), x1.dtype) for pair in range(3)]
     roles = [i for _, (a, b), o in PAIRS for i in (a, b, o)]
     return torch.ops.gaunt_fused.scaled_weights_grads(
@@ -263,6 +276,7 @@ def scaled_weights_grads(
         x2,
         g,
         w,
+        w3,
         index1,
         index2,
         index3,
@@ -279,11 +293,14 @@ def scaled_weights_grads(
 
 
 @scaled_weights_grads.register_fake
-def _grads_fake(x1, x2, g, w, index1, index2, index3, program_id, want_x1, want_x2, want_w, copy2=None, v=None):
+def _grads_fake(
+    x1, x2, g, w, index1, index2, index3, program_id, want_x1, want_x2, want_w, copy2=None, v=None, w3=None
+):
     return (
         x1.new_empty((x1.shape[0] if want_x1 else 0, x1.shape[1])),
         x2.new_empty((x2.shape[0] if want_x2 else 0, x2.shape[1])),
         w.new_empty(w.shape if want_w else (0,)),
+        w.new_empty(w3.shape if want_w and w3 is not None else (0,)),
     )
 
 

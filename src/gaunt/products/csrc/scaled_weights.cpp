@@ -80,14 +80,15 @@ void check_operand(const at::Tensor& x, const std::optional<at::Tensor>& copy, i
 }
 
 // one operand of the kernel as read from a contiguous tensor: x [n, width] through copy, scaled by w[.., index]
+// (x undefined: an output that is only written, of this width)
 template <typename T>
-Operand<T> operand(const at::Tensor& x, const at::Tensor& copy, const at::Tensor& w, const at::Tensor& index) {
-  return {x.data_ptr<T>(), x.size(1), copy.numel() ? copy.data_ptr<int64_t>() : nullptr,
+Operand<T> operand(const at::Tensor& x, int64_t width, const at::Tensor& copy, const at::Tensor& w,
+                   const at::Tensor& index) {
+  return {x.defined() ? x.data_ptr<T>() : nullptr, width, copy.numel() ? copy.data_ptr<int64_t>() : nullptr,
           Scale<T>{w.data_ptr<T>(), w.dim() == 1 ? 0 : w.size(1), index.size(0), index.data_ptr<int64_t>()}};
 }
 
-// the read-out into out (if write) and grad (if r is defined), of the output operand o (x: r, or an undefined
-// tensor with o's width)
+// the read-out into out (if write) and grad (if r is defined), of the output operand o (its x: r)
 template <typename T>
 ReadOut<T> read_out(const Operand<T>& o, bool write, at::Tensor& out, const at::Tensor& r, at::Tensor& grad,
                     bool accumulate) {
@@ -143,29 +144,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights(const at::Tensor& 
   advise_huge_pages(v);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gaunt_scaled_weights", [&] {
     using T = scalar_t;
-    Operand<T> o = operand<T>(x[0], copy[2], w[2], index[2]);  // the output's width, copy and scales
-    o.width = width;
-    const gaunt_scaled::Pass<T> pass{
-        BlockProgram<T>(table.data_ptr<T>(), meta.data_ptr<int64_t>(), direct),
-        {operand<T>(x[0], copy[0], w[0], index[0]), operand<T>(x[1], copy[1], w[1], index[1])},
-        read_out(o, write, out, x[2], grad, false)};
-    gaunt_scaled::Pass<T> keeping = pass;
-    keeping.read.kept = keep_v ? v.data_ptr<T>() : nullptr;
-    gaunt_scaled::run_passes<T>({keeping}, n);
+    auto operand_of = [&](int i, int64_t of_width) { return operand<T>(x[i], of_width, copy[i], w[i], index[i]); };
+    gaunt_scaled::Pass<T> pass{BlockProgram<T>(table.data_ptr<T>(), meta.data_ptr<int64_t>(), direct),
+                               {operand_of(0, x[0].size(1)), operand_of(1, x[1].size(1))},
+                               read_out(operand_of(2, width), write, out, x[2], grad, false)};
+    pass.read.kept = keep_v ? v.data_ptr<T>() : nullptr;
+    gaunt_scaled::run_passes<T>({pass}, n);
   });
   return {out, grad, v};
 }
 
 // The first-order gradients of the product out = s3 P(s1 x1, s2 x2) for the cotangent g, with one weight w read by
-// all three scales (w1 = w2 = w3): pass p runs programs[p] on the arguments roles[3p], roles[3p + 1] (of x1, x2, g)
-// and reads out argument roles[3p + 2]: its gradient (p < 2, where wanted) and the weight sum against it, all three
-// passes adding into one gradient of w (where wanted). Where v = P(s1 x1, s2 x2) was kept by the forward (the
-// program on the transform kernel: its rerun costs three transforms), the pass reading out g is the sum of g v.
-// Returns (dx1, dx2, dw); [0, ..] / [0] where not wanted.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights_grads(
-    const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& g, const at::Tensor& w, const at::Tensor& i1,
-    const at::Tensor& i2, const at::Tensor& i3, const std::optional<at::Tensor>& c2,
-    const std::optional<at::Tensor>& kept_v, bool want_x1, bool want_x2,
+// the scales of x1 and x2 and by that of the output too (w3 none) or its own w3 (an output sign folded as cat(w, -w)):
+// pass p runs programs[p] on the arguments roles[3p], roles[3p + 1] (of x1, x2, g) and reads out argument
+// roles[3p + 2]: its gradient (p < 2, where wanted) and the weight sum against it. The sums of the passes that read
+// w add into one gradient of w (run together: on the channel columns, every pass per group of samples), those
+// reading w3 into its own. Where v = P(s1 x1, s2 x2) was kept by the forward (the program on the transform kernel:
+// its rerun costs three transforms), the pass reading out g is the sum of g v. Returns (dx1, dx2, dw, dw3);
+// [0, ..] / [0] where not wanted (dw3: where w3 is none).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scaled_weights_grads(
+    const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& g, const at::Tensor& w,
+    const std::optional<at::Tensor>& w3, const at::Tensor& i1, const at::Tensor& i2, const at::Tensor& i3,
+    const std::optional<at::Tensor>& c2, const std::optional<at::Tensor>& kept_v, bool want_x1, bool want_x2,
     bool want_w, at::IntArrayRef roles, at::TensorList values, at::TensorList metas, at::IntArrayRef direct) {
   TORCH_CHECK(roles.size() == 9 && values.size() == 3 && metas.size() == 3 && direct.size() == 3,
               "gaunt scaled_weights_grads: three passes");
@@ -173,7 +173,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights_grads(
   const at::Tensor x[3] = {x1.contiguous(), x2.contiguous(), g.contiguous()};
   const at::Tensor index[3] = {i1.contiguous(), i2.contiguous(), i3.contiguous()};
   const at::Tensor copy[3] = {none_or(std::nullopt), none_or(c2), none_or(std::nullopt)};
-  const at::Tensor wc = w.contiguous();
+  const at::Tensor weights[2] = {w.contiguous(), w3 ? w3->contiguous() : w.contiguous()};  // of x1, x2; of g
   const at::Tensor v = kept_v ? kept_v->contiguous() : at::Tensor();
   TORCH_CHECK(!kept_v || (v.dim() == 2 && v.sizes() == g.sizes() && v.scalar_type() == g.scalar_type()),
               "gaunt scaled_weights_grads: v must be [n, dim_out] as g");
@@ -189,35 +189,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights_grads(
       TORCH_CHECK(i >= 0 && i < 3, "gaunt scaled_weights_grads: roles are 0, 1, 2");
       TORCH_CHECK(x[i].scalar_type() == x1.scalar_type(), "gaunt scaled_weights_grads: one dtype");
       check_operand(x[i], i == 1 ? c2 : std::nullopt, n, dims[s], "an argument");
-      check_scale(wc, index[i], n, dims[s], "w");
+      check_scale(weights[i == 2], index[i], n, dims[s], i == 2 && w3 ? "w3" : "w");
     }
   }
-  TORCH_CHECK(w.scalar_type() == x1.scalar_type(), "gaunt scaled_weights_grads: one dtype");
-  at::Tensor grads[2], grad_w = weight_gradient(wc, want_w);
+  for (const at::Tensor& t : weights)
+    TORCH_CHECK(t.scalar_type() == x1.scalar_type(), "gaunt scaled_weights_grads: one dtype");
+  // gradient j (0: of w; 1: of w3) is where the passes reading out argument o sum: 1 for g where w3 is given
+  at::Tensor grad[2] = {weight_gradient(weights[0], want_w), weight_gradient(weights[1], want_w && w3)};
+  auto gradient_of = [&](int64_t o) { return o == 2 && w3 ? 1 : 0; };
+  at::Tensor grads[2];
   for (int i = 0; i < 2; ++i) {
     grads[i] = at::empty({want[i] ? n : 0, x[i].size(1)}, x1.options());
     advise_huge_pages(grads[i]);
   }
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "gaunt_scaled_weights_grads", [&] {
     using T = scalar_t;
-    std::vector<gaunt_scaled::Pass<T>> passes;
+    std::vector<gaunt_scaled::Pass<T>> passes[2];  // by the gradient they sum into
+    auto operand_of = [&](int64_t i) { return operand<T>(x[i], x[i].size(1), copy[i], weights[i == 2], index[i]); };
     for (int p = 0; p < 3; ++p) {
       const int64_t a = roles[3 * p], b = roles[3 * p + 1], o = roles[3 * p + 2];
       const bool write = o < 2 && want[o];
       if ((!write && !want_w) || (o == 2 && kept_v)) continue;  // pass 2 of a kept v: a sum of g v below
       at::Tensor& out = o < 2 ? grads[o] : grads[0];
-      const bool summed = want_w && !passes.empty();  // an earlier pass has written the rows of grad_w
-      passes.push_back({BlockProgram<T>(tables[p].data_ptr<T>(), metas[p].data_ptr<int64_t>(), direct[p] != 0),
-                        {operand<T>(x[a], copy[a], wc, index[a]), operand<T>(x[b], copy[b], wc, index[b])},
-                        read_out(operand<T>(x[o], copy[o], wc, index[o]), write, out, want_w ? x[o] : at::Tensor(),
-                                 grad_w, summed)});
+      const int j = gradient_of(o);
+      const bool summed = want_w && !passes[j].empty();  // an earlier pass has written the rows of grad[j]
+      passes[j].push_back({BlockProgram<T>(tables[p].data_ptr<T>(), metas[p].data_ptr<int64_t>(), direct[p] != 0),
+                           {operand_of(a), operand_of(b)},
+                           read_out(operand_of(o), write, out, want_w ? x[o] : at::Tensor(), grad[j], summed)});
     }
-    gaunt_scaled::run_passes<T>(passes, n);
-    if (kept_v && want_w)  // grad_w[.., i3[k]] += g v
+    for (const auto& together : passes) gaunt_scaled::run_passes<T>(together, n);
+    if (kept_v && want_w) {  // grad[.., i3[k]] += g v
+      const int j = gradient_of(2);
+      const at::Tensor& target = weights[j == 1];
       gaunt_scaled::reduce_weight<T>(x[2].data_ptr<T>(), v.data_ptr<T>(), index[2].data_ptr<int64_t>(), x[2].size(1), n,
-                                     wc.size(-1), wc.dim() == 2, !passes.empty(), grad_w.data_ptr<T>());
+                                     target.size(-1), target.dim() == 2, !passes[j].empty(), grad[j].data_ptr<T>());
+    }
   });
-  return {grads[0], grads[1], grad_w};
+  return {grads[0], grads[1], grad[0], grad[1]};
 }
 
 // whether the program (direct kernel only) runs on the channel columns with per-row scales (scaled_columns.h)
@@ -256,10 +264,10 @@ TORCH_LIBRARY_FRAGMENT(gaunt_fused, m) {
       "Tensor? ca, Tensor? cb, Tensor? co, int width, Tensor? r, bool write, bool keep_v, Tensor values, "
       "Tensor meta, bool direct) -> (Tensor, Tensor, Tensor)");
   m.def(
-      "scaled_weights_grads(Tensor x1, Tensor x2, Tensor g, Tensor w, Tensor i1, Tensor i2, Tensor i3, Tensor? c2, "
-      "Tensor? v, "
+      "scaled_weights_grads(Tensor x1, Tensor x2, Tensor g, Tensor w, Tensor? w3, Tensor i1, Tensor i2, Tensor i3, "
+      "Tensor? c2, Tensor? v, "
       "bool want_x1, bool want_x2, bool want_w, int[] roles, Tensor[] values, Tensor[] metas, int[] direct) "
-      "-> (Tensor, Tensor, Tensor)");
+      "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "scaled_weights_columns(Tensor meta, Tensor ia, Tensor ib, Tensor io, Tensor? ca, Tensor? cb, Tensor? co, "
       "bool is_double) -> bool");

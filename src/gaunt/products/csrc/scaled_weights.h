@@ -239,6 +239,7 @@ struct Pass {
 // pass after the other, on blocks of scaled samples
 template <typename T>
 void run_passes(const std::vector<Pass<T>>& passes, int64_t n) {
+  if (passes.empty()) return;
   std::vector<gaunt_direct::Direct> directs;
   std::vector<std::array<std::vector<RowBlock>, 3>> blocks;
   directs.reserve(passes.size());
