@@ -11,9 +11,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import assert_equivariant
 
 from gaunt.products import EXECUTORS, GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build, executors
 from gaunt.products.cpu_executor import FusedProgram, phi_reflection, theta_twins
+from gaunt.products.executors import cpu_runner
 from gaunt.products.program import derivative
 from gaunt.products.torch_executor import TorchProgram
 
@@ -167,3 +169,21 @@ def test_the_stages_with_and_without_the_symmetries_of_the_tables():
             results.append([out, *torch.autograd.grad(out, (x1, x2), cotangent)])
         for a, b in zip(*results):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * float(b.abs().max()))
+
+
+@pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
+def test_float32_strided_tiles_are_equivariant():
+    """float32 on the transform kernel with 16 channels (strided tiles: an irrep's rows gathered and read out by
+    register shuffles, csrc/tile_blocks.h, which float64 does not use): rotations, improper rotations and
+    inversion hold to float32 precision, and the output equals the torch executor's."""
+    irreps = "16x0e+16x1o+16x2e+16x3o"
+    torch.manual_seed(0)
+    product = GridGauntProduct(irreps, irreps, irreps, executor="cpu_fused", weight_init="randn")
+    cpu_runner(product.frame.runner).use_kernel("transform")
+    reference = GridGauntProduct(irreps, irreps, irreps, executor="torch", weight_init="randn")
+    reference.load_state_dict(product.state_dict())
+    g = torch.Generator().manual_seed(1)
+    x1, x2 = (torch.randn(6, product.irreps_in1.dim, generator=g) for _ in range(2))
+    assert_equivariant(product, x1, x2)
+    out, exact = product(x1, x2), reference.double()(x1.double(), x2.double())
+    torch.testing.assert_close(out.double(), exact, rtol=0, atol=1e-5 * float(exact.abs().max()))
