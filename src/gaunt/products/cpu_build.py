@@ -12,7 +12,11 @@ Environment:
 * ``GAUNT_CPU_FLAGS``: compiler flags (default ``-O3 -march=native -ffp-contract=fast``; ``-fopenmp`` is
   always added, since ``at::parallel_for`` runs on OpenMP);
 * ``GAUNT_EXTENSIONS_DIR``: the cache (default ``$XDG_CACHE_HOME/gaunt/extensions``, ``~/.cache/...``);
-* ``GAUNT_DISABLE_CPU_FUSED=1``: do not build; the executor reports itself unavailable.
+* ``GAUNT_DISABLE_CPU_FUSED=1``: do not build; the executor reports itself unavailable;
+* ``GAUNT_CPU_OUTPUT_CACHE_MB``: the bytes of freed large outputs kept for reuse (default 1024; 0: none).
+  The kernels' outputs of 8 MiB and more come from blocks that freed outputs left (``csrc/output_memory.h``:
+  no page clearing and faulting on every step); :func:`kept_output_bytes` says how much is kept now and
+  :func:`release_kept_outputs` frees it.
 
 :func:`unavailable` is what the executor registry asks: ``None`` once the kernel is loaded, else why not
 (the build is tried once per process).
@@ -110,4 +114,23 @@ def unavailable() -> str | None:
     return _status["reason"]
 
 
-__all__ = ["NAME", "SOURCES", "build_directory", "compile_flags", "unavailable"]
+def kept_output_bytes() -> int:
+    """The bytes of freed kernel outputs kept for reuse now (0 where the kernel is not loaded)."""
+    return int(torch.ops.gaunt_fused.kept_output_bytes()) if unavailable() is None else 0
+
+
+def release_kept_outputs() -> None:
+    """Free the kept blocks of freed kernel outputs (as ``torch.cuda.empty_cache`` does for CUDA)."""
+    if unavailable() is None:
+        torch.ops.gaunt_fused.release_kept_outputs()
+
+
+__all__ = [
+    "NAME",
+    "SOURCES",
+    "build_directory",
+    "compile_flags",
+    "kept_output_bytes",
+    "release_kept_outputs",
+    "unavailable",
+]

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "direct.h"
-#include "huge_pages.h"
+#include "output_memory.h"
 
 namespace {
 
@@ -39,8 +39,7 @@ at::Tensor direct(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& 
   at::Tensor a = x1.contiguous(), b = x2.contiguous(), v = values.contiguous();
   // samples: every entry written by store_tile; channels: the outputs in no block stay zero
   const bool zero = D.channels(lanes_of_dtype) && D.mul * D.k[2] < D.dims[2];
-  at::Tensor out = at::empty({n, D.dims[2]}, x1.options());
-  gaunt_memory::advise_huge_pages(out);
+  at::Tensor out = gaunt_memory::empty_output({n, D.dims[2]}, x1.options());
   if (zero) out.zero_();
   const int64_t work = D.mul * (D.nnz + D.k[0] + D.k[1] + D.k[2]);  // per sample, in one-lane operations
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "gaunt_direct_program", [&] {

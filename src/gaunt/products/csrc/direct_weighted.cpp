@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "direct_weighted.h"
-#include "huge_pages.h"
+#include "output_memory.h"
 
 namespace {
 
@@ -117,8 +117,7 @@ inline int64_t grain_of(const Direct& D) {
 // the output [n, dim]: zeros where some of its positions lie in no block (the channel tiles leave them)
 inline at::Tensor output(const at::Tensor& like, const Direct& D, int j, int64_t n, int64_t dim) {
   const bool zero = D.channels(lanes_of(like)) && D.mul * D.k[j] < dim;
-  at::Tensor out = at::empty({n, dim}, like.options());
-  gaunt_memory::advise_huge_pages(out);
+  at::Tensor out = gaunt_memory::empty_output({n, dim}, like.options());
   return zero ? out.zero_() : out;
 }
 
@@ -225,7 +224,7 @@ at::Tensor direct_reduce(const at::Tensor& x1, const at::Tensor& x2, const at::T
   TORCH_CHECK(values.numel() == D.nnz, "gaunt direct_reduce: one coefficient per triple");
   const int64_t n = x1.size(0);
   const at::Tensor a = x1.contiguous(), b = x2.contiguous(), c = g.contiguous();
-  at::Tensor out = at::empty({D.nnz, D.mul}, x1.options());
+  at::Tensor out = gaunt_memory::empty_output({D.nnz, D.mul}, x1.options());
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "gaunt_direct_reduce", [&] {
     constexpr int L = lanes<scalar_t>();
     const scalar_t* p1 = a.data_ptr<scalar_t>();

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "grid_vectors.h"
+#include "output_memory.h"
 
 namespace {
 
@@ -281,7 +282,7 @@ at::Tensor grid_messages(int64_t slot, const Opt& f, const Opt& s, const Opt& w,
   const std::vector<int64_t> shape = slot < 2 ? std::vector<int64_t>{num_nodes, mul, P}
                                    : slot == 2 ? std::vector<int64_t>{E, mul, L1}
                                                : std::vector<int64_t>{E, L1 * L1};
-  at::Tensor out = at::empty(shape, y2.options()), table = y2.contiguous();
+  at::Tensor out = gaunt_memory::empty_output(shape, y2.options()), table = y2.contiguous();
   AT_DISPATCH_FLOATING_TYPES(dtype, "gaunt_grid_messages", [&] {
     using T = scalar_t;
     auto ptr = [](const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : static_cast<const T*>(nullptr); };

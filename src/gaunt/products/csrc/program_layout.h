@@ -58,7 +58,8 @@ struct Layout {
 template <typename T>
 struct Scratch {
   std::vector<Vec<T>> X, G, F, H, Y, E;  // E: the half-point sums of a reflected phi stage
-  Scratch(const Layout& P) {
+  std::vector<const Vec<T>*> fields;      // per synthesis, where its field is for this tile (F, or given)
+  Scratch(const Layout& P) : fields(P.syntheses.size()) {
     int64_t x = 0, g = 0, y = 0;
     for (const auto& s : P.syntheses) x = std::max(x, s.R * s.Lp), g = std::max(g, s.R * P.n_theta);
     for (const auto& p : P.projections) g = std::max(g, p.R3 * P.n_theta), y = std::max(y, p.R3 * p.L3p);
@@ -109,15 +110,15 @@ void synthesis(const Layout& P, const SynthesisRec& s, const T* values, Scratch<
                        S.X.data(), S.G.data(), S.E.data(), F);
 }
 
-// H = sum of the terms of projection q; false if it has none
+// H = sum of the terms of projection q over the syntheses' fields F[k]; false if it has none
 template <typename T>
-bool pointwise(const Layout& P, int64_t q, const T* values, Scratch<T>& S) {
+bool pointwise(const Layout& P, int64_t q, const T* values, const Vec<T>* const* F, Scratch<T>& S) {
   bool any = false;
   const int64_t n = P.grid();
   for (const auto& t : P.terms) {
     if (t.projection != q) continue;
-    const Vec<T>* a = S.F.data() + t.a * n;
-    const Vec<T>* b = S.F.data() + t.b * n;
+    const Vec<T>* a = F[t.a];
+    const Vec<T>* b = F[t.b];
     const T c = values[t.coefficient];
     Vec<T>* h = S.H.data();
     if (!any)
@@ -144,17 +145,44 @@ void projection(const Layout& P, size_t q, const T* values, Scratch<T>& S, const
   scatter(P, q, tile, S.Y.data(), out);
 }
 
-// the whole program on one tile: gathers, syntheses, pointwise terms, projections, read-out into out
+// the whole program on one tile: gathers, syntheses, pointwise terms, projections, read-out into out. given[k]
+// (optional): synthesis k's field as another program computed it for this tile (same_synthesis), not rerun
 template <typename T>
-void run_tile(const Layout& P, const T* values, const T* x1, const T* x2, const Tile& tile, Scratch<T>& S, T* out) {
+void run_tile(const Layout& P, const T* values, const T* x1, const T* x2, const Tile& tile, Scratch<T>& S, T* out,
+              const Vec<T>* const* given = nullptr) {
   const int64_t n = P.grid();
+  std::vector<const Vec<T>*>& F = S.fields;
   for (size_t k = 0; k < P.syntheses.size(); ++k) {
     const auto& s = P.syntheses[k];
+    F[k] = given && given[k] ? given[k] : S.F.data() + k * n;
+    if (F[k] != S.F.data() + k * n) continue;
     gather(P, k, tile, s.source == 0 ? x1 : x2, S.X.data());
     synthesis(P, s, values, S, S.F.data() + k * n);
   }
   for (size_t q = 0; q < P.projections.size(); ++q)
-    if (pointwise(P, q, values, S)) projection(P, q, values, S, tile, out);
+    if (pointwise(P, q, values, F.data(), S)) projection(P, q, values, S, tile, out);
+}
+
+// whether synthesis ka of program A and kb of program B compute the same field from the same operand layout:
+// equal sizes, grid, gather index and tables (bit for bit), so one tile's field of A is B's too
+template <typename T>
+bool same_synthesis(const Layout& A, const T* va, size_t ka, const Layout& B, const T* vb, size_t kb) {
+  const SynthesisRec &a = A.syntheses[ka], &b = B.syntheses[kb];
+  if (A.mul != B.mul || A.n_theta != B.n_theta || A.n_phi != B.n_phi || A.dims[a.source] != B.dims[b.source] ||
+      a.R != b.R || a.Lp != b.Lp || a.sym != b.sym || (a.sym && a.even != b.even))
+    return false;
+  const int64_t rows = a.R * a.Lp, h = A.n_phi / 2 + 1, nt = A.n_theta;
+  auto same_ints = [&](int64_t at_a, int64_t at_b, int64_t count) {
+    return std::equal(A.meta + at_a, A.meta + at_a + count, B.meta + at_b);
+  };
+  auto same_values = [&](int64_t at_a, int64_t at_b, int64_t count) {
+    return std::equal(va + at_a, va + at_a + count, vb + at_b);
+  };
+  bool same = same_ints(a.index, b.index, rows * (A.mul + 3)) && same_ints(a.twin, b.twin, a.R) &&
+              same_values(a.theta, b.theta, a.R * nt * a.Lp) && same_ints(a.theta_range, b.theta_range, 2 * a.R * nt);
+  if (!a.sym) return same && same_values(a.phi, b.phi, A.n_phi * a.R) && same_ints(a.phi_range, b.phi_range, 2 * A.n_phi);
+  return same && same_values(a.phi, b.phi, h * a.even) && same_ints(a.phi_range, b.phi_range, 2 * h) &&
+         same_values(a.phi_odd, b.phi_odd, h * (a.R - a.even)) && same_ints(a.phi_odd_range, b.phi_odd_range, 2 * h);
 }
 
 }  // namespace gaunt_program

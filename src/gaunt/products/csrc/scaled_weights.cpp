@@ -38,12 +38,12 @@
 #include <tuple>
 #include <vector>
 
-#include "huge_pages.h"
+#include "output_memory.h"
 #include "scaled_weights.h"
 
 namespace {
 
-using gaunt_memory::advise_huge_pages;
+using gaunt_memory::empty_output;
 using gaunt_scaled::BlockProgram;
 using gaunt_scaled::Operand;
 using gaunt_scaled::ReadOut;
@@ -98,8 +98,7 @@ ReadOut<T> read_out(const Operand<T>& o, bool write, at::Tensor& out, const at::
 
 // a gradient of the shape of w: zeroed where w is shared (the chunks add to it), else rows written by the kernel
 at::Tensor weight_gradient(const at::Tensor& w, bool wanted) {
-  at::Tensor grad = at::empty(wanted ? w.sizes() : at::IntArrayRef{0}, w.options());
-  advise_huge_pages(grad);
+  at::Tensor grad = empty_output(wanted ? w.sizes() : at::IntArrayRef{0}, w.options());
   if (wanted && w.dim() == 1) grad.zero_();
   return grad;
 }
@@ -136,12 +135,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scaled_weights(const at::Tensor& 
   const at::Tensor index[3] = {ia.contiguous(), ib.contiguous(), io.contiguous()};
   const at::Tensor copy[3] = {none_or(ca), none_or(cb), none_or(co)};
   const at::Tensor table = values.contiguous();
-  at::Tensor out = at::empty({write ? n : 0, width}, a.options());  // rows written by the kernel
-  advise_huge_pages(out);
+  at::Tensor out = empty_output({write ? n : 0, width}, a.options());  // rows written by the kernel
   at::Tensor grad = weight_gradient(w[2], r.has_value());
   TORCH_CHECK(!(keep_v && co), "gaunt scaled_weights: v is kept in the program's layout only");
-  at::Tensor v = at::empty({keep_v ? n : 0, dim}, a.options());
-  advise_huge_pages(v);
+  at::Tensor v = empty_output({keep_v ? n : 0, dim}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gaunt_scaled_weights", [&] {
     using T = scalar_t;
     auto operand_of = [&](int i, int64_t of_width) { return operand<T>(x[i], of_width, copy[i], w[i], index[i]); };
@@ -198,10 +195,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> scaled_weights_grads(
   at::Tensor grad[2] = {weight_gradient(weights[0], want_w), weight_gradient(weights[1], want_w && w3)};
   auto gradient_of = [&](int64_t o) { return o == 2 && w3 ? 1 : 0; };
   at::Tensor grads[2];
-  for (int i = 0; i < 2; ++i) {
-    grads[i] = at::empty({want[i] ? n : 0, x[i].size(1)}, x1.options());
-    advise_huge_pages(grads[i]);
-  }
+  for (int i = 0; i < 2; ++i) grads[i] = empty_output({want[i] ? n : 0, x[i].size(1)}, x1.options());
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "gaunt_scaled_weights_grads", [&] {
     using T = scalar_t;
     std::vector<gaunt_scaled::Pass<T>> passes[2];  // by the gradient they sum into

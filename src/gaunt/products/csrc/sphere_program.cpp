@@ -30,7 +30,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "huge_pages.h"
+#include "output_memory.h"
 #include "program_layout.h"
 
 namespace {
@@ -69,8 +69,7 @@ at::Tensor run(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& val
   TORCH_CHECK(x1.size(1) == P.dims[0] && x2.size(1) == P.dims[1], "gaunt cpu_fused: input sizes do not match");
   const int64_t n = x1.size(0);
   at::Tensor a = x1.contiguous(), b = x2.contiguous(), v = values.contiguous();
-  at::Tensor out = at::empty({n, P.dims[2]}, x1.options());  // zeroed per row by the kernel
-  gaunt_memory::advise_huge_pages(out);
+  at::Tensor out = gaunt_memory::empty_output({n, P.dims[2]}, x1.options());  // zeroed per row by the kernel
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "gaunt_sphere_program", [&] {
     run_program<scalar_t>(P, v.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), n,
                           out.data_ptr<scalar_t>());

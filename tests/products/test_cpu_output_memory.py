@@ -1,0 +1,113 @@
+"""The recycled memory of the fused CPU kernels' large outputs (``csrc/output_memory.h``): a freed output's block
+is kept and reused by the next output that fits, so every kernel must write every entry of its outputs. Each
+test poisons the kept blocks with NaN before the run that reuses them and compares with the torch executor: an
+entry a kernel leaves unwritten shows up (a fresh page would read 0 and could hide it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gaunt.products import GridGauntProduct, cpu_build
+from gaunt.products.cpu_executor import FusedProgram
+from gaunt.products.executors import cpu_runner
+from gaunt.products.program import derivative
+from gaunt.products.torch_executor import TorchProgram
+
+pytestmark = pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
+
+IRREPS = "64x0e+64x1o+64x2e"  # 576 values a sample: 4000 float32 samples are ~9 MB, above the 8 MiB threshold
+N = 4000
+MB = 1 << 20
+
+
+def poison_and_free(*tensors: torch.Tensor) -> None:
+    """Fill the outputs with NaN and drop them: their blocks are kept with NaN in them."""
+    for t in tensors:
+        with torch.no_grad():
+            t.fill_(float("nan"))
+
+
+def test_a_freed_output_is_kept_and_reused():
+    cpu_build.release_kept_outputs()
+    assert cpu_build.kept_output_bytes() == 0
+    program = GridGauntProduct(IRREPS, IRREPS, IRREPS, executor="torch").program
+    runner = FusedProgram(program, "direct")
+    g = torch.Generator().manual_seed(0)
+    x1, x2 = (torch.randn(N, d, generator=g) for d in program.dims[:2])
+    out = runner(x1, x2)
+    nbytes = out.numel() * out.element_size()
+    assert nbytes >= 8 * MB
+    poison_and_free(out)
+    del out
+    kept = cpu_build.kept_output_bytes()
+    assert kept >= nbytes
+    out = runner(x1, x2)  # takes the kept block back
+    assert cpu_build.kept_output_bytes() < kept
+    torch.testing.assert_close(
+        out.double(), TorchProgram(program).evaluate(x1.double(), x2.double()), rtol=1e-5, atol=1e-4
+    )
+    del out
+    cpu_build.release_kept_outputs()
+    assert cpu_build.kept_output_bytes() == 0
+
+
+@pytest.mark.parametrize("kernel", ["transform", "direct"])
+def test_every_program_writes_every_entry_of_a_recycled_block(kernel):
+    product = GridGauntProduct(IRREPS, IRREPS, IRREPS, executor="torch")
+    g = torch.Generator().manual_seed(1)
+    for program in (product.program, derivative(product.program, 0), derivative(product.program, 1)):
+        runner = FusedProgram(program, kernel)
+        x1, x2 = (torch.randn(N, d, generator=g) for d in program.dims[:2])
+        poison_and_free(runner(x1, x2))
+        assert cpu_build.kept_output_bytes() > 0
+        exact = TorchProgram(program).evaluate(x1.double(), x2.double())
+        torch.testing.assert_close(runner(x1, x2).double(), exact, rtol=0, atol=1e-5 * float(exact.abs().max()))
+
+
+@pytest.mark.parametrize("kernel", ["transform", "direct"])
+@pytest.mark.parametrize("shared_weights", [True, False])
+def test_a_product_step_on_recycled_blocks_equals_the_torch_executor(kernel, shared_weights):
+    """Forward and all gradients (the folded weights' ops: out, the kept v, both input gradients) twice, the first
+    run's results poisoned and freed; the second run on other inputs equals the torch executor."""
+    kw = dict(internal_weights=False, shared_weights=shared_weights)
+    product = GridGauntProduct(IRREPS, IRREPS, IRREPS, executor="cpu_fused", **kw)
+    cpu_runner(product.frame.runner).use_kernel(kernel)
+    reference = GridGauntProduct(IRREPS, IRREPS, IRREPS, executor="torch", **kw).double()
+    g = torch.Generator().manual_seed(2)
+
+    def inputs():
+        w = torch.randn(*(() if shared_weights else (N,)), product.weight_numel, generator=g)
+        x = [torch.randn(N, product.irreps_in1.dim, generator=g), torch.randn(N, product.irreps_in2.dim, generator=g)]
+        return [t.requires_grad_() for t in (*x, w)], torch.randn(N, product.irreps_out.dim, generator=g)
+
+    args, cotangent = inputs()
+    out = product(*args)
+    poison_and_free(out, *torch.autograd.grad(out, args, cotangent))
+    del out
+    assert cpu_build.kept_output_bytes() > 0
+    args, cotangent = inputs()
+    out = product(*args)
+    grads = torch.autograd.grad(out, args, cotangent)
+    exact_args = [a.detach().double().requires_grad_() for a in args]
+    exact = reference(*exact_args)
+    exact_grads = torch.autograd.grad(exact, exact_args, cotangent.double())
+    for got, want in zip((out, *grads), (exact, *exact_grads)):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * float(want.detach().abs().max()))
+
+
+def test_no_block_is_kept_where_the_cache_is_off():
+    code = (
+        "import torch; from gaunt.products import cpu_build, GridGauntProduct;"
+        "from gaunt.products.cpu_executor import FusedProgram;"
+        f"p = GridGauntProduct('{IRREPS}', '{IRREPS}', '{IRREPS}', executor='torch').program;"
+        f"out = FusedProgram(p, 'direct')(torch.randn({N}, p.dims[0]), torch.randn({N}, p.dims[1]));"
+        "assert out.numel() * 4 >= 8 << 20; del out; print(cpu_build.kept_output_bytes())"
+    )
+    env = dict(os.environ, GAUNT_CPU_OUTPUT_CACHE_MB="0")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-1] == "0"
