@@ -21,6 +21,7 @@ from test_direct_weighted import (
 
 from gaunt.products import GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build
 from gaunt.products import scaled_weights as op
+from gaunt.products.cpu_executor import derivative_id, program_tables
 from gaunt.products.executors import cpu_runner
 from gaunt.products.torch_executor import TorchProgram
 
@@ -141,8 +142,8 @@ def test_an_output_sign_is_folded_as_negated_weights(per_sample, kernel, mul):
 
 def test_the_shared_sums_do_not_depend_on_the_threads():
     """Shared weight gradients are summed in fixed chunks of samples: bit-identical for 1 and 2 threads, on blocks
-    of scaled samples (mul 4, transform kernel) and on the channel columns (mul 16, direct kernel, a copied x2,
-    the joint first-order gradients)."""
+    of scaled samples (mul 4, transform kernel: a slot op, and the joint first-order gradients sharing the
+    synthesis of g) and on the channel columns (mul 16, direct kernel, a copied x2, the joint gradients)."""
     product = GridGauntProduct(*irreps_of(GridGauntProduct, 4, 2), executor="cpu_fused").float()
     program, program_id = registered(product)
     args, index = random_args(program, 9, 1000, False, seed=3)
@@ -154,6 +155,7 @@ def test_the_shared_sums_do_not_depend_on_the_threads():
     assert op.runs_on_columns(columns_id, torch.float32, frame_index, copy2)
     calls = (
         lambda: op.scaled_weights(0, True, True, *args, *index, program_id),
+        lambda: op.scaled_weights_grads(*args[:4], *index, program_id, True, True, True),
         lambda: op.scaled_weights_grads(x1, x2, g, w, *frame_index, columns_id, True, True, True, copy2),
     )
     threads = torch.get_num_threads()
@@ -381,3 +383,46 @@ def test_folded_products_are_equivariant(cls, kernel, per_sample, mul):
     with OpNames() as names:
         assert_equivariant(product, x1, x2, w)
     assert names.ran("gaunt.cpu_scaled_weights_product")
+
+
+# the syntheses of s3 g that P'_1 and P'_2 both make: one field; the vector product's g is two (its parities)
+SHARED = {GridGauntProduct: 1, GauntProduct: 1, VectorGauntProduct: 2}
+
+
+@pytest.mark.parametrize("cls", PRODUCTS)
+def test_the_joint_backward_on_the_transform_kernel_synthesizes_g_once(cls):
+    """The two derivative programs of the joint backward share the synthesis of the cotangent (one loop over the
+    samples, ``csrc/shared_passes.h``); their gradients are the same numbers as the slot ops' own runs, bit for bit
+    (the same field, the same arithmetic after it), and the same as the form's."""
+    product = cls(*irreps_of(cls, 16, 2), executor="cpu_fused").float()
+    program, program_id = registered(product, "transform")
+    for dtype in (torch.float32, torch.float64):
+        assert op.shared_syntheses(program_id, dtype) == SHARED[cls]
+    args, index = random_args(program, 9, 70, per_sample=False, seed=3)
+    x1, x2, g, w = (a.float() for a in args[:4])
+    joint = op.scaled_weights_grads(x1, x2, g, w, *index, program_id, True, True, True)
+    slots = [op.scaled_weights(pair, True, True, x1, x2, g, w, w, w, *index, program_id) for pair in range(3)]
+    assert torch.equal(joint[0], slots[0][0]) and torch.equal(joint[1], slots[1][0])
+    torch.testing.assert_close(joint[2], slots[0][1] + slots[1][1] + slots[2][1], rtol=1e-5, atol=1e-5)
+    assert op.shared_syntheses(registered(product, "direct")[1], torch.float32) == 0
+
+
+def test_only_equal_syntheses_of_the_same_operand_are_shared():
+    """The count of shared syntheses against its controls: a program run twice on the same operands shares both
+    syntheses, on other operands none, and the forward program with a derivative program only the synthesis of
+    the operand they both read with the same tables."""
+    product = GridGauntProduct(*irreps_of(GridGauntProduct, 16, 2), executor="cpu_fused")
+    _, program_id = registered(product, "transform")
+    forward = program_tables(program_id, torch.float32)
+    d1 = program_tables(derivative_id(program_id, 0), torch.float32)  # P'_1(g, x2)
+
+    def shared(roles, *tables):
+        values, metas = [t[1] for t in tables], [t[2] for t in tables]
+        return torch.ops.gaunt_fused.scaled_weights_shared(roles, values, metas, False)
+
+    assert shared([0, 1, 0, 1], forward, forward) == 2
+    assert shared([0, 1, 2, 3], forward, forward) == 0
+    assert shared([0, 1, 0, 2], forward, forward) == 1
+    assert shared([0, 1, 2, 1], forward, d1) == 1  # x2 in both
+    scaled = (forward[0], 2 * forward[1], forward[2])  # the same layout, other tables
+    assert shared([0, 1, 0, 1], forward, scaled) == 0

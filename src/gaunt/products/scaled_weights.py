@@ -314,6 +314,19 @@ def runs_on_columns(program_id: int, dtype: torch.dtype, index, copy2: torch.Ten
     return kernel == "direct" and columns(meta, *index, None, copy2, None, dtype == torch.float64)
 
 
+def shared_syntheses(program_id: int, dtype: torch.dtype) -> int:
+    """How many syntheses the joint first-order backward (:func:`scaled_weights_grads`) of ``program_id`` takes
+    from its first pair's run instead of rerunning them in the second (``csrc/shared_passes.h``: on the transform
+    kernel, the synthesis of ``s3 * g`` that ``P'_1`` and ``P'_2`` both make; 0 on the direct kernel)."""
+    tables = [program_tables(_program_id(program_id, pair), dtype) for pair in range(2)]
+    roles = [i for _, operands, _ in PAIRS[:2] for i in operands]
+    if any(kernel != "transform" for kernel, _, _ in tables):
+        return 0
+    return torch.ops.gaunt_fused.scaled_weights_shared(
+        roles, [values for _, values, _ in tables], [meta for _, _, meta in tables], dtype == torch.float64
+    )
+
+
 class ScaledWeights(torch.nn.Module):
     """The folded product of one frame, on the kernel that runs its program: ``self(fused, x1, x2, weight,
     copy2=None)``: ``[n, dim1] x [n, dim2] x ([numel] or [n, numel]) -> [n, dim_out]`` for the program of

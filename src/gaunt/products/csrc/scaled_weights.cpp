@@ -250,6 +250,40 @@ bool scaled_weights_columns(const at::Tensor& meta, const at::Tensor& ia, const 
   return is_double ? applies(double(0)) : applies(float(0));
 }
 
+// how many syntheses run_passes takes from an earlier pass instead of rerunning them (shared_passes.h), for passes
+// of the transform kernel (values, metas) reading the arguments roles[2p], roles[2p + 1], in double (else float)
+int64_t scaled_weights_shared(at::IntArrayRef roles, at::TensorList values, at::TensorList metas, bool is_double) {
+  TORCH_CHECK(roles.size() == 2 * metas.size() && values.size() == metas.size(),
+              "gaunt scaled_weights_shared: two roles and one table per pass");
+  auto count = [&](auto zero) {
+    using T = decltype(zero);
+    static const T arguments[16] = {};  // a distinct address per argument number: the operands' identity, never read
+    std::vector<gaunt_scaled::Pass<T>> passes;
+    std::vector<at::Tensor> tables;
+    for (size_t p = 0; p < metas.size(); ++p) {
+      TORCH_CHECK(metas[p].scalar_type() == at::kLong && metas[p].is_contiguous() &&
+                      values[p].scalar_type() == (sizeof(T) == 8 ? at::kDouble : at::kFloat),
+                  "gaunt scaled_weights_shared: meta int64, values of the dtype");
+      tables.push_back(values[p].contiguous());
+      gaunt_scaled::Pass<T> pass{BlockProgram<T>(tables.back().data_ptr<T>(), metas[p].data_ptr<int64_t>(), false),
+                                 {},
+                                 {}};
+      for (int i = 0; i < 2; ++i) {
+        TORCH_CHECK(roles[2 * p + i] >= 0 && roles[2 * p + i] < 16, "gaunt scaled_weights_shared: roles < 16");
+        pass.in[i].x = arguments + roles[2 * p + i];
+      }
+      passes.push_back(pass);
+    }
+    if (!gaunt_scaled::SharedPlan<T>::applies(passes)) return int64_t(0);
+    const gaunt_scaled::SharedPlan<T> plan(passes);
+    int64_t shared = 0;
+    for (const auto& pass : plan.taken)
+      for (const auto& [q, j] : pass) shared += q >= 0;
+    return shared;
+  };
+  return is_double ? count(double(0)) : count(float(0));
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(gaunt_fused, m) {
@@ -265,10 +299,12 @@ TORCH_LIBRARY_FRAGMENT(gaunt_fused, m) {
   m.def(
       "scaled_weights_columns(Tensor meta, Tensor ia, Tensor ib, Tensor io, Tensor? ca, Tensor? cb, Tensor? co, "
       "bool is_double) -> bool");
+  m.def("scaled_weights_shared(int[] roles, Tensor[] values, Tensor[] metas, bool is_double) -> int");
 }
 
 TORCH_LIBRARY_IMPL(gaunt_fused, CPU, m) {
   m.impl("scaled_weights", &scaled_weights);
   m.impl("scaled_weights_grads", &scaled_weights_grads);
   m.impl("scaled_weights_columns", &scaled_weights_columns);
+  m.impl("scaled_weights_shared", &scaled_weights_shared);
 }
