@@ -35,12 +35,14 @@ from .program import SphereProgram
 #: time of one triple of the direct kernel / time of one multiply-add (``flops_per_sample``) of the transform
 #: kernel, by how the operands are weighted (module docstring); 2-core AMD EPYC Zen 4 KVM, AVX-512, float32, 1 thread.
 #: None: the median over the GridGaunt and torus Gaunt programs (and their derivatives) at L = 4..6 is 1.80
-#: (``calibrate.py``, 64 channels, load ~1.9). "shared": GridGauntProduct, feature shape, 64 channels, batch 1e4:
-#: the kernels tie at L = 4 (flops / (nnz mul) = 3.02), transform is 1.47x faster at L = 5 (2.04), direct 1.55x
-#: at L = 3 (4.31). "per_sample": the edge shape, 16 channels, per-edge weights, batch 2e4, with the weights as
-#: per-row scales of the direct kernel's channel columns (``csrc/scaled_columns.h``): direct is 1.13x faster at
-#: L = 6 (1.60), transform 1.29x at L = 7 (1.17); the tie interpolates to ~1.45.
-DIRECT_COST = {None: 1.8, "shared": 3.0, "per_sample": 1.4}
+#: (``calibrate.py``, 64 channels, load ~1.9). The frame modes were remeasured with the joint backward sharing
+#: the cotangent's synthesis on the transform kernel (``csrc/shared_passes.h``; ``crossover.py``, 2026-12-07):
+#: "shared": GridGauntProduct, feature shape, 64 channels, batch 1e4: direct 1.57x faster at L = 3 (flops /
+#: (nnz mul) = 4.31), transform 1.12x at L = 4 (3.02), 1.79x at L = 5 (2.04): the tie interpolates to ~3.2.
+#: "per_sample": the edge shape, 16 channels, per-edge weights, batch 2e4 (the direct kernel with the weights as
+#: per-row scales of its channel columns, ``csrc/scaled_columns.h``): direct 1.32x faster at L = 5 (2.04),
+#: transform 1.06x at L = 6 (1.60), 1.61x at L = 7 (1.17): the tie interpolates to ~1.67.
+DIRECT_COST = {None: 1.8, "shared": 3.2, "per_sample": 1.7}
 WEIGHTS = tuple(DIRECT_COST)
 HEADER = 8  # int64 words: mul, dim1, dim2, dim_out, k1, k2, k3, nnz
 KERNELS = ("auto", "direct", "transform")
