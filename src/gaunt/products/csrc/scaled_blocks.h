@@ -20,17 +20,39 @@ namespace gaunt_scaled {
 constexpr int64_t kChunk = 128;             // samples per partial sum of a shared weight gradient (fixed)
 constexpr int64_t kBufferBytes = 256 << 10;  // the scaled operands of a block of samples: about L2-sized
 
-// the scales of one sample, [dim]: computed once where they are shared (ld = 0), else once per sample (a scalar
-// loop: the vectorised gathers of this machine were slower)
+// a run of positions [start, start + length) that read one weight, w[.. + index] (the frame's tables: the 2l + 1
+// positions of one channel's irrep of degree l)
+struct Run {
+  int64_t start, length, index;
+};
+
+inline std::vector<Run> runs_of(const int64_t* index, int64_t dim) {
+  std::vector<Run> runs;
+  for (int64_t k = 0; k < dim; ++k)
+    if (runs.empty() || index[k] != runs.back().index)
+      runs.push_back({k, 1, index[k]});
+    else
+      ++runs.back().length;
+  return runs;
+}
+
+// the scales of one sample, [dim]: computed once where they are shared (ld = 0), else once per sample, one weight
+// read per run of positions (a gather per position, scalar or vectorised, was slower on this machine)
 template <typename T>
 struct ScaleRow {
   const Scale<T>& s;
+  std::vector<Run> runs;
   std::vector<T> row;
   int64_t sample = -1;
-  explicit ScaleRow(const Scale<T>& scale) : s(scale), row(scale.dim) {}
+  explicit ScaleRow(const Scale<T>& scale) : s(scale), runs(runs_of(scale.index, scale.dim)), row(scale.dim) {}
   const T* of(int64_t n) {
     if (sample < 0 || (s.ld && sample != n)) {
-      for (int64_t k = 0; k < s.dim; ++k) row[k] = s.w[n * s.ld + s.index[k]];
+      const T* w = s.w + n * s.ld;
+      for (const Run& run : runs) {
+        const T value = w[run.index];
+        T* at = row.data() + run.start;
+        for (int64_t j = 0; j < run.length; ++j) at[j] = value;
+      }
       sample = n;
     }
     return row.data();
@@ -49,22 +71,31 @@ inline void add_by_index(const T* t, const int64_t* index, int64_t dim, T* grad)
   if (dim) grad[current] += sum;
 }
 
-// grad[.., index[k]] += r[s, copy[k]] v[s - s0, k] for samples [s0, s1) (r [n, width]; copy nullptr: r[s, k]):
-// per sample into grad's row s (per_sample; zeroed first unless accumulate), or summed per position into `positional` [dim] first (shared: added
-// to grad by index at the end of the chunk)
+// grad[.., index[k]] += r[s, copy[k]] v[s - s0, k] for samples [s0, s1) (r [n, width]; copy nullptr: r[s, k];
+// runs: those of index): per sample into grad's row s, a sum per run (zeroed first unless accumulate), or shared:
+// summed per position into `positional` [dim] (added to grad by index at the end of the chunk)
 template <typename T>
-inline void reduce_rows(const T* r, int64_t width, const int64_t* copy, const T* v, const int64_t* index, int64_t dim,
-                 int64_t numel, bool per_sample, bool accumulate, int64_t s0, int64_t s1, T* grad, T* positional) {
+inline void reduce_rows(const T* r, int64_t width, const int64_t* copy, const T* v, const std::vector<Run>& runs,
+                        int64_t dim, int64_t numel, bool per_sample, bool accumulate, int64_t s0, int64_t s1, T* grad,
+                        T* positional) {
   for (int64_t s = s0; s < s1; ++s, v += dim) {
     const T* rs = r + s * width;
-    if (per_sample) std::fill(positional, positional + dim, T(0));
-    if (copy)
-      for (int64_t k = 0; k < dim; ++k) positional[k] += rs[copy[k]] * v[k];
-    else
-      for (int64_t k = 0; k < dim; ++k) positional[k] += rs[k] * v[k];
-    if (per_sample) {  // the sample's row, every entry written unless accumulating (the tensor is not zeroed)
-      if (!accumulate) std::fill(grad + s * numel, grad + (s + 1) * numel, T(0));
-      add_by_index(positional, index, dim, grad + s * numel);
+    if (!per_sample) {
+      if (copy)
+        for (int64_t k = 0; k < dim; ++k) positional[k] += rs[copy[k]] * v[k];
+      else
+        for (int64_t k = 0; k < dim; ++k) positional[k] += rs[k] * v[k];
+      continue;
+    }
+    T* row = grad + s * numel;  // every entry written unless accumulating (the tensor is not zeroed)
+    if (!accumulate) std::fill(row, row + numel, T(0));
+    for (const Run& run : runs) {
+      T sum = 0;
+      if (copy)
+        for (int64_t k = run.start; k < run.start + run.length; ++k) sum += rs[copy[k]] * v[k];
+      else
+        for (int64_t k = run.start; k < run.start + run.length; ++k) sum += rs[k] * v[k];
+      row[run.index] += sum;
     }
   }
 }
@@ -120,7 +151,7 @@ T* result_rows(const ReadOut<T>& read, int64_t s0, int64_t s1, T* buffer) {
 template <typename T>
 void read_rows(const ReadOut<T>& read, ScaleRow<T>& row_out, const T* y, int64_t s0, int64_t s1, T* positional) {
   const int64_t dim = read.so.dim;
-  if (read.r) reduce_rows(read.r, read.width, read.copy, y, read.so.index, dim, read.numel, read.so.ld != 0,
+  if (read.r) reduce_rows(read.r, read.width, read.copy, y, row_out.runs, dim, read.numel, read.so.ld != 0,
                           read.accumulate, s0, s1, read.grad, positional);
   for (int64_t s = s0; read.out && s < s1; ++s) {
     const T *scale = row_out.of(s), *ys = y + (s - s0) * dim;

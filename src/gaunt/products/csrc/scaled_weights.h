@@ -109,12 +109,13 @@ void run_blocks(const BlockProgram<T>& program, const Operand<T> (&in)[2], const
 template <typename T>
 void reduce_weight(const T* r, const T* v, const int64_t* index, int64_t dim, int64_t n, int64_t numel, bool per_sample,
                    bool accumulate, T* grad) {
+  const std::vector<Run> runs = runs_of(index, dim);
   for_chunks(n, !per_sample, numel, grad, [&](int64_t c0, int64_t c1, auto grad_of) {
     std::vector<T> positional(dim);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t s0 = c * kChunk, s1 = std::min(n, s0 + kChunk);
       std::fill(positional.begin(), positional.end(), T(0));
-      reduce_rows(r, dim, static_cast<const int64_t*>(nullptr), v + s0 * dim, index, dim, numel, per_sample,
+      reduce_rows(r, dim, static_cast<const int64_t*>(nullptr), v + s0 * dim, runs, dim, numel, per_sample,
                   accumulate, s0, s1, grad_of(c), positional.data());
       if (!per_sample) add_by_index(positional.data(), index, dim, grad_of(c));
     }
