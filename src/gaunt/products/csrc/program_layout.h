@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "reflected.h"
 #include "tile_blocks.h"
 #include "tiles.h"
 
@@ -57,13 +58,13 @@ struct Layout {
 // per-thread scratch, in tile vectors
 template <typename T>
 struct Scratch {
-  std::vector<Vec<T>> X, G, F, H, Y, E;  // E: the half-point sums of a reflected phi stage
+  std::vector<Vec<T>> X, G, F, H, Y;
   std::vector<const Vec<T>*> fields;      // per synthesis, where its field is for this tile (F, or given)
   Scratch(const Layout& P) : fields(P.syntheses.size()) {
     int64_t x = 0, g = 0, y = 0;
     for (const auto& s : P.syntheses) x = std::max(x, s.R * s.Lp), g = std::max(g, s.R * P.n_theta);
     for (const auto& p : P.projections) g = std::max(g, p.R3 * P.n_theta), y = std::max(y, p.R3 * p.L3p);
-    X.resize(x), G.resize(g), Y.resize(y), E.resize(2 * (P.n_phi / 2 + 1) * P.n_theta);
+    X.resize(x), G.resize(g), Y.resize(y);
     F.resize(P.syntheses.size() * P.grid()), H.resize(P.grid());
   }
 };
@@ -107,7 +108,7 @@ void synthesis(const Layout& P, const SynthesisRec& s, const T* values, Scratch<
   const auto st = stage(P, values, s.R, s.Lp, s.theta, s.theta_range, s.phi, s.phi_range, s.twin);
   if (!s.sym) return synthesize(st, S.X.data(), S.G.data(), F);
   synthesize_reflected(st, reflected(P, values, s.even, s.phi, s.phi_range, s.phi_odd, s.phi_odd_range),
-                       S.X.data(), S.G.data(), S.E.data(), F);
+                       S.X.data(), S.G.data(), F);
 }
 
 // H = sum of the terms of projection q over the syntheses' fields F[k]; false if it has none
@@ -136,7 +137,7 @@ void project_rows(const Layout& P, const ProjectionRec& p, const T* values, Scra
   const auto st = stage(P, values, p.R3, p.L3p, p.theta, p.theta_range, p.phi, p.phi_range, p.twin);
   if (!p.sym) return project(st, S.H.data(), S.G.data(), S.Y.data());
   project_reflected(st, reflected(P, values, p.even, p.phi, p.phi_range, p.phi_odd, p.phi_odd_range), S.H.data(),
-                    S.E.data(), S.G.data(), S.Y.data());
+                    S.G.data(), S.Y.data());
 }
 
 template <typename T>

@@ -7,6 +7,7 @@
 //   matmul         out[i, v] = sum_k M[i, k] in[k, v], rows blocked by RB and cut to their non-zero range
 //   synthesize     G[r] = theta[r] X[r] (theta [R, n_theta, C]),  F = phi G (phi [n_phi, R])
 //   project        C = phi H (phi [R, n_phi]),  Y[r] = theta[r] C[r] (theta [R, C, n_theta])
+//                  (reflected.h: the same with a phi stage on half the points)
 //   gather_rows    X[row, j] = x[sample_j, index[row, channel_j]]  (0 where the index is -1)
 //   scatter_rows   out[sample_j, inverse[row, channel_j]] += Y[row, j]  (skipped where -1)
 //   for_each_tile  the tiles of samples [begin, end), with a hook before the first tile of new samples
@@ -217,59 +218,6 @@ void project(const Separable<T>& p, const Vec<T>* H, Vec<T>* G, Vec<T>* Y) {
   const int nt = p.n_theta;
   matmul(Mat<T>{p.phi, p.phi_range, p.R, p.n_phi}, H, nt, G, nt, nt);
   theta_projection(p, G, Y);
-}
-
-// a phi stage even/odd under the reflection p -> -p mod n_phi of the phi points (cpu_executor.phi_reflection):
-// its `even` even rows r first, then the odd ones; the tables on the h = n_phi / 2 + 1 points p <= -p mod n_phi
-// only, even [h, even] and odd [h, R - even] (synthesis; a projection reads them as [even, h] and [R - even, h])
-template <typename T>
-struct Reflected {
-  const T *even_table, *odd_table;
-  const int64_t *even_range, *odd_range;
-  int even;
-};
-
-// synthesize with a reflected phi stage: E = even G[0:even], O = odd G[even:R] on the h points, then
-// F[p] = E[p] + O[p] and F[-p] = E[p] - O[p] (E [2h, n_theta] scratch: E, then O)
-template <typename T>
-void synthesize_reflected(const Separable<T>& s, const Reflected<T>& r, const Vec<T>* X, Vec<T>* G, Vec<T>* E,
-                          Vec<T>* F) {
-  const int nt = s.n_theta, h = s.n_phi / 2 + 1, odd = s.R - r.even;
-  theta_synthesis(s, X, G);
-  Vec<T>* O = E + h * nt;
-  if (r.even) matmul(Mat<T>{r.even_table, r.even_range, h, r.even}, G, nt, E, nt, nt);
-  else std::fill(E, E + h * nt, Vec<T>{});
-  if (odd) matmul(Mat<T>{r.odd_table, r.odd_range, h, odd}, G + r.even * nt, nt, O, nt, nt);
-  else std::fill(O, O + h * nt, Vec<T>{});
-  for (int p = 0; p < h; ++p) {
-    const int q = (s.n_phi - p) % s.n_phi;
-    for (int t = 0; t < nt; ++t) {
-      const Vec<T> e = E[p * nt + t], o = O[p * nt + t];
-      F[p * nt + t] = e + o;
-      if (q != p) F[q * nt + t] = e - o;
-    }
-  }
-}
-
-// project with a reflected phi stage: P[p] = H[p] + H[-p], M[p] = H[p] - H[-p] on the h points (both H[p] where
-// p = -p: the odd tables vanish there), G[0:even] = even P, G[even:R] = odd M, then Y[r] = theta[r] G[r]
-// (E [2h, n_theta] scratch: P, M)
-template <typename T>
-void project_reflected(const Separable<T>& s, const Reflected<T>& r, const Vec<T>* H, Vec<T>* E, Vec<T>* G,
-                       Vec<T>* Y) {
-  const int nt = s.n_theta, h = s.n_phi / 2 + 1, odd = s.R - r.even;
-  Vec<T>* M = E + h * nt;
-  for (int p = 0; p < h; ++p) {
-    const int q = (s.n_phi - p) % s.n_phi;
-    for (int t = 0; t < nt; ++t) {
-      const Vec<T> a = H[p * nt + t], b = q != p ? H[q * nt + t] : Vec<T>{};
-      E[p * nt + t] = a + b;
-      M[p * nt + t] = a - b;
-    }
-  }
-  if (r.even) matmul(Mat<T>{r.even_table, r.even_range, r.even, h}, E, nt, G, nt, nt);
-  if (odd) matmul(Mat<T>{r.odd_table, r.odd_range, odd, h}, M, nt, G + r.even * nt, nt, nt);
-  theta_projection(s, G, Y);
 }
 
 // ---------------------------------------------------------------- the columns of a tile and their gathers
