@@ -100,14 +100,37 @@ def test_a_product_step_on_recycled_blocks_equals_the_torch_executor(kernel, sha
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * float(want.detach().abs().max()))
 
 
-def test_no_block_is_kept_where_the_cache_is_off():
+def test_a_small_output_does_not_take_a_much_larger_block():
+    """A kept block serves an output of at most 1/8 less (else small outputs would pin large blocks)."""
+    cpu_build.release_kept_outputs()
+    program = GridGauntProduct(IRREPS, IRREPS, IRREPS, executor="torch").program
+    runner = FusedProgram(program, "direct")
+    x = [torch.randn(2 * N, d) for d in program.dims[:2]]
+    out = runner(*x)
+    del out  # its block (2 N samples) is kept
+    large = cpu_build.kept_output_bytes()
+    assert large >= 16 * MB
+    small = runner(x[0][:N], x[1][:N])  # half the size: a fresh block
+    assert cpu_build.kept_output_bytes() == large
+    del small
+    assert cpu_build.kept_output_bytes() > large
+    cpu_build.release_kept_outputs()
+
+
+@pytest.mark.parametrize("cap_mb", [0, 24])
+def test_the_kept_bytes_stay_under_the_cap(cap_mb):
+    """GAUNT_CPU_OUTPUT_CACHE_MB (read once per process): three freed outputs of ~9 MB each, at most the cap kept
+    (the oldest freed first); 0 keeps none."""
     code = (
         "import torch; from gaunt.products import cpu_build, GridGauntProduct;"
         "from gaunt.products.cpu_executor import FusedProgram;"
         f"p = GridGauntProduct('{IRREPS}', '{IRREPS}', '{IRREPS}', executor='torch').program;"
-        f"out = FusedProgram(p, 'direct')(torch.randn({N}, p.dims[0]), torch.randn({N}, p.dims[1]));"
-        "assert out.numel() * 4 >= 8 << 20; del out; print(cpu_build.kept_output_bytes())"
+        "run = FusedProgram(p, 'direct');"
+        f"outs = [run(torch.randn({N}, p.dims[0]), torch.randn({N}, p.dims[1])) for _ in range(3)];"
+        "assert all(o.numel() * 4 >= 8 << 20 for o in outs); del outs; print(cpu_build.kept_output_bytes())"
     )
-    env = dict(os.environ, GAUNT_CPU_OUTPUT_CACHE_MB="0")
+    env = dict(os.environ, GAUNT_CPU_OUTPUT_CACHE_MB=str(cap_mb))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert done.stdout.split()[-1] == "0"
+    kept = int(done.stdout.split()[-1])
+    assert kept <= cap_mb * MB
+    assert (kept > 0) == (cap_mb > 0)

@@ -36,15 +36,28 @@ inline std::vector<Run> runs_of(const int64_t* index, int64_t dim) {
   return runs;
 }
 
+// whether copy reads each run's positions from consecutive places (copy[start + j] = copy[start] + j: a one-channel
+// x2's m values, read by every channel)
+inline bool consecutive_in_runs(const int64_t* copy, const std::vector<Run>& runs) {
+  if (!copy) return false;
+  for (const Run& run : runs)
+    for (int64_t j = 1; j < run.length; ++j)
+      if (copy[run.start + j] != copy[run.start] + j) return false;
+  return true;
+}
+
 // the scales of one sample, [dim]: computed once where they are shared (ld = 0), else once per sample, one weight
-// read per run of positions (a gather per position, scalar or vectorised, was slower on this machine)
+// read per run of positions (a gather per position, scalar or vectorised, was slower on this machine).
+// by_runs: the operand read through a copy index consecutive in the runs, scaled run by run (no row)
 template <typename T>
 struct ScaleRow {
   const Scale<T>& s;
   std::vector<Run> runs;
   std::vector<T> row;
+  bool by_runs;
   int64_t sample = -1;
-  explicit ScaleRow(const Scale<T>& scale) : s(scale), runs(runs_of(scale.index, scale.dim)), row(scale.dim) {}
+  ScaleRow(const Scale<T>& scale, const int64_t* copy)
+      : s(scale), runs(runs_of(scale.index, scale.dim)), row(scale.dim), by_runs(consecutive_in_runs(copy, runs)) {}
   const T* of(int64_t n) {
     if (sample < 0 || (s.ld && sample != n)) {
       const T* w = s.w + n * s.ld;
@@ -72,12 +85,13 @@ inline void add_by_index(const T* t, const int64_t* index, int64_t dim, T* grad)
 }
 
 // grad[.., index[k]] += r[s, copy[k]] v[s - s0, k] for samples [s0, s1) (r [n, width]; copy nullptr: r[s, k];
-// runs: those of index): per sample into grad's row s, a sum per run (zeroed first unless accumulate), or shared:
-// summed per position into `positional` [dim] (added to grad by index at the end of the chunk)
+// runs: those of index; consecutive: copy consecutive in the runs): per sample into grad's row s, a sum per run
+// (zeroed first unless accumulate), or shared: summed per position into `positional` [dim] (added to grad by
+// index at the end of the chunk)
 template <typename T>
 inline void reduce_rows(const T* r, int64_t width, const int64_t* copy, const T* v, const std::vector<Run>& runs,
-                        int64_t dim, int64_t numel, bool per_sample, bool accumulate, int64_t s0, int64_t s1, T* grad,
-                        T* positional) {
+                        bool consecutive, int64_t dim, int64_t numel, bool per_sample, bool accumulate, int64_t s0,
+                        int64_t s1, T* grad, T* positional) {
   for (int64_t s = s0; s < s1; ++s, v += dim) {
     const T* rs = r + s * width;
     if (!per_sample) {
@@ -91,7 +105,9 @@ inline void reduce_rows(const T* r, int64_t width, const int64_t* copy, const T*
     if (!accumulate) std::fill(row, row + numel, T(0));
     for (const Run& run : runs) {
       T sum = 0;
-      if (copy)
+      if (copy && consecutive)  // r read at copy[start] + j
+        for (int64_t j = 0; j < run.length; ++j) sum += rs[copy[run.start] + j] * v[run.start + j];
+      else if (copy)
         for (int64_t k = run.start; k < run.start + run.length; ++k) sum += rs[copy[k]] * v[k];
       else
         for (int64_t k = run.start; k < run.start + run.length; ++k) sum += rs[k] * v[k];
@@ -127,8 +143,18 @@ template <typename T>
 void scale_rows(const Operand<T>& in, ScaleRow<T>& rows, int64_t s0, int64_t s1, T* x) {
   const int64_t d = in.s.dim;
   for (int64_t s = s0; s < s1; ++s) {
-    const T *src = in.x + s * in.width, *scale = rows.of(s);
+    const T* src = in.x + s * in.width;
     T* dst = x + (s - s0) * d;
+    if (rows.by_runs) {  // x[k] = w[run] x_given[copy[start] + j]
+      const T* w = in.s.w + s * in.s.ld;
+      for (const Run& run : rows.runs) {
+        const T value = w[run.index], *from = src + in.copy[run.start];
+        T* to = dst + run.start;
+        for (int64_t j = 0; j < run.length; ++j) to[j] = from[j] * value;
+      }
+      continue;
+    }
+    const T* scale = rows.of(s);
     if (in.copy)
       for (int64_t k = 0; k < d; ++k) dst[k] = src[in.copy[k]] * scale[k];
     else
@@ -151,11 +177,23 @@ T* result_rows(const ReadOut<T>& read, int64_t s0, int64_t s1, T* buffer) {
 template <typename T>
 void read_rows(const ReadOut<T>& read, ScaleRow<T>& row_out, const T* y, int64_t s0, int64_t s1, T* positional) {
   const int64_t dim = read.so.dim;
-  if (read.r) reduce_rows(read.r, read.width, read.copy, y, row_out.runs, dim, read.numel, read.so.ld != 0,
-                          read.accumulate, s0, s1, read.grad, positional);
+  if (read.r)
+    reduce_rows(read.r, read.width, read.copy, y, row_out.runs, row_out.by_runs, dim, read.numel, read.so.ld != 0,
+                read.accumulate, s0, s1, read.grad, positional);
   for (int64_t s = s0; read.out && s < s1; ++s) {
-    const T *scale = row_out.of(s), *ys = y + (s - s0) * dim;
+    const T* ys = y + (s - s0) * dim;
     T* out = read.out + s * read.width;
+    if (row_out.by_runs) {  // out[copy[start] + j] += w[run] v[k]: the channels summed into the one
+      std::fill(out, out + read.width, T(0));
+      const T* w = read.so.w + s * read.so.ld;
+      for (const Run& run : row_out.runs) {
+        const T value = w[run.index], *from = ys + run.start;
+        T* to = out + read.copy[run.start];
+        for (int64_t j = 0; j < run.length; ++j) to[j] += value * from[j];
+      }
+      continue;
+    }
+    const T* scale = row_out.of(s);
     if (read.copy) {
       std::fill(out, out + read.width, T(0));
       for (int64_t k = 0; k < dim; ++k) out[read.copy[k]] += scale[k] * ys[k];

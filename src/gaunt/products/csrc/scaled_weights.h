@@ -61,7 +61,8 @@ void run_chunk(BlockRunner<T>& run, const Operand<T> (&in)[2], const ReadOut<T>&
   const int64_t block = block_samples<T>(per_sample, run.program.align, end - begin);
   std::vector<T> buffer(block * per_sample), positional(read.r ? dim : 0, T(0));
   T *x[2] = {buffer.data(), buffer.data() + block * in[0].s.dim}, *v = x[1] + block * in[1].s.dim;
-  ScaleRow<T> rows_in[2] = {ScaleRow<T>(in[0].s), ScaleRow<T>(in[1].s)}, row_out(read.so);
+  ScaleRow<T> rows_in[2] = {ScaleRow<T>(in[0].s, in[0].copy), ScaleRow<T>(in[1].s, in[1].copy)},
+      row_out(read.so, read.copy);
   for (int64_t s0 = begin; s0 < end; s0 += block) {
     const int64_t s1 = std::min(end, s0 + block);
     for (int i = 0; i < 2; ++i) scale_rows(in[i], rows_in[i], s0, s1, x[i]);
@@ -115,7 +116,7 @@ void reduce_weight(const T* r, const T* v, const int64_t* index, int64_t dim, in
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t s0 = c * kChunk, s1 = std::min(n, s0 + kChunk);
       std::fill(positional.begin(), positional.end(), T(0));
-      reduce_rows(r, dim, static_cast<const int64_t*>(nullptr), v + s0 * dim, runs, dim, numel, per_sample,
+      reduce_rows(r, dim, static_cast<const int64_t*>(nullptr), v + s0 * dim, runs, false, dim, numel, per_sample,
                   accumulate, s0, s1, grad_of(c), positional.data());
       if (!per_sample) add_by_index(positional.data(), index, dim, grad_of(c));
     }

@@ -96,8 +96,8 @@ void run_shared_chunk(const SharedPlan<T>& plan, const std::vector<Pass<T>>& pas
   for (const Operand<T>& o : plan.operands) x.push_back(at), at += block * o.s.dim;
   for (const ReadOut<T>& read : reads) v.push_back(at), at += block * read.so.dim;
   std::vector<ScaleRow<T>> rows_in, rows_out;
-  for (const Operand<T>& o : plan.operands) rows_in.emplace_back(o.s);
-  for (const ReadOut<T>& read : reads) rows_out.emplace_back(read.so);
+  for (const Operand<T>& o : plan.operands) rows_in.emplace_back(o.s, o.copy);
+  for (const ReadOut<T>& read : reads) rows_out.emplace_back(read.so, read.copy);
   std::vector<std::vector<T>> positional;
   for (const ReadOut<T>& read : reads) positional.emplace_back(read.r ? read.so.dim : 0, T(0));
   std::vector<std::vector<const gaunt_tiles::Vec<T>*>> given(count);
