@@ -5,6 +5,7 @@ entry a kernel leaves unwritten shows up (a fresh page would read 0 and could hi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -13,9 +14,9 @@ import pytest
 import torch
 
 from gaunt.products import GridGauntProduct, cpu_build
-from gaunt.products.cpu_executor import FusedProgram
+from gaunt.products.cpu_executor import FusedProgram, program_tables, register_program
 from gaunt.products.executors import cpu_runner
-from gaunt.products.program import derivative
+from gaunt.products.program import Projection, derivative
 from gaunt.products.torch_executor import TorchProgram
 
 pytestmark = pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
@@ -26,7 +27,7 @@ MB = 1 << 20
 
 
 def poison_and_free(*tensors: torch.Tensor) -> None:
-    """Fill the outputs with NaN and drop them: their blocks are kept with NaN in them."""
+    """Fill the outputs with NaN (the caller drops them: their blocks are then kept with NaN in them)."""
     for t in tensors:
         with torch.no_grad():
             t.fill_(float("nan"))
@@ -98,6 +99,41 @@ def test_a_product_step_on_recycled_blocks_equals_the_torch_executor(kernel, sha
     exact_grads = torch.autograd.grad(exact, exact_args, cotangent.double())
     for got, want in zip((out, *grads), (exact, *exact_grads)):
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * float(want.detach().abs().max()))
+
+
+def test_an_output_block_in_no_channel_is_zeroed_on_the_channel_columns():
+    """A program whose read-out leaves one output block unread, with scaled weights on the direct kernel's channel
+    columns: the kernel writes only the blocks, so it zeroes the rest of each row itself (a recycled block holds
+    whatever the last tensor left)."""
+    mul = 16
+    irreps = f"{mul}x0e+{mul}x1o"
+    program = GridGauntProduct(irreps, irreps, irreps, executor="torch").program
+    p = program.projections[0]
+    read = p.read.copy()
+    read[:mul] = -1  # the 0e block of every channel
+    unread = dataclasses.replace(program, projections=(Projection(p.theta, p.phi, read),))
+    program_id = register_program(unread, "direct")
+    _, values, meta = program_tables(program_id, torch.float32)
+    index = torch.tensor([*range(mul), *(mul + u for u in range(mul) for _ in range(3))])
+    assert torch.ops.gaunt_fused.scaled_weights_columns(meta, index, index, index, None, None, None, False)
+    g = torch.Generator().manual_seed(4)
+    n, dim = 40000, index.numel()  # 64 values a sample: 10 MB
+
+    def run():
+        a, b = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
+        w = torch.randn(2 * mul, generator=g)
+        out = torch.ops.gaunt_fused.scaled_weights(
+            a, b, w, index, w, index, w, index, None, None, None, dim, None, True, False, values, meta, True
+        )[0]
+        return out, w[index] * TorchProgram(unread).evaluate(a * w[index], b * w[index])
+
+    out, _ = run()
+    assert out.numel() * out.element_size() >= 8 * MB
+    poison_and_free(out)
+    del out
+    out, exact = run()
+    assert float(exact[:, :mul].abs().max()) == 0
+    torch.testing.assert_close(out, exact, rtol=1e-5, atol=1e-4)
 
 
 def test_a_small_output_does_not_take_a_much_larger_block():

@@ -115,12 +115,14 @@ def unavailable() -> str | None:
 
 
 def kept_output_bytes() -> int:
-    """The bytes of freed kernel outputs kept for reuse now (0 where the kernel is not loaded)."""
+    """The bytes of freed kernel outputs kept for reuse now (loading the kernel library, building it on first use
+    as any fused call does; 0 where it cannot build)."""
     return int(torch.ops.gaunt_fused.kept_output_bytes()) if unavailable() is None else 0
 
 
 def release_kept_outputs() -> None:
-    """Free the kept blocks of freed kernel outputs (as ``torch.cuda.empty_cache`` does for CUDA)."""
+    """Free the kept blocks of freed kernel outputs (as ``torch.cuda.empty_cache`` does for CUDA; loads the
+    library as :func:`kept_output_bytes` does)."""
     if unavailable() is None:
         torch.ops.gaunt_fused.release_kept_outputs()
 

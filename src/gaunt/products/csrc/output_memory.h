@@ -14,10 +14,12 @@
 // are undefined.
 //
 // GAUNT_CPU_OUTPUT_CACHE_MB (read once): the bytes kept, default 1024; 0 keeps none (every large output is
-// a fresh, advised block). release() frees what is kept (gaunt.products.cpu_build.release_kept_outputs).
+// a fresh, advised block). In torch's deterministic mode with fill_uninitialized_memory, outputs come from
+// torch's allocator (NaN-filled) instead. release() frees what is kept (gaunt.products.cpu_build.release_kept_outputs).
 
 #pragma once
 
+#include <ATen/Context.h>
 #include <ATen/EmptyTensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/core/Tensor.h>
@@ -27,6 +29,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <new>
+#include <unordered_map>
 #include <vector>
 
 #if defined(__linux__)
@@ -40,12 +43,15 @@ constexpr size_t kRecycleFrom = size_t(8) << 20;  // bytes: smaller outputs come
 
 class RecyclingAllocator final : public c10::Allocator {
  public:
+  // the data pointer is its own context (a "simple" data pointer, as torch's copy-on-write clones want); the
+  // deleter finds the block's size in `live_`
   c10::DataPtr allocate(size_t bytes) override {
     const size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
     void* block = take(size);
     if (!block) block = fresh(size);
-    // the context is the block's size, so the deleter can put it back without a lookup
-    return {block, new Kept{block, size}, &give_back, c10::Device(c10::DeviceType::CPU)};
+    std::lock_guard<std::mutex> lock(mutex_);
+    live_[block] = size;
+    return {block, block, &give_back, c10::Device(c10::DeviceType::CPU)};
   }
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     default_copy_data(dest, src, count);
@@ -73,12 +79,20 @@ class RecyclingAllocator final : public c10::Allocator {
     size_t size;
   };
   std::mutex mutex_;
-  std::vector<Kept> blocks_;  // freed blocks, oldest first
-  size_t kept_ = 0, cap_;
+  std::vector<Kept> blocks_;                  // freed blocks, oldest first
+  std::unordered_map<void*, size_t> live_;  // blocks held by tensors, by their size
+  size_t kept_ = 0, cap_ = size_t(1024) << 20;
 
   RecyclingAllocator() {
     const char* mb = std::getenv("GAUNT_CPU_OUTPUT_CACHE_MB");
-    cap_ = (mb ? std::strtoull(mb, nullptr, 10) : 1024) << 20;
+    if (!mb || !*mb) return;
+    char* end = nullptr;
+    const long long value = std::strtoll(mb, &end, 10);
+    if (*end != '\0' || value < 0) {
+      TORCH_WARN("gaunt: GAUNT_CPU_OUTPUT_CACHE_MB=", mb, " is not a number of MB >= 0; keeping up to 1024 MB");
+      return;
+    }
+    cap_ = size_t(value) << 20;
   }
   // the smallest kept block of at least size bytes and at most 1/8 more (else a small output would pin a big one)
   void* take(size_t size) {
@@ -94,31 +108,35 @@ class RecyclingAllocator final : public c10::Allocator {
     blocks_.erase(blocks_.begin() + best);
     return block;
   }
-  static void* fresh(size_t size) {
+  // a new block (what is kept is freed first where memory runs out)
+  void* fresh(size_t size) {
     void* block = nullptr;
-    if (posix_memalign(&block, kHugePage, size) != 0) throw std::bad_alloc();
+    if (posix_memalign(&block, kHugePage, size) != 0) {
+      release();
+      if (posix_memalign(&block, kHugePage, size) != 0) throw std::bad_alloc();
+    }
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     madvise(block, size, MADV_HUGEPAGE);  // a hint: where it fails the block is backed by small pages
 #endif
     return block;
   }
-  // a tensor's block is freed: keep it (the oldest kept blocks freed beyond the cap), or free it
-  void keep(const Kept& k) {
+  // a tensor's block is freed: keep it (the oldest kept blocks freed beyond the cap), or free it (beyond the cap
+  // alone, or smaller than the outputs that take blocks: a resize_ of a recycled tensor allocates here too)
+  void keep(void* block) {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (k.size > cap_) return std::free(k.block);
-    blocks_.push_back(k);
-    kept_ += k.size;
+    const auto found = live_.find(block);
+    const size_t size = found->second;
+    live_.erase(found);
+    if (size > cap_ || size < kRecycleFrom) return std::free(block);
+    blocks_.push_back({block, size});
+    kept_ += size;
     while (kept_ > cap_) {
       std::free(blocks_.front().block);
       kept_ -= blocks_.front().size;
       blocks_.erase(blocks_.begin());
     }
   }
-  static void give_back(void* context) {
-    Kept* k = static_cast<Kept*>(context);
-    instance().keep(*k);
-    delete k;
-  }
+  static void give_back(void* block) { instance().keep(block); }
 };
 
 // at::empty(sizes, options) for a contiguous CPU output that the kernel writes entirely (or zeroes itself):
@@ -127,7 +145,10 @@ inline at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& o
   int64_t numel = 1;
   for (int64_t s : sizes) numel *= s;
   const size_t bytes = size_t(numel) * c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
-  if (bytes < kRecycleFrom) return at::empty(sizes, options);
+  // small outputs, and where uninitialized memory must read as NaN (torch's deterministic mode): torch's allocator
+  const auto& context = at::globalContext();
+  if (bytes < kRecycleFrom || (context.deterministicAlgorithms() && context.deterministicFillUninitializedMemory()))
+    return at::empty(sizes, options);
   return at::detail::empty_generic(sizes, &RecyclingAllocator::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU),
                                    c10::typeMetaToScalarType(options.dtype()), std::nullopt);
 }

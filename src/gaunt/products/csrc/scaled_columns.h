@@ -195,9 +195,11 @@ struct ScaledColumns {
     }
   }
 
-  // zero what the columns of sample n add to
+  // zero what the columns of sample n add to, and an output's positions in no block (the kernel writes only the
+  // blocks: a recycled output block holds stale values, csrc/output_memory.h)
   void start_sample(int64_t n) {
-    if (read.out && read.copy) std::fill(read.out + n * read.width, read.out + (n + 1) * read.width, T(0));
+    if (read.out && (read.copy || D.mul * D.k[2] < D.dims[2]))
+      std::fill(read.out + n * read.width, read.out + (n + 1) * read.width, T(0));
     if (read.grad && read.so.ld && !read.accumulate)
       std::fill(read.grad + n * read.numel, read.grad + (n + 1) * read.numel, T(0));
   }

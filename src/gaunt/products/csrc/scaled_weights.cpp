@@ -251,7 +251,8 @@ bool scaled_weights_columns(const at::Tensor& meta, const at::Tensor& ia, const 
 }
 
 // how many syntheses run_passes takes from an earlier pass instead of rerunning them (shared_passes.h), for passes
-// of the transform kernel (values, metas) reading the arguments roles[2p], roles[2p + 1], in double (else float)
+// of the transform kernel (values, metas: transform packings only, as the Python wrapper passes them) reading the
+// arguments roles[2p], roles[2p + 1], in double (else float)
 int64_t scaled_weights_shared(at::IntArrayRef roles, at::TensorList values, at::TensorList metas, bool is_double) {
   TORCH_CHECK(roles.size() == 2 * metas.size() && values.size() == metas.size(),
               "gaunt scaled_weights_shared: two roles and one table per pass");
