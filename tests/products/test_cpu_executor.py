@@ -187,3 +187,36 @@ def test_float32_strided_tiles_are_equivariant():
     assert_equivariant(product, x1, x2)
     out, exact = product(x1, x2), reference.double()(x1.double(), x2.double())
     torch.testing.assert_close(out.double(), exact, rtol=0, atol=1e-5 * float(exact.abs().max()))
+
+
+def reflected(phi: np.ndarray, sign: int) -> np.ndarray:
+    """``phi [n_phi, R]`` made even (sign 1) or odd (-1) in every column under ``p -> -p mod n_phi``."""
+    return phi + sign * phi[(-np.arange(phi.shape[0])) % phi.shape[0]]
+
+
+@pytest.mark.parametrize("signs", [(1, 1, 1), (-1, -1, -1), (1, -1, -1), (-1, 1, 1)])
+def test_reflected_phi_stages_with_no_odd_or_no_even_rows(signs):
+    """Phi tables whose columns are all even or all odd (random, symmetrised): the reflected stages with an empty
+    odd or even half (the products' own tables always have both) equal the torch executor, forward and both
+    derivative programs, on grids of odd and even n_phi."""
+    rng = np.random.default_rng(0)
+    for irreps in (("2x0e+2x1o",) * 3, ("2x1o", "2x1o", "2x0e+2x2e")):
+        program = GridGauntProduct(*irreps, executor="torch").program
+        syntheses = tuple(
+            dataclasses.replace(s, phi=reflected(rng.standard_normal(s.phi.shape), sign))
+            for s, sign in zip(program.syntheses, signs[:2])
+        )
+        projections = tuple(
+            dataclasses.replace(p, phi=reflected(rng.standard_normal(p.phi.shape).T, signs[2]).T)
+            for p in program.projections
+        )
+        changed = dataclasses.replace(program, syntheses=syntheses, projections=projections)
+        halves = [phi_reflection(s.phi)[1] for s in syntheses] + [phi_reflection(p.phi.T)[1] for p in projections]
+        rows = [s.phi.shape[1] for s in syntheses] + [p.phi.shape[0] for p in projections]
+        assert halves == [R if sign > 0 else 0 for R, sign in zip(rows, signs)]
+        for p in (changed, derivative(changed, 0), derivative(changed, 1)):
+            x1, x2 = (torch.randn(37, d, dtype=torch.float64) for d in p.dims[:2])
+            exact = TorchProgram(p).evaluate(x1, x2)
+            out = FusedProgram(p, "transform")(x1, x2)
+            # (a product of two odd fields can vanish on an even projection: then the scale is the inputs')
+            torch.testing.assert_close(out, exact, rtol=0, atol=1e-12 * max(1.0, float(exact.abs().max())))
