@@ -170,3 +170,25 @@ def test_the_kept_bytes_stay_under_the_cap(cap_mb):
     kept = int(done.stdout.split()[-1])
     assert kept <= cap_mb * MB
     assert (kept > 0) == (cap_mb > 0)
+
+
+def test_a_forked_child_allocates_and_frees_outputs():
+    """A fork (a DataLoader's workers) with blocks kept: the child takes and gives back blocks (the allocator's lock
+    is released on both sides of the fork), and so does the parent afterwards."""
+    code = (
+        "import os, torch; from gaunt.products import cpu_build, GridGauntProduct;"
+        "from gaunt.products.cpu_executor import FusedProgram;"
+        f"p = GridGauntProduct('{IRREPS}', '{IRREPS}', '{IRREPS}', executor='torch').program;"
+        "run = FusedProgram(p, 'direct');"
+        f"x = [torch.randn({N}, d) for d in p.dims[:2]];"
+        "out = run(*x); del out; assert cpu_build.kept_output_bytes() > 0;"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    torch.set_num_threads(1); out = run(*x); del out\n"
+        "    os._exit(0 if cpu_build.kept_output_bytes() > 0 else 3)\n"
+        "_, status = os.waitpid(pid, 0); assert os.waitstatus_to_exitcode(status) == 0, status;"
+        "out = run(*x); del out; print(cpu_build.kept_output_bytes())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) > 0

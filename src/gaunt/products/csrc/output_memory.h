@@ -35,6 +35,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__unix__)
+#include <pthread.h>
+#endif
 
 namespace gaunt_memory {
 
@@ -84,6 +87,12 @@ class RecyclingAllocator final : public c10::Allocator {
   size_t kept_ = 0, cap_ = size_t(1024) << 20;
 
   RecyclingAllocator() {
+#if defined(__unix__)
+    // a fork (a DataLoader's workers) while another thread holds the mutex would leave it locked in the child:
+    // the forking thread takes it first and both sides release it
+    pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                   [] { instance().mutex_.unlock(); });
+#endif
     const char* mb = std::getenv("GAUNT_CPU_OUTPUT_CACHE_MB");
     if (!mb || !*mb) return;
     char* end = nullptr;
