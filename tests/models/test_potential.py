@@ -311,3 +311,42 @@ def test_forces_and_hessian_on_the_channel_columns_of_the_scaled_weights() -> No
     second = hessian(model, graph)
     assert float(second.abs().max()) > 1e-6
     assert_close(second, second.T, rtol=1e-10, atol=1e-10)
+
+
+def test_forces_hessian_and_gradients_with_the_products_on_the_transform_kernel(monkeypatch) -> None:
+    """The "gaunt" potential with its products' programs moved onto the transform kernel (the grid: reflected phi
+    stages, per-edge scales on blocks of samples; a backward with no graph, here the energy's parameter gradient,
+    runs its two derivative programs as one loop that shares the cotangent's synthesis): forces equal finite
+    differences of the energy, the Hessian is symmetric, and energy, forces and the parameter gradients of the
+    energy and of a force loss equal the same model on the torch executor."""
+    from gaunt.products import cpu_build, executors
+    from gaunt.products.executors import cpu_runner
+
+    if cpu_build.unavailable() is not None:
+        pytest.skip(cpu_build.unavailable())
+    model, graph = tiny_model("gaunt", num_interactions=1), random_molecule(n=4, seed=3)
+    monkeypatch.setitem(executors.PREFERENCE, "cpu", ("torch",))
+    reference = tiny_model("gaunt", num_interactions=1)
+    monkeypatch.undo()
+    reference.load_state_dict(model.state_dict())
+    frames = [m for m in model.modules() if getattr(m, "scaled", None) is not None]
+    assert frames
+    for frame in frames:
+        cpu_runner(frame.runner).use_kernel("transform")
+        assert cpu_runner(frame.runner).kernel == "transform"
+    _, forces = _predict(model, graph)
+    assert_close(forces, finite_difference_forces(model, graph), rtol=1e-6, atol=1e-7)
+    second = hessian(model, graph)
+    assert float(second.abs().max()) > 1e-6
+    assert_close(second, second.T, rtol=1e-10, atol=1e-10)
+    params = [[p for p in m.parameters() if p.requires_grad] for m in (model, reference)]
+    results = []
+    for m, ps in zip((model, reference), params):
+        out = m(graph)
+        energy_grads = torch.autograd.grad(out["energy"].sum(), ps, retain_graph=True, allow_unused=True)
+        loss = out["forces"].square().sum()
+        force_grads = torch.autograd.grad(loss, ps, allow_unused=True)
+        results.append([out["energy"], out["forces"], *[g for g in (*energy_grads, *force_grads) if g is not None]])
+    assert len(results[0]) == len(results[1])
+    for a, b in zip(*results):
+        assert_close(a, b, rtol=1e-10, atol=1e-10)
