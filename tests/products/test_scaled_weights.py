@@ -407,6 +407,31 @@ def test_the_joint_backward_on_the_transform_kernel_synthesizes_g_once(cls):
     assert op.shared_syntheses(registered(product, "direct")[1], torch.float32) == 0
 
 
+@pytest.mark.parametrize("cls", PRODUCTS)
+def test_the_joint_backward_with_shared_syntheses_is_equivariant(cls):
+    """The gradients of x1 and x2 from the joint backward (no graph: one call, the cotangent synthesized once) as
+    functions of their two arguments, ``dx1(g, x2)`` and ``dx2(x1, g)``: rotations, improper rotations and
+    inversion, float64, 1e-12 of the output scale."""
+    product = on_transform(cls(*irreps_of(cls, 16, 2), executor="cpu_fused", internal_weights=False).double())
+    assert op.shared_syntheses(cpu_runner(product.frame.runner).program_id, torch.float64) == SHARED[cls]
+    x1, x2, w = random_inputs(product, (5,), torch.float64, seed=12)
+    g = torch.randn(5, product.irreps_out.dim, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+
+    def grad_x1(cotangent, b, weight):
+        a = x1.clone().requires_grad_()  # dx1 does not depend on x1
+        return torch.autograd.grad(product(a, b, weight), a, cotangent)[0]
+
+    def grad_x2(a, cotangent, weight):
+        b = x2.clone().requires_grad_()
+        return torch.autograd.grad(product(a, b, weight), b, cotangent)[0]
+
+    ins1, ins2, out = product.irreps_in1, product.irreps_in2, product.irreps_out
+    with OpNames() as names:
+        assert_equivariant(grad_x1, g, x2, w, irreps_in1=out, irreps_in2=ins2, irreps_out=ins1)
+        assert_equivariant(grad_x2, x1, g, w, irreps_in1=ins1, irreps_in2=out, irreps_out=ins2)
+    assert names.ran("gaunt.cpu_scaled_weights_grads")
+
+
 def test_only_equal_syntheses_of_the_same_operand_are_shared():
     """The count of shared syntheses against its controls: a program run twice on the same operands shares both
     syntheses, on other operands none, and the forward program with a derivative program only the synthesis of
