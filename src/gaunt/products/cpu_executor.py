@@ -32,9 +32,10 @@ import torch.autograd.forward_ad as fwAD
 from .cpu_build import unavailable
 from .cpu_direct import choose_kernel, pack_direct
 from .program import SphereProgram, _inverse, derivative
+from .table_symmetries import phi_reflection, theta_reflection, theta_twins
 from .torch_executor import TorchProgram
 
-HEADER, SYNTHESIS, PROJECTION, TERM = 9, 13, 12, 4  # int64 words per record of ``meta``
+HEADER, SYNTHESIS, PROJECTION, TERM = 9, 14, 13, 4  # int64 words per record of ``meta``
 
 
 def nonzero_ranges(matrix: np.ndarray) -> np.ndarray:
@@ -56,37 +57,6 @@ def row_patterns(index: np.ndarray, mul: int) -> np.ndarray:
     strided = (rows >= 0).all(1) & (rows == start[:, None] + np.arange(mul) * stride[:, None]).all(1)
     kind = np.where((rows < 0).all(1), 0, np.where(strided, 1, 2))
     return np.stack([kind, np.where(kind == 1, start, 0), np.where(kind == 1, stride, 0)], 1)
-
-
-def phi_reflection(phi: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """``(order, even)`` where the columns of ``phi [n_phi, R]`` are even or odd under the reflection ``p ->
-    -p mod n_phi`` of the grid's phi points (cosines and sines of ``m phi``): ``order`` lists the even columns,
-    then the odd ones, ``even`` counts the even ones; None where a column is neither. With it the phi stage
-    runs on the ``n_phi // 2 + 1`` points ``p <= -p mod n_phi`` only: ``F[p] = E[p] + O[p]``, ``F[-p] = E[p] -
-    O[p]`` (``E``, ``O``: the even and the odd columns' sums), half the multiply-adds."""
-    n = phi.shape[0]
-    reflected = phi[(-np.arange(n)) % n]
-    tol = 1e-12 * max(1.0, float(np.abs(phi).max()))
-    even = np.abs(reflected - phi).max(0) <= tol
-    odd = np.abs(reflected + phi).max(0) <= tol
-    if not (even | odd).all():
-        return None
-    return np.concatenate([np.flatnonzero(even), np.flatnonzero(~even)]), int(even.sum())
-
-
-def theta_twins(theta: np.ndarray) -> np.ndarray:
-    """``twin [R]``: for each row r of a stage, another row whose theta table ``theta[r]`` is the same (the
-    tables of m and -m), paired once each way, or -1; the kernel runs a pair's two matrix-vector products as one
-    pass over the table."""
-    twin = -np.ones(len(theta), dtype=np.int64)
-    for r in range(len(theta)):
-        if twin[r] >= 0:
-            continue
-        for q in range(r + 1, len(theta)):
-            if twin[q] < 0 and np.array_equal(theta[r], theta[q]):
-                twin[r], twin[q] = q, r
-                break
-    return twin
 
 
 def _permute_rows(index: np.ndarray, rows: int, order: np.ndarray) -> np.ndarray:
@@ -127,11 +97,19 @@ def _phi_records(packer: _Packer, table: np.ndarray, halves=None, even: int = 0)
     return packer_records + [1, even, packer.floats(halves[1]), packer.ints(ranges[1])]
 
 
+def _mirror_record(packer: _Packer, theta: np.ndarray, axis: int) -> int:
+    """The offset of a stage's per-row parities of its even degrees (:func:`theta_reflection`), or -1 where its
+    rings are not mirrored."""
+    first = theta_reflection(theta, axis)
+    return -1 if first is None else packer.ints(first)
+
+
 def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
     """``(meta, values)`` of ``program``, in the layout that ``csrc/sphere_program.cpp`` reads (its ``Layout``).
     Where a phi table is even/odd under the reflection of the phi points (:func:`phi_reflection`), it is stored
     as its even and odd parts on half the points, and the rows r of its stage are reordered, even first (with the
-    gathers and the theta tables)."""
+    gathers and the theta tables); where the theta tables of a stage are even/odd under the mirror of the rings
+    (:func:`theta_reflection`), the parity of each row's even degrees is stored with them."""
     syntheses, projections, terms = program.syntheses, program.projections, program.terms
     n_theta, n_phi = program.grid
     h = n_phi // 2 + 1
@@ -147,6 +125,7 @@ def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
         records += [packer.floats(theta), packer.ints(nonzero_ranges(theta))]
         halves = None if found is None else (s.phi[:h, order[:even]], s.phi[:h, order[even:]])
         records += _phi_records(packer, s.phi, halves, even) + [packer.ints(theta_twins(theta))]
+        records.append(_mirror_record(packer, theta, axis=1))
     for p in projections:  # phi [R3, n_phi]; theta [R3, L3p, n_theta] with ranges per (r, l); read inverted
         R3, L3p = p.rows
         found = phi_reflection(p.phi.T)
@@ -157,7 +136,7 @@ def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
         halves = None if found is None else (p.phi[order[:even], :h], p.phi[order[even:], :h])
         phi = _phi_records(packer, p.phi, halves, even)
         records += phi[:2] + [packer.floats(theta), packer.ints(nonzero_ranges(theta))] + phi[2:]
-        records.append(packer.ints(theta_twins(theta)))
+        records += [packer.ints(theta_twins(theta)), _mirror_record(packer, theta, axis=2)]
     for t in terms:
         records += [t.a, t.b, t.projection, packer.floats([t.coefficient])]
     meta = np.concatenate(packer.meta)
@@ -325,6 +304,5 @@ __all__ = [
     "pack",
     "register_program",
     "sphere_program",
-    "theta_twins",
     "program_tables",
 ]

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "tile_blocks.h"
+#include "theta_stages.h"
 #include "tiles.h"
 
 namespace {

@@ -21,11 +21,15 @@ using namespace gaunt_tiles;
 // sym: the phi table is stored as its even (the first `even` rows r) and odd parts on the points p <= -p mod
 // n_phi (cpu_executor.phi_reflection): phi then holds the even part, phi_odd the odd part
 // twin: per row r, the row with the same theta table (m and -m; -1: none): the pair runs as one pass
+// theta_first: per row r, the parity of the degrees with even tables under the mirror of the rings
+// (table_symmetries.theta_reflection; theta_stages.h); -1: the rings are not mirrored
 struct SynthesisRec {
-  int64_t source, R, Lp, index, theta, theta_range, phi, phi_range, sym, even, phi_odd, phi_odd_range, twin;
+  int64_t source, R, Lp, index, theta, theta_range, phi, phi_range, sym, even, phi_odd, phi_odd_range, twin,
+      theta_first;
 };
 struct ProjectionRec {
-  int64_t R3, L3p, inverse, phi, phi_range, theta, theta_range, sym, even, phi_odd, phi_odd_range, twin;
+  int64_t R3, L3p, inverse, phi, phi_range, theta, theta_range, sym, even, phi_odd, phi_odd_range, twin,
+      theta_first;
 };
 struct TermRec {
   int64_t a, b, projection, coefficient;
@@ -42,12 +46,12 @@ struct Layout {
   explicit Layout(const int64_t* m) : meta(m) {
     mul = m[0], dims[0] = m[1], dims[1] = m[2], dims[2] = m[3], n_theta = m[4], n_phi = m[5];
     const int64_t* rec = m + 9;
-    for (int64_t s = 0; s < m[6]; ++s, rec += 13)
+    for (int64_t s = 0; s < m[6]; ++s, rec += 14)
       syntheses.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10],
-                           rec[11], rec[12]});
-    for (int64_t p = 0; p < m[7]; ++p, rec += 12)
+                           rec[11], rec[12], rec[13]});
+    for (int64_t p = 0; p < m[7]; ++p, rec += 13)
       projections.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10],
-                             rec[11]});
+                             rec[11], rec[12]});
     for (int64_t t = 0; t < m[8]; ++t, rec += 4) terms.push_back({rec[0], rec[1], rec[2], rec[3]});
     for (const auto& s : syntheses) gathers.push_back(plan_rows(m + s.index, s.R * s.Lp, mul));
     for (const auto& p : projections) scatters.push_back(plan_rows(m + p.inverse, p.R3 * p.L3p, mul));
@@ -85,7 +89,7 @@ void scatter(const Layout& P, size_t q, const Tile& tile, const Vec<T>* Y, T* ou
 
 template <typename T>
 Separable<T> stage(const Layout& P, const T* values, int64_t R, int64_t C, int64_t theta, int64_t theta_range,
-                   int64_t phi, int64_t phi_range, int64_t twin) {
+                   int64_t phi, int64_t phi_range, int64_t twin, int64_t theta_first) {
   return {values + theta,
           values + phi,
           P.meta + theta_range,
@@ -94,7 +98,8 @@ Separable<T> stage(const Layout& P, const T* values, int64_t R, int64_t C, int64
           static_cast<int>(C),
           static_cast<int>(P.n_theta),
           static_cast<int>(P.n_phi),
-          P.meta + twin};
+          P.meta + twin,
+          theta_first < 0 ? nullptr : P.meta + theta_first};
 }
 
 template <typename T>
@@ -105,7 +110,7 @@ Reflected<T> reflected(const Layout& P, const T* values, int64_t even, int64_t p
 
 template <typename T>
 void synthesis(const Layout& P, const SynthesisRec& s, const T* values, Scratch<T>& S, Vec<T>* F) {
-  const auto st = stage(P, values, s.R, s.Lp, s.theta, s.theta_range, s.phi, s.phi_range, s.twin);
+  const auto st = stage(P, values, s.R, s.Lp, s.theta, s.theta_range, s.phi, s.phi_range, s.twin, s.theta_first);
   if (!s.sym) return synthesize(st, S.X.data(), S.G.data(), F);
   synthesize_reflected(st, reflected(P, values, s.even, s.phi, s.phi_range, s.phi_odd, s.phi_odd_range),
                        S.X.data(), S.G.data(), F);
@@ -134,7 +139,7 @@ bool pointwise(const Layout& P, int64_t q, const T* values, const Vec<T>* const*
 // S.Y = the projection of S.H (the rows of p, before the read-out)
 template <typename T>
 void project_rows(const Layout& P, const ProjectionRec& p, const T* values, Scratch<T>& S) {
-  const auto st = stage(P, values, p.R3, p.L3p, p.theta, p.theta_range, p.phi, p.phi_range, p.twin);
+  const auto st = stage(P, values, p.R3, p.L3p, p.theta, p.theta_range, p.phi, p.phi_range, p.twin, p.theta_first);
   if (!p.sym) return project(st, S.H.data(), S.G.data(), S.Y.data());
   project_reflected(st, reflected(P, values, p.even, p.phi, p.phi_range, p.phi_odd, p.phi_odd_range), S.H.data(),
                     S.G.data(), S.Y.data());
@@ -170,7 +175,8 @@ template <typename T>
 bool same_synthesis(const Layout& A, const T* va, size_t ka, const Layout& B, const T* vb, size_t kb) {
   const SynthesisRec &a = A.syntheses[ka], &b = B.syntheses[kb];
   if (A.mul != B.mul || A.n_theta != B.n_theta || A.n_phi != B.n_phi || A.dims[a.source] != B.dims[b.source] ||
-      a.R != b.R || a.Lp != b.Lp || a.sym != b.sym || (a.sym && a.even != b.even))
+      a.R != b.R || a.Lp != b.Lp || a.sym != b.sym || (a.sym && a.even != b.even) ||
+      (a.theta_first < 0) != (b.theta_first < 0))
     return false;
   const int64_t rows = a.R * a.Lp, h = A.n_phi / 2 + 1, nt = A.n_theta;
   auto same_ints = [&](int64_t at_a, int64_t at_b, int64_t count) {
@@ -180,6 +186,7 @@ bool same_synthesis(const Layout& A, const T* va, size_t ka, const Layout& B, co
     return std::equal(va + at_a, va + at_a + count, vb + at_b);
   };
   bool same = same_ints(a.index, b.index, rows * (A.mul + 3)) && same_ints(a.twin, b.twin, a.R) &&
+              (a.theta_first < 0 || same_ints(a.theta_first, b.theta_first, a.R)) &&
               same_values(a.theta, b.theta, a.R * nt * a.Lp) && same_ints(a.theta_range, b.theta_range, 2 * a.R * nt);
   if (!a.sym) return same && same_values(a.phi, b.phi, A.n_phi * a.R) && same_ints(a.phi_range, b.phi_range, 2 * A.n_phi);
   return same && same_values(a.phi, b.phi, h * a.even) && same_ints(a.phi_range, b.phi_range, 2 * h) &&

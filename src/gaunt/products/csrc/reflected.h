@@ -14,6 +14,7 @@
 
 #include <type_traits>
 
+#include "theta_stages.h"
 #include "tiles.h"
 
 namespace gaunt_tiles {
@@ -26,22 +27,6 @@ struct Reflected {
   const int64_t *even_range, *odd_range;
   int even;
 };
-
-// f(std::integral_constant<int, N>{}, i) for the blocks of N = RB rows from row i of `rows`, the last rows_left < RB
-// as one block of exactly that many (each block size a compile-time constant: its accumulators are registers)
-template <int N, typename F>
-inline void tail_block(int n, int i, F& f) {
-  if constexpr (N > 0) {
-    if (n == N) return f(std::integral_constant<int, N>{}, i);
-    tail_block<N - 1>(n, i, f);
-  }
-}
-template <int RB, typename F>
-inline void for_row_blocks(int rows, F&& f) {
-  int i = 0;
-  for (; i + RB <= rows; i += RB) f(std::integral_constant<int, RB>{}, i);
-  if (i < rows) tail_block<RB - 1>(rows - i, i, f);
-}
 
 // -p mod n_phi
 inline int reflect(int p, int n_phi) { return p == 0 ? 0 : n_phi - p; }

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace gaunt_tiles {
 
@@ -95,6 +96,22 @@ inline void row_range(const int64_t* range, int i, int n, int& lo, int& hi) {
   hi = std::max(lo, hi);
 }
 
+// f(std::integral_constant<int, N>{}, i) for the blocks of N = RB rows from row i of `rows`, the last rows_left < RB
+// as one block of exactly that many (each block size a compile-time constant: its accumulators are registers)
+template <int N, typename F>
+inline void tail_block(int n, int i, F& f) {
+  if constexpr (N > 0) {
+    if (n == N) return f(std::integral_constant<int, N>{}, i);
+    tail_block<N - 1>(n, i, f);
+  }
+}
+template <int RB, typename F>
+inline void for_row_blocks(int rows, F&& f) {
+  int i = 0;
+  for (; i + RB <= rows; i += RB) f(std::integral_constant<int, RB>{}, i);
+  if (i < rows) tail_block<RB - 1>(rows - i, i, f);
+}
+
 // the last rows_left < RB rows, with a register block of exactly that many rows
 template <typename T, int N>
 inline void tail_rows(int n, const T* A, int lda, int lo, int hi, const Vec<T>* in, int64_t ldin, Vec<T>* out,
@@ -118,106 +135,6 @@ void matmul(const Mat<T>& M, const Vec<T>* in, int64_t ldin, Vec<T>* out, int64_
     row_range(M.range, i, M.rows - i, lo, hi);
     tail_rows<T, RB - 1>(M.rows - i, M.a + i * M.cols, M.cols, lo, hi, in, ldin, out + i * ldout, ldout, V);
   }
-}
-
-// a separable stage on the grid [n_phi, n_theta]: R rows of C coefficients each; theta and phi point at the
-// tables (values), the ranges at their non-zero column ranges (meta)
-template <typename T>
-struct Separable {
-  const T *theta, *phi;
-  const int64_t *theta_range, *phi_range;
-  int R, C, n_theta, n_phi;
-  const int64_t* twin = nullptr;  // per row, the row with the same theta table (-1: none); nullptr: no pairs
-};
-
-// out_a[i] = sum_k A[i, k] in_a[k] and out_b[i] = sum_k A[i, k] in_b[k] for RB rows i: two columns, one pass
-// over the table (the theta tables of m and -m are equal)
-template <typename T, int RB>
-inline void twin_rows(const T* A, int lda, int lo, int hi, const Vec<T>* in_a, const Vec<T>* in_b, Vec<T>* out_a,
-                      Vec<T>* out_b) {
-  Vec<T> acc_a[RB], acc_b[RB];
-  for (int r = 0; r < RB; ++r) acc_a[r] = Vec<T>{}, acc_b[r] = Vec<T>{};
-  for (int k = lo; k < hi; ++k) {
-    const Vec<T> xa = in_a[k], xb = in_b[k];
-    for (int r = 0; r < RB; ++r) {
-      const T a = A[r * lda + k];
-      acc_a[r] += a * xa;
-      acc_b[r] += a * xb;
-    }
-  }
-  for (int r = 0; r < RB; ++r) out_a[r] = acc_a[r], out_b[r] = acc_b[r];
-}
-
-template <typename T, int N>
-inline void twin_tail(int n, const T* A, int lda, int lo, int hi, const Vec<T>* in_a, const Vec<T>* in_b,
-                      Vec<T>* out_a, Vec<T>* out_b) {
-  if constexpr (N > 0) {
-    if (n == N) return twin_rows<T, N>(A, lda, lo, hi, in_a, in_b, out_a, out_b);
-    twin_tail<T, N - 1>(n, A, lda, lo, hi, in_a, in_b, out_a, out_b);
-  }
-}
-
-// the matrix-vector products M in_a and M in_b (one tile column each) in one pass over M
-template <typename T>
-void matvec_twin(const Mat<T>& M, const Vec<T>* in_a, const Vec<T>* in_b, Vec<T>* out_a, Vec<T>* out_b) {
-  constexpr int RB = std::max(1, std::min<int>(8, kAccumulatorBytes / (2 * static_cast<int>(sizeof(Vec<T>)))));
-  int i = 0, lo, hi;
-  for (; i + RB <= M.rows; i += RB) {
-    row_range(M.range, i, RB, lo, hi);
-    twin_rows<T, RB>(M.a + i * M.cols, M.cols, lo, hi, in_a, in_b, out_a + i, out_b + i);
-  }
-  if (i < M.rows) {
-    row_range(M.range, i, M.rows - i, lo, hi);
-    twin_tail<T, RB - 1>(M.rows - i, M.a + i * M.cols, M.cols, lo, hi, in_a, in_b, out_a + i, out_b + i);
-  }
-}
-
-// the theta stage of a synthesis, G[r] = theta[r] X[r] (theta [R, n_theta, C]), twins in one pass
-template <typename T>
-void theta_synthesis(const Separable<T>& s, const Vec<T>* X, Vec<T>* G) {
-  const int nt = s.n_theta;
-  for (int r = 0; r < s.R; ++r) {
-    const int q = s.twin ? static_cast<int>(s.twin[r]) : -1;
-    if (q >= 0 && q < r) continue;  // done with its twin
-    Mat<T> theta{s.theta + int64_t(r) * nt * s.C, s.theta_range + 2 * r * nt, nt, s.C};
-    if (q < 0)
-      matmul(theta, X + r * s.C, 1, G + r * nt, 1, 1);
-    else
-      matvec_twin(theta, X + r * s.C, X + q * s.C, G + r * nt, G + q * nt);
-  }
-}
-
-// the theta stage of a projection, Y[r] = theta[r] G[r] (theta [R, C, n_theta]), twins in one pass
-template <typename T>
-void theta_projection(const Separable<T>& p, const Vec<T>* G, Vec<T>* Y) {
-  const int nt = p.n_theta;
-  for (int r = 0; r < p.R; ++r) {
-    const int q = p.twin ? static_cast<int>(p.twin[r]) : -1;
-    if (q >= 0 && q < r) continue;
-    Mat<T> theta{p.theta + int64_t(r) * p.C * nt, p.theta_range + 2 * r * p.C, p.C, nt};
-    if (q < 0)
-      matmul(theta, G + r * nt, 1, Y + r * p.C, 1, 1);
-    else
-      matvec_twin(theta, G + r * nt, G + q * nt, Y + r * p.C, Y + q * p.C);
-  }
-}
-
-// synthesis: G[r] = theta[r] X[r] for theta [R, n_theta, C], then F = phi G for phi [n_phi, R]
-// (X [R, C], G [R, n_theta], F [n_phi, n_theta]: tile rows)
-template <typename T>
-void synthesize(const Separable<T>& s, const Vec<T>* X, Vec<T>* G, Vec<T>* F) {
-  const int nt = s.n_theta;
-  theta_synthesis(s, X, G);
-  matmul(Mat<T>{s.phi, s.phi_range, s.n_phi, s.R}, G, nt, F, nt, nt);
-}
-
-// projection: G = phi H for phi [R, n_phi], then Y[r] = theta[r] G[r] for theta [R, C, n_theta]
-// (H [n_phi, n_theta], G [R, n_theta], Y [R, C]: tile rows)
-template <typename T>
-void project(const Separable<T>& p, const Vec<T>* H, Vec<T>* G, Vec<T>* Y) {
-  const int nt = p.n_theta;
-  matmul(Mat<T>{p.phi, p.phi_range, p.R, p.n_phi}, H, nt, G, nt, nt);
-  theta_projection(p, G, Y);
 }
 
 // ---------------------------------------------------------------- the columns of a tile and their gathers
