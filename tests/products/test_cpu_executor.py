@@ -15,9 +15,9 @@ from conftest import assert_equivariant
 
 from gaunt.products import EXECUTORS, GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build, executors
 from gaunt.products.cpu_executor import FusedProgram
-from gaunt.products.table_symmetries import phi_reflection, theta_reflection, theta_twins
 from gaunt.products.executors import cpu_runner
 from gaunt.products.program import derivative
+from gaunt.products.table_symmetries import phi_reflection, theta_twins
 from gaunt.products.torch_executor import TorchProgram
 
 pytestmark = pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
