@@ -38,15 +38,17 @@ issue's "1e3 where e3nn is over budget"); the table says which. Before timing, e
 is compared with e3nn's on the ladder's first batch (relative error of max |e3nn| <= 1e-4, float32); one
 that disagrees is not timed.
 
-**FLOPs** (``BENCHMARKS.md``): a step is 6 separable transforms per channel and sample (2 syntheses and
-a projection forward; the gradient's synthesis and 2 projections backward), each a theta stage
-``(2L+1)(L+1) n_theta`` and a phi stage ``(2L+1) n_theta n_phi`` multiply-adds, 2 FLOPs each, ``(n_theta,
-n_phi)`` the product's grid; the same count in both shapes. The program's own count (forward and both
-derivative programs, ``SphereProgram.flops_per_sample``: 9 transforms plus the pointwise terms) is recorded
-as ``program_flops``. **Bytes** (the roofline's minimum traffic): x1, x2, the weights and the cotangent read
-once, the output and the three gradients written once. **Roofs**: sgemm (``torch.mm`` 2048 x 2048 float32,
-1 thread, CPU time; measured at the start and the end, the higher is the roof) and the memory bandwidth of
-one core (``copy_`` and ``add(out=)`` of ``--bandwidth-elements`` floats, bytes read + written, the higher).
+**FLOPs** (``BENCHMARKS.md``): a step is 6 separable transforms per channel and sample (2 syntheses and a
+projection forward; the gradient's synthesis and 2 projections backward), each a theta stage ``(2L+1)(L+1)
+n_theta`` and a phi stage ``(2L+1) n_theta n_phi`` multiply-adds, 2 FLOPs each, ``(n_theta, n_phi)`` the least
+grid exact for degree 3L (``so3.grid_shape``; the product's own grid may have one azimuth more, for the phi
+stage's half-turn symmetry: not counted); the same count in both shapes. The program's own count (forward and
+both derivative programs, ``SphereProgram.flops_per_sample``: 9 transforms plus the pointwise terms) is
+recorded as ``program_flops``. **Bytes** (the roofline's minimum traffic): x1, x2, the weights and the
+cotangent read once, the output and the three gradients written once. **Roofs**: sgemm (``torch.mm`` 2048 x
+2048 float32, 1 thread, CPU time; measured at the start and the end, the higher is the roof) and the memory
+bandwidth of one core (``copy_`` and ``add(out=)`` of ``--bandwidth-elements`` floats, bytes read + written,
+the higher).
 
 **Memory** (the target at L = 6): a fresh subprocess per executor builds the product and the inputs, runs a
 warm-up step on 16 samples, then one step at the full batch; reported is the rise of the peak resident set
@@ -83,6 +85,7 @@ from gaunt.bench.products import (
 from gaunt.bench.timing import PeakMemory, machine_info
 from gaunt.products.cpu_executor import FusedProgram, derivative_id, kernel_of
 from gaunt.products.program import derivative
+from gaunt.so3 import grid_shape
 
 FEATURE_TARGETS = {1: 5.0, 2: 10.0, 6: 50.0, 10: 150.0}  # L -> fused / e3nn, feature shape
 EDGE_TARGETS = {1: 3.0, 6: 20.0}  # L -> fused / e3nn, edge shape
@@ -210,8 +213,8 @@ class Setup:
 
     def flops(self, batch: int) -> int:
         """FLOPs of a step by the count of BENCHMARKS.md (module docstring)."""
-        n_theta, n_phi = self.product.program.grid
         L = self.L
+        n_theta, n_phi = grid_shape(3 * L)  # the least exact grid (the program's may have one azimuth more)
         return 2 * 6 * self.mul * batch * (2 * L + 1) * n_theta * ((L + 1) + n_phi)
 
     def program_flops(self, batch: int) -> int:

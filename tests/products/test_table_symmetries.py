@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from gaunt.products import GridGauntProduct, VectorGauntProduct, cpu_build
+from gaunt.products import GridGauntProduct, VectorGauntProduct, cpu_build, sphere_programs
 from gaunt.products.cpu_executor import HEADER, PROJECTION, SYNTHESIS, FusedProgram, pack
 from gaunt.products.program import derivative
-from gaunt.products.table_symmetries import theta_reflection, theta_twins
+from gaunt.products.table_symmetries import phi_classes, theta_reflection, theta_twins
 from gaunt.products.torch_executor import TorchProgram
 
 #: the products on the Gauss-Legendre grid (GauntProduct's torus program has uniform rings: no mirror)
@@ -112,3 +112,70 @@ def test_mirrored_theta_stages_equal_the_torch_executor_on_random_tables(irreps,
         exact = TorchProgram(p).evaluate(x1, x2)
         out = FusedProgram(p, "transform")(x1, x2)
         torch.testing.assert_close(out, exact, rtol=0, atol=1e-12 * max(1.0, float(exact.abs().max())))
+
+
+def symmetrized(phi: np.ndarray, reflection: np.ndarray, half_turn: np.ndarray) -> np.ndarray:
+    """``phi [n_phi, R]`` made even (+1) or odd (-1) in column r under ``p -> -p`` (``reflection[r]``) and ``p ->
+    p + n_phi / 2`` (``half_turn[r]``)."""
+    n = len(phi)
+    turned = (np.arange(n) + n // 2) % n
+    reflected = phi + reflection * phi[(-np.arange(n)) % n]
+    return reflected + half_turn * reflected[turned]
+
+
+@pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
+@pytest.mark.parametrize(
+    "irreps", [("2x0e+2x1o",) * 3, ("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x2e"), ("3x0e+3x1o+3x2e",) * 3]
+)
+def test_four_class_phi_stages_equal_the_torch_executor_on_random_tables(irreps):
+    """Random phi tables with both symmetries (each column's two parities drawn at random) on the products' even
+    grids (n_phi 4, 6, 8: with and without the two-point orbit at n_phi / 4): the four-class phi stages, forward
+    and both derivative programs, equal the torch executor, float64."""
+    rng = np.random.default_rng(2)
+    program = GridGauntProduct(*irreps, executor="torch").program
+    assert program.grid[1] % 2 == 0
+
+    def changed(phi):
+        signs = rng.choice([-1.0, 1.0], size=(2, phi.shape[1]))
+        table = symmetrized(rng.standard_normal(phi.shape), *signs)
+        order, bounds = phi_classes(table)
+        assert len(bounds) == 5  # four classes found
+        found = np.repeat(np.arange(4), np.diff(bounds))[np.argsort(order)]  # each column's class
+        drawn = 2 * (signs[0] < 0) + (signs[1] < 0)
+        nonzero = np.abs(table).max(0) > 1e-12  # (on n_phi = 4 some classes vanish: a zero column is in any)
+        np.testing.assert_array_equal(found[nonzero], drawn[nonzero])
+        return table
+
+    p0 = dataclasses.replace(
+        program,
+        syntheses=tuple(dataclasses.replace(s, phi=changed(s.phi)) for s in program.syntheses),
+        projections=tuple(dataclasses.replace(p, phi=changed(p.phi.T).T) for p in program.projections),
+    )
+    for p in (p0, derivative(p0, 0), derivative(p0, 1)):
+        x1, x2 = (torch.randn(37, d, dtype=torch.float64) for d in p.dims[:2])
+        exact = TorchProgram(p).evaluate(x1, x2)
+        out = FusedProgram(p, "transform")(x1, x2)
+        torch.testing.assert_close(out, exact, rtol=0, atol=1e-12 * max(1.0, float(exact.abs().max())))
+
+
+@pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
+def test_an_odd_number_of_azimuths_runs_the_two_class_phi_stages(monkeypatch):
+    """On a grid of odd n_phi (the least exact one, as before the products took an even one) the phi tables
+    have the reflection only: two classes, and the product equals the torch executor, value and gradients."""
+    monkeypatch.setattr(sphere_programs, "even_azimuths", lambda degree: degree + 1)
+    irreps = "4x0e+4x1o+4x2e"
+    fused = GridGauntProduct(irreps, irreps, irreps, executor="cpu_fused", weight_init="randn").double()
+    assert fused.program.grid == (4, 7)
+    assert len(phi_classes(fused.program.syntheses[0].phi)[1]) == 3
+    reference = GridGauntProduct(irreps, irreps, irreps, executor="torch").double()
+    reference.load_state_dict(fused.state_dict())
+    assert reference.program.grid == (4, 7)
+    g = torch.Generator().manual_seed(3)
+    x1, x2 = (torch.randn(9, fused.irreps_in1.dim, generator=g, dtype=torch.float64, requires_grad=True) for _ in "ab")
+    cotangent = torch.randn(9, fused.irreps_out.dim, generator=g, dtype=torch.float64)
+    results = []
+    for product in (fused, reference):
+        out = product(x1, x2)
+        results.append([out, *torch.autograd.grad(out, (x1, x2), cotangent)])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * float(b.abs().max()))

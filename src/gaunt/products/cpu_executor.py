@@ -32,10 +32,10 @@ import torch.autograd.forward_ad as fwAD
 from .cpu_build import unavailable
 from .cpu_direct import choose_kernel, pack_direct
 from .program import SphereProgram, _inverse, derivative
-from .table_symmetries import phi_reflection, theta_reflection, theta_twins
+from .table_symmetries import orbit_weights, phi_classes, phi_points, theta_reflection, theta_twins
 from .torch_executor import TorchProgram
 
-HEADER, SYNTHESIS, PROJECTION, TERM = 9, 14, 13, 4  # int64 words per record of ``meta``
+HEADER, SYNTHESIS, PROJECTION, TERM = 9, 12, 11, 4  # int64 words per record of ``meta``
 
 
 def nonzero_ranges(matrix: np.ndarray) -> np.ndarray:
@@ -87,14 +87,28 @@ class _Packer:
         return self.values_size - array.size
 
 
-def _phi_records(packer: _Packer, table: np.ndarray, halves=None, even: int = 0) -> list[int]:
-    """``[phi, phi_range, sym, even, phi_odd, phi_odd_range]``: the whole phi ``table`` (sym 0), or its even and
-    odd parts on the first ``n_phi // 2 + 1`` points, ``halves`` (sym 1, :func:`phi_reflection`)."""
-    if halves is None:
-        return [packer.floats(table), packer.ints(nonzero_ranges(table)), 0, 0, 0, 0]
-    ranges = [nonzero_ranges(t) if t.size else np.zeros((len(t), 2), np.int64) for t in halves]
-    packer_records = [packer.floats(halves[0]), packer.ints(ranges[0])]
-    return packer_records + [1, even, packer.floats(halves[1]), packer.ints(ranges[1])]
+def _phi_classes(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, bounds)`` of a synthesis' phi table ``[n_phi, R]`` (:func:`phi_classes`; one class where it has no
+    symmetry)."""
+    found = phi_classes(phi)
+    return found if found is not None else (np.arange(phi.shape[1]), np.array([0, phi.shape[1]]))
+
+
+def _phi_records(packer: _Packer, phi: np.ndarray, order: np.ndarray, bounds: np.ndarray, synthesis: bool) -> list[int]:
+    """``[phi, phi_range, sym, bounds]`` of a stage's phi table ``phi [n_phi, R]`` (a projection's transposed),
+    its columns in ``order``: the table on the representative points (:func:`phi_points`; a synthesis' ``[points,
+    R]`` with column ranges per class and point, a projection's ``[R, points]`` with row ranges, halved on the
+    two-point orbits, :func:`orbit_weights`), sym = log2 of the number of classes."""
+    classes = len(bounds) - 1
+    points = phi_points(phi.shape[0], classes)
+    table = phi[points][:, order]
+    if synthesis:
+        parts = [table[:, bounds[c] : bounds[c + 1]] for c in range(classes)]
+        ranges = np.stack([nonzero_ranges(t) if t.size else np.zeros((len(points), 2), np.int64) for t in parts])
+    else:
+        table = (table * orbit_weights(phi.shape[0], classes)[:, None]).T
+        ranges = nonzero_ranges(table)
+    return [packer.floats(table), packer.ints(ranges), classes.bit_length() - 1, packer.ints(bounds)]
 
 
 def _mirror_record(packer: _Packer, theta: np.ndarray, axis: int) -> int:
@@ -106,35 +120,31 @@ def _mirror_record(packer: _Packer, theta: np.ndarray, axis: int) -> int:
 
 def pack(program: SphereProgram) -> tuple[np.ndarray, np.ndarray]:
     """``(meta, values)`` of ``program``, in the layout that ``csrc/sphere_program.cpp`` reads (its ``Layout``).
-    Where a phi table is even/odd under the reflection of the phi points (:func:`phi_reflection`), it is stored
-    as its even and odd parts on half the points, and the rows r of its stage are reordered, even first (with the
-    gathers and the theta tables); where the theta tables of a stage are even/odd under the mirror of the rings
-    (:func:`theta_reflection`), the parity of each row's even degrees is stored with them."""
+    Where a phi table is even/odd under the reflection of the phi points, and on an even ``n_phi`` under the
+    half-turn (:func:`phi_classes`), it is stored on the representative points only and the rows r of its stage
+    are reordered class by class (with the gathers and the theta tables); where the theta tables of a stage are
+    even/odd under the mirror of the rings (:func:`theta_reflection`), the parity of each row's even degrees is
+    stored with them."""
     syntheses, projections, terms = program.syntheses, program.projections, program.terms
     n_theta, n_phi = program.grid
-    h = n_phi // 2 + 1
     head = HEADER + SYNTHESIS * len(syntheses) + PROJECTION * len(projections) + TERM * len(terms)
     packer = _Packer(head)
     records = [program.mul, *program.dims, n_theta, n_phi, len(syntheses), len(projections), len(terms)]
     for s in syntheses:  # theta [R, n_theta, Lp] with ranges per (r, t); phi [n_phi, R]
         R, Lp = s.rows
-        found = phi_reflection(s.phi)
-        order, even = found if found is not None else (np.arange(R), R)
+        order, bounds = _phi_classes(s.phi)
         theta, index = s.theta[order], _permute_rows(s.index, R, order)
         records += [s.source, R, Lp, packer.ints(_with_patterns(index, program.mul))]
         records += [packer.floats(theta), packer.ints(nonzero_ranges(theta))]
-        halves = None if found is None else (s.phi[:h, order[:even]], s.phi[:h, order[even:]])
-        records += _phi_records(packer, s.phi, halves, even) + [packer.ints(theta_twins(theta))]
-        records.append(_mirror_record(packer, theta, axis=1))
+        records += _phi_records(packer, s.phi, order, bounds, synthesis=True)
+        records += [packer.ints(theta_twins(theta)), _mirror_record(packer, theta, axis=1)]
     for p in projections:  # phi [R3, n_phi]; theta [R3, L3p, n_theta] with ranges per (r, l); read inverted
         R3, L3p = p.rows
-        found = phi_reflection(p.phi.T)
-        order, even = found if found is not None else (np.arange(R3), R3)
+        order, bounds = _phi_classes(p.phi.T)
         inverse = _permute_rows(_inverse(p.read, R3 * L3p * program.mul), R3, order)
         theta = p.theta[order]
         records += [R3, L3p, packer.ints(_with_patterns(inverse, program.mul))]
-        halves = None if found is None else (p.phi[order[:even], :h], p.phi[order[even:], :h])
-        phi = _phi_records(packer, p.phi, halves, even)
+        phi = _phi_records(packer, p.phi.T, order, bounds, synthesis=False)
         records += phi[:2] + [packer.floats(theta), packer.ints(nonzero_ranges(theta))] + phi[2:]
         records += [packer.ints(theta_twins(theta)), _mirror_record(packer, theta, axis=2)]
     for t in terms:

@@ -87,11 +87,20 @@ def separable_program(layouts, tables_in1, tables_in2, phi_out, theta_out, name:
     return SphereProgram(in1.mul, (in1.dim, in2.dim, out.dim), (s1, s2), (projection,), (Term(0, 1, 0),), name)
 
 
+def even_azimuths(degree: int) -> int:
+    """The number of azimuths of a program's grid exact for ``degree``: the least even one >= degree + 1. With an
+    even ``n_phi`` the phi tables are even or odd under the half-turn ``p -> p + n_phi / 2`` as well as under the
+    reflection, and the fused CPU kernels run the phi stage on a quarter of the points (``table_symmetries``)
+    instead of half: one azimuth more (where degree + 1 is odd) for about a third fewer multiply-adds there."""
+    return degree + 1 + (degree + 1) % 2
+
+
 def grid_gaunt_program(layouts: tuple[SphericalIrreps, ...]) -> SphereProgram:
     """The Gaunt product on the exact Gauss-Legendre x uniform grid (module docstring). ``layouts``: the two
     inputs (x2 with the channels of x1) and the output."""
     in1, in2, out = layouts
-    grid = spherical_grid(in1.lmax + in2.lmax + out.lmax)
+    degree = in1.lmax + in2.lmax + out.lmax
+    grid = spherical_grid(degree, n_phi=even_azimuths(degree))
     theta, phi = grid.theta.numpy(), grid.phi.numpy()
     n_theta, n_phi = len(theta), len(phi)
     w_theta = grid.weights.numpy().reshape(n_theta, n_phi).sum(1) / (2 * math.pi)  # Gauss-Legendre weights

@@ -2,8 +2,9 @@
 
 A separable stage's tables on the Gauss-Legendre x uniform grid (``so3.spherical_grid``) have three:
 
-* :func:`phi_reflection`: the phi columns are ``cos(m phi)`` (even under ``p -> -p mod n_phi``) or ``sin(m phi)``
-  (odd): the phi stage runs on half the points;
+* :func:`phi_classes`: the phi columns are ``cos(m phi)`` (even under ``p -> -p mod n_phi``) or ``sin(m phi)``
+  (odd), and with an even ``n_phi`` even or odd under the half-turn ``p -> p + n_phi / 2``: the phi stage runs on
+  half or a quarter of the points;
 * :func:`theta_twins`: the theta tables of ``m`` and ``-m`` are equal: a pair runs as one pass over its table;
 * :func:`theta_reflection`: the rings come in mirror pairs ``t <-> n_theta - 1 - t`` (``cos theta -> -cos
   theta``) and ``P_l^m(-x) = (-1)^(l + m) P_l^m(x)``: in each row every other degree is even, the others odd, and
@@ -30,6 +31,15 @@ def _tolerance(table: np.ndarray) -> float:
     return 1e-12 * max(1.0, float(np.abs(table).max())) if table.size else 1e-12
 
 
+def _parities(table: np.ndarray, moved: np.ndarray) -> np.ndarray | None:
+    """Per column of ``table``: 1 where ``moved`` (its rows permuted by a symmetry) equals it, -1 where it is its
+    negative (zero columns: 1); None where a column is neither."""
+    tol = _tolerance(table)
+    even = np.abs(moved - table).max(0, initial=0.0) <= tol
+    odd = np.abs(moved + table).max(0, initial=0.0) <= tol
+    return np.where(even, 1, -1) if (even | odd).all() else None
+
+
 def phi_reflection(phi: np.ndarray) -> tuple[np.ndarray, int] | None:
     """``(order, even)`` where the columns of ``phi [n_phi, R]`` are even or odd under the reflection ``p ->
     -p mod n_phi`` of the grid's phi points (cosines and sines of ``m phi``): ``order`` lists the even columns,
@@ -37,13 +47,48 @@ def phi_reflection(phi: np.ndarray) -> tuple[np.ndarray, int] | None:
     runs on the ``n_phi // 2 + 1`` points ``p <= -p mod n_phi`` only: ``F[p] = E[p] + O[p]``, ``F[-p] = E[p] -
     O[p]`` (``E``, ``O``: the even and the odd columns' sums), half the multiply-adds."""
     n = phi.shape[0]
-    reflected = phi[(-np.arange(n)) % n]
-    tol = _tolerance(phi)
-    even = np.abs(reflected - phi).max(0) <= tol
-    odd = np.abs(reflected + phi).max(0) <= tol
-    if not (even | odd).all():
+    reflection = _parities(phi, phi[(-np.arange(n)) % n])
+    if reflection is None:
         return None
+    even = reflection > 0
     return np.concatenate([np.flatnonzero(even), np.flatnonzero(~even)]), int(even.sum())
+
+
+def phi_classes(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(order, bounds)``: the columns of ``phi [n_phi, R]`` grouped by their parities under the reflection
+    ``p -> -p`` and, where ``n_phi`` is even, the half-turn ``p -> p + n_phi / 2`` (``(-1)^m``): ``order`` lists
+    the columns class by class, class k being ``order[bounds[k]:bounds[k + 1]]``. Two classes (E, O: the
+    reflection only, :func:`phi_reflection`) or four (EE, EO, OE, OO: reflection, half-turn); None where a column
+    is not even or odd under the reflection. With four, the phi stage runs on the ``n_phi // 4 + 1`` points ``p <=
+    n_phi / 4``, a quarter of the multiply-adds (``csrc/reflected.h``)."""
+    n = phi.shape[0]
+    reflection = _parities(phi, phi[(-np.arange(n)) % n])
+    if reflection is None:
+        return None
+    half_turn = _parities(phi, phi[(np.arange(n) + n // 2) % n]) if n % 2 == 0 else None
+    key = (reflection < 0).astype(np.int64)
+    if half_turn is not None:
+        key = 2 * key + (half_turn < 0)
+    classes = 2 if half_turn is None else 4
+    order = np.argsort(key, kind="stable")
+    return order, np.searchsorted(key[order], np.arange(classes + 1))
+
+
+def phi_points(n_phi: int, classes: int) -> np.ndarray:
+    """The representative points of a phi stage with ``classes`` (1, 2, 4; :func:`phi_classes`): all, those
+    with ``p <= -p mod n_phi``, those with ``p <= n_phi / 4``."""
+    return np.arange({1: n_phi, 2: n_phi // 2 + 1, 4: n_phi // 4 + 1}[classes])
+
+
+def orbit_weights(n_phi: int, classes: int) -> np.ndarray:
+    """Per representative point: 1, or 1/2 where its orbit under the four symmetries has two points only (p = 0,
+    p = n_phi / 4): a projection's four-class combinations count those twice (``csrc/reflected.h``)."""
+    points = phi_points(n_phi, classes)
+    if classes < 4:
+        return np.ones(len(points))
+    orbit = np.stack([points, -points % n_phi, (points + n_phi // 2) % n_phi, (-points - n_phi // 2) % n_phi])
+    distinct = np.array([len(set(column)) for column in orbit.T])
+    return np.where(distinct == 4, 1.0, 0.5)
 
 
 def theta_twins(theta: np.ndarray) -> np.ndarray:
@@ -86,4 +131,4 @@ def theta_reflection(theta: np.ndarray, axis: int) -> np.ndarray | None:
     return first
 
 
-__all__ = ["phi_reflection", "theta_reflection", "theta_twins"]
+__all__ = ["orbit_weights", "phi_classes", "phi_points", "phi_reflection", "theta_reflection", "theta_twins"]

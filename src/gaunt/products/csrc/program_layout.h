@@ -18,18 +18,16 @@ using namespace gaunt_tiles;
 
 
 // ---------------------------------------------------------------- the program, read from (values, meta)
-// sym: the phi table is stored as its even (the first `even` rows r) and odd parts on the points p <= -p mod
-// n_phi (cpu_executor.phi_reflection): phi then holds the even part, phi_odd the odd part
+// sym: the phi table on all points (0), on the representative points of the reflection (1) or of the reflection
+// and the half-turn (2), its rows r grouped in 2^sym classes at bounds (reflected.h, table_symmetries.phi_classes)
 // twin: per row r, the row with the same theta table (m and -m; -1: none): the pair runs as one pass
 // theta_first: per row r, the parity of the degrees with even tables under the mirror of the rings
 // (table_symmetries.theta_reflection; theta_stages.h); -1: the rings are not mirrored
 struct SynthesisRec {
-  int64_t source, R, Lp, index, theta, theta_range, phi, phi_range, sym, even, phi_odd, phi_odd_range, twin,
-      theta_first;
+  int64_t source, R, Lp, index, theta, theta_range, phi, phi_range, sym, bounds, twin, theta_first;
 };
 struct ProjectionRec {
-  int64_t R3, L3p, inverse, phi, phi_range, theta, theta_range, sym, even, phi_odd, phi_odd_range, twin,
-      theta_first;
+  int64_t R3, L3p, inverse, phi, phi_range, theta, theta_range, sym, bounds, twin, theta_first;
 };
 struct TermRec {
   int64_t a, b, projection, coefficient;
@@ -46,23 +44,24 @@ struct Layout {
   explicit Layout(const int64_t* m) : meta(m) {
     mul = m[0], dims[0] = m[1], dims[1] = m[2], dims[2] = m[3], n_theta = m[4], n_phi = m[5];
     const int64_t* rec = m + 9;
-    for (int64_t s = 0; s < m[6]; ++s, rec += 14)
+    for (int64_t s = 0; s < m[6]; ++s, rec += 12)
       syntheses.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10],
-                           rec[11], rec[12], rec[13]});
-    for (int64_t p = 0; p < m[7]; ++p, rec += 13)
-      projections.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10],
-                             rec[11], rec[12]});
+                           rec[11]});
+    for (int64_t p = 0; p < m[7]; ++p, rec += 11)
+      projections.push_back({rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], rec[8], rec[9], rec[10]});
     for (int64_t t = 0; t < m[8]; ++t, rec += 4) terms.push_back({rec[0], rec[1], rec[2], rec[3]});
     for (const auto& s : syntheses) gathers.push_back(plan_rows(m + s.index, s.R * s.Lp, mul));
     for (const auto& p : projections) scatters.push_back(plan_rows(m + p.inverse, p.R3 * p.L3p, mul));
   }
   int64_t grid() const { return n_theta * n_phi; }
+  // the phi points a stage's table is stored on (reflected.h): all, p <= -p, or p <= n_phi / 4
+  int64_t phi_points(int64_t sym) const { return sym == 0 ? n_phi : sym == 1 ? n_phi / 2 + 1 : n_phi / 4 + 1; }
 };
 
 // per-thread scratch, in tile vectors
 template <typename T>
 struct Scratch {
-  std::vector<Vec<T>> X, G, F, H, Y;
+  std::vector<Vec<T>> X, G, F, H, Y, orbits;  // orbits: a projection's class combinations (reflected.h)
   std::vector<const Vec<T>*> fields;      // per synthesis, where its field is for this tile (F, or given)
   Scratch(const Layout& P) : fields(P.syntheses.size()) {
     int64_t x = 0, g = 0, y = 0;
@@ -103,17 +102,18 @@ Separable<T> stage(const Layout& P, const T* values, int64_t R, int64_t C, int64
 }
 
 template <typename T>
-Reflected<T> reflected(const Layout& P, const T* values, int64_t even, int64_t phi, int64_t phi_range, int64_t odd,
-                       int64_t odd_range) {
-  return {values + phi, values + odd, P.meta + phi_range, P.meta + odd_range, static_cast<int>(even)};
+PhiStage<T> phi_stage(const Layout& P, const T* values, int64_t phi, int64_t phi_range, int64_t sym, int64_t bounds,
+                      int64_t R) {
+  return {values + phi, P.meta + phi_range, P.meta + bounds, static_cast<int>(sym), static_cast<int>(P.phi_points(sym)),
+          static_cast<int>(R)};
 }
 
 template <typename T>
 void synthesis(const Layout& P, const SynthesisRec& s, const T* values, Scratch<T>& S, Vec<T>* F) {
   const auto st = stage(P, values, s.R, s.Lp, s.theta, s.theta_range, s.phi, s.phi_range, s.twin, s.theta_first);
   if (!s.sym) return synthesize(st, S.X.data(), S.G.data(), F);
-  synthesize_reflected(st, reflected(P, values, s.even, s.phi, s.phi_range, s.phi_odd, s.phi_odd_range),
-                       S.X.data(), S.G.data(), F);
+  theta_synthesis(st, S.X.data(), S.G.data());
+  synthesize_phi(phi_stage(P, values, s.phi, s.phi_range, s.sym, s.bounds, s.R), S.G.data(), st.n_theta, st.n_phi, F);
 }
 
 // H = sum of the terms of projection q over the syntheses' fields F[k]; false if it has none
@@ -141,8 +141,9 @@ template <typename T>
 void project_rows(const Layout& P, const ProjectionRec& p, const T* values, Scratch<T>& S) {
   const auto st = stage(P, values, p.R3, p.L3p, p.theta, p.theta_range, p.phi, p.phi_range, p.twin, p.theta_first);
   if (!p.sym) return project(st, S.H.data(), S.G.data(), S.Y.data());
-  project_reflected(st, reflected(P, values, p.even, p.phi, p.phi_range, p.phi_odd, p.phi_odd_range), S.H.data(),
-                    S.G.data(), S.Y.data());
+  project_phi(phi_stage(P, values, p.phi, p.phi_range, p.sym, p.bounds, p.R3), S.H.data(), st.n_theta, st.n_phi,
+              S.G.data(), S.orbits);
+  theta_projection(st, S.G.data(), S.Y.data());
 }
 
 template <typename T>
@@ -175,22 +176,21 @@ template <typename T>
 bool same_synthesis(const Layout& A, const T* va, size_t ka, const Layout& B, const T* vb, size_t kb) {
   const SynthesisRec &a = A.syntheses[ka], &b = B.syntheses[kb];
   if (A.mul != B.mul || A.n_theta != B.n_theta || A.n_phi != B.n_phi || A.dims[a.source] != B.dims[b.source] ||
-      a.R != b.R || a.Lp != b.Lp || a.sym != b.sym || (a.sym && a.even != b.even) ||
-      (a.theta_first < 0) != (b.theta_first < 0))
+      a.R != b.R || a.Lp != b.Lp || a.sym != b.sym || (a.theta_first < 0) != (b.theta_first < 0))
     return false;
-  const int64_t rows = a.R * a.Lp, h = A.n_phi / 2 + 1, nt = A.n_theta;
+  const int64_t rows = a.R * a.Lp, nt = A.n_theta, classes = int64_t(1) << a.sym;
+  const int64_t points = A.phi_points(a.sym);
   auto same_ints = [&](int64_t at_a, int64_t at_b, int64_t count) {
     return std::equal(A.meta + at_a, A.meta + at_a + count, B.meta + at_b);
   };
   auto same_values = [&](int64_t at_a, int64_t at_b, int64_t count) {
     return std::equal(va + at_a, va + at_a + count, vb + at_b);
   };
-  bool same = same_ints(a.index, b.index, rows * (A.mul + 3)) && same_ints(a.twin, b.twin, a.R) &&
-              (a.theta_first < 0 || same_ints(a.theta_first, b.theta_first, a.R)) &&
-              same_values(a.theta, b.theta, a.R * nt * a.Lp) && same_ints(a.theta_range, b.theta_range, 2 * a.R * nt);
-  if (!a.sym) return same && same_values(a.phi, b.phi, A.n_phi * a.R) && same_ints(a.phi_range, b.phi_range, 2 * A.n_phi);
-  return same && same_values(a.phi, b.phi, h * a.even) && same_ints(a.phi_range, b.phi_range, 2 * h) &&
-         same_values(a.phi_odd, b.phi_odd, h * (a.R - a.even)) && same_ints(a.phi_odd_range, b.phi_odd_range, 2 * h);
+  return same_ints(a.index, b.index, rows * (A.mul + 3)) && same_ints(a.twin, b.twin, a.R) &&
+         (a.theta_first < 0 || same_ints(a.theta_first, b.theta_first, a.R)) &&
+         same_values(a.theta, b.theta, a.R * nt * a.Lp) && same_ints(a.theta_range, b.theta_range, 2 * a.R * nt) &&
+         same_ints(a.bounds, b.bounds, classes + 1) && same_values(a.phi, b.phi, points * a.R) &&
+         same_ints(a.phi_range, b.phi_range, 2 * classes * points);
 }
 
 }  // namespace gaunt_program

@@ -1,75 +1,105 @@
-// Syntheses and projections whose phi stage is even/odd under the reflection p -> -p mod n_phi of the phi points
-// (gaunt.products.cpu_executor.phi_reflection: the cosines and sines of m phi): the phi tables are stored on the
-// h = n_phi / 2 + 1 points p <= -p mod n_phi only, as their even rows r (the first `even`) and odd ones, and
+// Phi stages on the symmetric points of the uniform phi grid (gaunt.products.table_symmetries.phi_classes). The
+// columns of a synthesis' phi table [n_phi, R] (the rows of a projection's [R, n_phi]) are cos(m phi) and
+// sin(m phi): even or odd under the reflection p -> -p mod n_phi, and, where n_phi is even, even or odd under the
+// half-turn p -> p + n_phi / 2 ((-1)^m). The table is stored on the representative points only, its columns
+// grouped by class (`bounds`):
 //
-//   synthesis   E = even G[0:even],  O = odd G[even:R]  on the h points;  F[p] = E[p] + O[p],  F[-p] = E[p] - O[p]
-//   projection  G[0:even] = even (H[p] + H[-p]),  G[even:R] = odd (H[p] - H[-p])  (H[p] alone where -p = p: the
-//               odd tables vanish there)
+//   sym 1 (reflection): points p <= -p, classes E, O:  F[p] = E + O,  F[-p] = E - O   (h = n_phi / 2 + 1 points)
+//   sym 2 (and half-turn): points p <= n_phi / 4, classes EE, EO, OE, OO (reflection, half-turn parity):
+//       a = EE + EO, b = OE + OO, c = EE - EO, d = OE - OO
+//       F[p] = a + b,  F[-p] = a - b,  F[p + n/2] = c + d,  F[-p + n/2] = c - d
 //
-// half the multiply-adds of the whole tables. The sums and differences are formed in registers, inside the
-// matrix products: E and O of a block of points are accumulated side by side and written to F[p] and F[-p]
-// directly; a projection's H[p] +- H[-p] is formed as it is read (no scratch of half-point sums).
+// half (sym 1) or a quarter (sym 2) of the multiply-adds of the whole table. A synthesis forms the sums in
+// registers and writes each distinct point once. A projection reads H[p] +- H[-p] as it goes (sym 1), or first
+// forms the four class combinations of each orbit (sym 2: H[p] + H[-p] + H[p+n/2] + H[-p+n/2] for EE, and so on),
+// then runs one matrix product per class; where an orbit has two points only (p = 0, p = n/4) each appears twice
+// in those sums, and the packed table halves its entries there.
 
 #pragma once
 
-#include <type_traits>
+#include <vector>
 
 #include "theta_stages.h"
 #include "tiles.h"
 
 namespace gaunt_tiles {
 
-// the phi tables of a reflected stage: even [h, even] and odd [h, R - even] (synthesis; a projection reads them as
-// [even, h] and [R - even, h]), with the non-zero column ranges of their rows
+// a phi stage as packed: table [points, R] (synthesis) or [R, points] (projection), classes at bounds[0..2^sym];
+// range: a synthesis' [classes, points, 2] column ranges within each class, a projection's [R, 2] row ranges
 template <typename T>
-struct Reflected {
-  const T *even_table, *odd_table;
-  const int64_t *even_range, *odd_range;
-  int even;
+struct PhiStage {
+  const T* table;
+  const int64_t *range, *bounds;
+  int sym, points, R;
 };
 
 // -p mod n_phi
 inline int reflect(int p, int n_phi) { return p == 0 ? 0 : n_phi - p; }
 
-// F[p] = E[p] + O[p] and F[-p] = E[p] - O[p] for the N points p0 .. p0 + N - 1 (G [R, nt], F [n_phi, nt])
+constexpr int kQuarterBlock = 4;  // points per register block with four classes (16 sums; 6 was no faster)
+
+// acc[i] = sum_{k in [lo, hi)} A[i, k] rows[k, t] for N points i (one class, one ring)
 template <typename T, int N>
-inline void reflected_points(const Reflected<T>& r, int p0, int R, const Vec<T>* G, int nt, int n_phi, Vec<T>* F) {
-  const int even = r.even, odd = R - even;
-  int lo_e, hi_e, lo_o, hi_o;
-  row_range(r.even_range, p0, N, lo_e, hi_e);
-  row_range(r.odd_range, p0, N, lo_o, hi_o);
-  const T *Ae = r.even_table + p0 * even, *Ao = r.odd_table + p0 * odd;
-  const Vec<T>* Go = G + even * nt;
+inline void class_sums(const T* A, int lda, int lo, int hi, const Vec<T>* rows, int nt, int t, Vec<T> (&acc)[N]) {
+  for (int i = 0; i < N; ++i) acc[i] = Vec<T>{};
+  for (int k = lo; k < hi; ++k) {
+    const Vec<T> x = rows[k * nt + t];
+    for (int i = 0; i < N; ++i) acc[i] += A[i * lda + k] * x;
+  }
+}
+
+// F at the orbits of the N representative points from p0 (G [R, nt], F [n_phi, nt]); Classes 2 (sym 1) or 4.
+// Each class's sums are their own register array (an array indexed by a class loop was kept in memory).
+template <typename T, int N, int Classes>
+inline void symmetric_points(const PhiStage<T>& s, int p0, const Vec<T>* G, int nt, int n_phi, Vec<T>* F) {
+  int lo[Classes], hi[Classes];
+  const T* A[Classes];
+  const Vec<T>* rows[Classes];
+  for (int c = 0; c < Classes; ++c) {
+    row_range(s.range + 2 * int64_t(c) * s.points, p0, N, lo[c], hi[c]);
+    A[c] = s.table + int64_t(p0) * s.R + s.bounds[c];
+    rows[c] = G + s.bounds[c] * nt;
+  }
+  const int half = n_phi / 2;
   for (int t = 0; t < nt; ++t) {
     Vec<T> e[N], o[N];
-    for (int i = 0; i < N; ++i) e[i] = Vec<T>{}, o[i] = Vec<T>{};
-    for (int k = lo_e; k < hi_e; ++k) {
-      const Vec<T> x = G[k * nt + t];
-      for (int i = 0; i < N; ++i) e[i] += Ae[i * even + k] * x;
-    }
-    for (int k = lo_o; k < hi_o; ++k) {
-      const Vec<T> x = Go[k * nt + t];
-      for (int i = 0; i < N; ++i) o[i] += Ao[i * odd + k] * x;
-    }
-    for (int i = 0; i < N; ++i) {
-      const int p = p0 + i, q = reflect(p, n_phi);
-      F[p * nt + t] = e[i] + o[i];
-      if (q != p) F[q * nt + t] = e[i] - o[i];
+    class_sums<T, N>(A[0], s.R, lo[0], hi[0], rows[0], nt, t, e);
+    class_sums<T, N>(A[1], s.R, lo[1], hi[1], rows[1], nt, t, o);
+    if constexpr (Classes == 2) {
+      for (int i = 0; i < N; ++i) {
+        const int p = p0 + i, q = reflect(p, n_phi);
+        F[p * nt + t] = e[i] + o[i];
+        if (q != p) F[q * nt + t] = e[i] - o[i];
+      }
+    } else {  // e, o: classes EE, EO; oe, oo: OE, OO
+      Vec<T> oe[N], oo[N];
+      class_sums<T, N>(A[2], s.R, lo[2], hi[2], rows[2], nt, t, oe);
+      class_sums<T, N>(A[3], s.R, lo[3], hi[3], rows[3], nt, t, oo);
+      for (int i = 0; i < N; ++i) {
+        const int p = p0 + i, q = reflect(p, n_phi), u = (p + half) % n_phi, v = reflect(u, n_phi);
+        const Vec<T> a = e[i] + o[i], b = oe[i] + oo[i], c = e[i] - o[i], d = oe[i] - oo[i];
+        F[p * nt + t] = a + b;
+        if (q != p) F[q * nt + t] = a - b;
+        if (u != q) F[u * nt + t] = c + d;  // u != p always
+        if (v != p && v != u) F[v * nt + t] = c - d;
+      }
     }
   }
 }
 
-// synthesize with a reflected phi stage: G[r] = theta[r] X[r], then F from the even and odd sums of G
+// the synthesis' phi stage F = phi G on the symmetric points (sym 1 or 2)
 template <typename T>
-void synthesize_reflected(const Separable<T>& s, const Reflected<T>& r, const Vec<T>* X, Vec<T>* G, Vec<T>* F) {
-  constexpr int RB = std::max(1, row_block<T>() / 2);  // two accumulators (even, odd) per point
-  const int nt = s.n_theta, h = s.n_phi / 2 + 1;
-  theta_synthesis(s, X, G);
-  for_row_blocks<RB>(h, [&](auto n, int p0) { reflected_points<T, decltype(n)::value>(r, p0, s.R, G, nt, s.n_phi, F); });
+void synthesize_phi(const PhiStage<T>& s, const Vec<T>* G, int nt, int n_phi, Vec<T>* F) {
+  constexpr int RB = std::max(1, row_block<T>() / 2);  // two class sums per point
+  if (s.sym == 1)
+    for_row_blocks<RB>(s.points, [&](auto n, int p0) { symmetric_points<T, decltype(n)::value, 2>(s, p0, G, nt, n_phi, F); });
+  else
+    for_row_blocks<kQuarterBlock>(
+        s.points, [&](auto n, int p0) { symmetric_points<T, decltype(n)::value, 4>(s, p0, G, nt, n_phi, F); });
 }
 
-// out[i] = sum_p A[i, p] (H[p] + Sign H[-p]) for the N rows i of A [., h] (lda), over its columns [lo, hi); H[p]
-// alone where -p = p
+// out[i] = sum_p A[i, p] (H[p] + Sign H[-p]) for the N rows i of A [., points] (lda), over its columns [lo, hi);
+// H[p] alone where -p = p
 template <typename T, int N, int Sign>
 inline void reflected_sums(const T* A, int lda, int lo, int hi, const Vec<T>* H, int nt, int n_phi, Vec<T>* out) {
   for (int t = 0; t < nt; ++t) {
@@ -85,25 +115,48 @@ inline void reflected_sums(const T* A, int lda, int lo, int hi, const Vec<T>* H,
   }
 }
 
-// the rows of a reflected projection's phi stage with table [rows, h] (its ranges): G = table (H[p] + Sign H[-p])
+// the rows [r0, r1) of a reflected projection's phi stage: G = table (H[p] + Sign H[-p])
 template <typename T, int Sign>
-void reflected_stage(const T* table, const int64_t* range, int rows, int h, const Vec<T>* H, int nt, int n_phi,
-                     Vec<T>* G) {
-  for_row_blocks<row_block<T>()>(rows, [&](auto n, int i) {
+void reflected_stage(const PhiStage<T>& s, int r0, int r1, const Vec<T>* H, int nt, int n_phi, Vec<T>* G) {
+  for_row_blocks<row_block<T>()>(r1 - r0, [&](auto n, int i) {
     int lo, hi;
-    row_range(range, i, decltype(n)::value, lo, hi);
-    reflected_sums<T, decltype(n)::value, Sign>(table + i * h, h, lo, hi, H, nt, n_phi, G + i * nt);
+    row_range(s.range, r0 + i, decltype(n)::value, lo, hi);
+    reflected_sums<T, decltype(n)::value, Sign>(s.table + (r0 + i) * s.points, s.points, lo, hi, H, nt, n_phi,
+                                                G + (r0 + i) * nt);
   });
 }
 
-// project with a reflected phi stage: G[0:even] from H[p] + H[-p], G[even:R] from H[p] - H[-p], then
-// Y[r] = theta[r] G[r]
+// C[c, p, t]: the class combinations of H on the orbit of each representative p (sym 2), c = EE, EO, OE, OO
 template <typename T>
-void project_reflected(const Separable<T>& s, const Reflected<T>& r, const Vec<T>* H, Vec<T>* G, Vec<T>* Y) {
-  const int nt = s.n_theta, h = s.n_phi / 2 + 1;
-  reflected_stage<T, 1>(r.even_table, r.even_range, r.even, h, H, nt, s.n_phi, G);
-  reflected_stage<T, -1>(r.odd_table, r.odd_range, s.R - r.even, h, H, nt, s.n_phi, G + r.even * nt);
-  theta_projection(s, G, Y);
+void orbit_combinations(const Vec<T>* H, int points, int nt, int n_phi, Vec<T>* C) {
+  const int half = n_phi / 2;
+  const int64_t stride = int64_t(points) * nt;
+  for (int p = 0; p < points; ++p) {
+    const int q = reflect(p, n_phi), u = (p + half) % n_phi, v = reflect(u, n_phi);
+    for (int t = 0; t < nt; ++t) {
+      const Vec<T> s = H[p * nt + t] + H[q * nt + t], d = H[p * nt + t] - H[q * nt + t];
+      const Vec<T> s2 = H[u * nt + t] + H[v * nt + t], d2 = H[u * nt + t] - H[v * nt + t];
+      Vec<T>* at = C + p * nt + t;
+      at[0] = s + s2, at[stride] = s - s2, at[2 * stride] = d + d2, at[3 * stride] = d - d2;
+    }
+  }
+}
+
+// the projection's phi stage G = phi H on the symmetric points (sym 1 or 2; C: scratch of 4 points nt vectors)
+template <typename T>
+void project_phi(const PhiStage<T>& s, const Vec<T>* H, int nt, int n_phi, Vec<T>* G, std::vector<Vec<T>>& C) {
+  if (s.sym == 1) {
+    reflected_stage<T, 1>(s, 0, static_cast<int>(s.bounds[1]), H, nt, n_phi, G);
+    reflected_stage<T, -1>(s, static_cast<int>(s.bounds[1]), s.R, H, nt, n_phi, G);
+    return;
+  }
+  C.resize(4 * int64_t(s.points) * nt);
+  orbit_combinations<T>(H, s.points, nt, n_phi, C.data());
+  for (int c = 0; c < 4; ++c) {
+    const int r0 = static_cast<int>(s.bounds[c]), r1 = static_cast<int>(s.bounds[c + 1]);
+    const Mat<T> rows{s.table + int64_t(r0) * s.points, s.range + 2 * r0, r1 - r0, s.points};
+    matmul(rows, C.data() + int64_t(c) * s.points * nt, nt, G + int64_t(r0) * nt, nt, nt);
+  }
 }
 
 }  // namespace gaunt_tiles
