@@ -4,10 +4,10 @@
     f1_u = sum_{l1 m1} w1[u, l1] x1[u, l1, m1] Y[l1 m1],   f2_u likewise
 
 The integrand is a spherical polynomial of degree L1 + L2 + L3, so the Gauss-Legendre x uniform grid
-``so3.spherical_grid(L1 + L2 + L3)`` (n_theta = D//2 + 1 nodes in cos(theta), n_phi = D + 1 azimuths rounded
-up to an even number, D = L1 + L2 + L3) integrates it exactly (the even n_phi gives the phi tables the half-turn
-symmetry that the fused kernels use: ``sphere_programs.even_azimuths``). The harmonics separate, so sampling and integration are two
-small matmuls each: the program is ``sphere_programs.grid_gaunt_program``. Cost per channel O(L^3)
+``so3.spherical_grid(L1 + L2 + L3)`` (n_theta = D//2 + 1 nodes in cos(theta), n_phi = D + 1 azimuths rounded up to
+an even number, D = L1 + L2 + L3) integrates it exactly (the even n_phi gives the phi tables the half-turn symmetry
+that the fused kernels use: ``sphere_programs.even_azimuths``). The harmonics separate, so sampling and integration
+are two small matmuls each: the program is ``sphere_programs.grid_gaunt_program``. Cost per channel O(L^3)
 multiply-adds (real arithmetic only); channels and batch entries form the long side of every matmul.
 """
 
