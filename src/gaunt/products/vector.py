@@ -45,7 +45,7 @@ from .odd_gaunt import odd_gaunt_coefficients, odd_gaunt_ratio, solid_harmonic_g
 from .program import Projection, SphereProgram, Synthesis, Term
 from .sphere_frame import FactorisedFrame, copy_channels_index
 from .sphere_irreps import SphericalIrreps, parse_spherical_irreps
-from .sphere_programs import gather_index, m_table
+from .sphere_programs import even_azimuths, gather_index, m_table
 
 _OWNER = "VectorGauntProduct"
 
@@ -118,7 +118,7 @@ def vector_program(
     and ``t1 p2 - p1 t2`` (odd projection), on a grid exact for ``degree`` (default :func:`vector_grid_degree`)."""
     in1, in2 = layouts
     degree = vector_grid_degree(layouts, out, odd_out) if degree is None else degree
-    grid = spherical_grid(degree, dtype=torch.float64)
+    grid = spherical_grid(degree, dtype=torch.float64, n_phi=even_azimuths(degree))  # (for the fused kernels)
     n_theta, n_phi = len(grid.theta), len(grid.phi)
     fields = {"f": (0, 0), "t": (1, 0), "p": (2, 1)}  # name -> (theta field, phi field)
     names = (["f"] if not all(odd_out) else []) + (["t", "p"] if any(odd_out) else [])
