@@ -13,7 +13,15 @@ import pytest
 import torch
 from conftest import assert_equivariant
 
-from gaunt.products import EXECUTORS, GauntProduct, GridGauntProduct, VectorGauntProduct, cpu_build, executors
+from gaunt.products import (
+    EXECUTORS,
+    GauntProduct,
+    GridGauntProduct,
+    VectorGauntProduct,
+    cpu_build,
+    executors,
+    sphere_programs,
+)
 from gaunt.products.cpu_executor import FusedProgram
 from gaunt.products.executors import cpu_runner
 from gaunt.products.program import derivative
@@ -195,14 +203,18 @@ def reflected(phi: np.ndarray, sign: int) -> np.ndarray:
     return phi + sign * phi[(-np.arange(phi.shape[0])) % phi.shape[0]]
 
 
+@pytest.mark.parametrize("odd_azimuths", [False, True])
 @pytest.mark.parametrize("signs", [(1, 1, 1), (-1, -1, -1), (1, -1, -1), (-1, 1, 1)])
-def test_reflected_phi_stages_with_no_odd_or_no_even_rows(signs):
+def test_reflected_phi_stages_with_no_odd_or_no_even_rows(signs, odd_azimuths, monkeypatch):
     """Phi tables whose columns are all even or all odd (random, symmetrised): the reflected stages with an empty
     odd or even half (the products' own tables always have both) equal the torch executor, forward and both
-    derivative programs, on grids of odd and even n_phi."""
+    derivative programs, on grids of odd (the least exact grid, ``even_azimuths`` replaced) and even n_phi."""
+    if odd_azimuths:
+        monkeypatch.setattr(sphere_programs, "even_azimuths", lambda degree: degree + 1)
     rng = np.random.default_rng(0)
     for irreps in (("2x0e+2x1o",) * 3, ("2x1o", "2x1o", "2x0e+2x2e")):
         program = GridGauntProduct(*irreps, executor="torch").program
+        assert program.grid[1] % 2 == (odd_azimuths and irreps[0] == "2x1o")  # degree 3: n_phi 4 either way
         syntheses = tuple(
             dataclasses.replace(s, phi=reflected(rng.standard_normal(s.phi.shape), sign))
             for s, sign in zip(program.syntheses, signs[:2])

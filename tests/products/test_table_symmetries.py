@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from gaunt.bench.products import sh_irreps
 from gaunt.products import GridGauntProduct, VectorGauntProduct, cpu_build, sphere_programs
 from gaunt.products.cpu_executor import HEADER, PROJECTION, SYNTHESIS, FusedProgram, pack
+from gaunt.products.executors import cpu_runner
 from gaunt.products.program import derivative
 from gaunt.products.table_symmetries import phi_classes, theta_reflection, theta_twins
 from gaunt.products.torch_executor import TorchProgram
@@ -58,6 +60,19 @@ def test_tables_without_the_mirror_are_not_taken_for_mirrored():
     assert theta_reflection(np.random.default_rng(0).standard_normal((5, 4, 3)), 1) is None
 
 
+def test_small_tables_are_judged_by_their_own_scale():
+    """The tolerance is relative to each column: a row of 1e-13 noise in a product's table, or a whole random
+    table at 1e-13, is not taken for symmetric (an absolute floor took them for both even and odd)."""
+    rng = np.random.default_rng(4)
+    program = GridGauntProduct("0e+1o+2e", "0e+1o+2e", "0e+1o+2e", executor="torch").program
+    theta = program.projections[0].theta.copy()
+    theta[0] = 1e-13 * rng.standard_normal(theta[0].shape)
+    assert theta_reflection(theta, 2) is None
+    phi = program.syntheses[0].phi
+    assert phi_classes(phi) is not None and phi_classes(1e-13 * rng.standard_normal(phi.shape)) is None
+    assert theta_reflection(1e-13 * program.projections[0].theta, 2) is not None  # scale alone changes nothing
+
+
 def mirrored(table: np.ndarray, axis: int, first: np.ndarray, twin: np.ndarray) -> np.ndarray:
     """``table [R, ...]`` made even in t -> n - 1 - t (the rings, along ``axis``) for the degrees l = first[r]
     mod 2 and odd for the others, with the rows of each twin pair equal."""
@@ -80,6 +95,7 @@ RINGS = [
     (("2x0e+2x1o",) * 3, 2),
     (("3x0e+3x1o+3x2e", "3x0e+3x1o+3x2e", "3x0e+3x1o"), 3),
     (("3x0e+3x1o+3x2e",) * 3, 4),
+    ((sh_irreps(2, 6),) * 3, 10),  # 7 degrees: full register blocks of one class's rows in the projection
 ]
 
 
@@ -125,7 +141,14 @@ def symmetrized(phi: np.ndarray, reflection: np.ndarray, half_turn: np.ndarray) 
 
 @pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
 @pytest.mark.parametrize(
-    "irreps", [("2x0e+2x1o",) * 3, ("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x2e"), ("3x0e+3x1o+3x2e",) * 3]
+    "irreps",
+    [
+        ("2x0e+2x1o",) * 3,  # n_phi 4
+        ("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x2e"),  # 6
+        ("3x0e+3x1o+3x2e",) * 3,  # 8
+        (sh_irreps(2, 4),) * 3,  # 14: n_phi % 4 == 2 with orbits of four beyond p = 1, a full block of points
+        (sh_irreps(2, 6),) * 3,  # 20: the two-point orbit at n_phi / 4 inside the second block
+    ],
 )
 def test_four_class_phi_stages_equal_the_torch_executor_on_random_tables(irreps):
     """Random phi tables with both symmetries (each column's two parities drawn at random) on the products' even
@@ -154,8 +177,11 @@ def test_four_class_phi_stages_equal_the_torch_executor_on_random_tables(irreps)
     for p in (p0, derivative(p0, 0), derivative(p0, 1)):
         x1, x2 = (torch.randn(37, d, dtype=torch.float64) for d in p.dims[:2])
         exact = TorchProgram(p).evaluate(x1, x2)
-        out = FusedProgram(p, "transform")(x1, x2)
-        torch.testing.assert_close(out, exact, rtol=0, atol=1e-12 * max(1.0, float(exact.abs().max())))
+        scale = max(1.0, float(exact.abs().max()))
+        fused = FusedProgram(p, "transform")
+        torch.testing.assert_close(fused(x1, x2), exact, rtol=0, atol=1e-12 * scale)
+        single = fused(x1.float(), x2.float()).double()  # float32 (mul 2: the general gathers)
+        torch.testing.assert_close(single, exact, rtol=0, atol=1e-5 * scale)
 
 
 @pytest.mark.skipif(cpu_build.unavailable() is not None, reason=f"{cpu_build.unavailable()}")
@@ -165,6 +191,8 @@ def test_an_odd_number_of_azimuths_runs_the_two_class_phi_stages(monkeypatch):
     monkeypatch.setattr(sphere_programs, "even_azimuths", lambda degree: degree + 1)
     irreps = "4x0e+4x1o+4x2e"
     fused = GridGauntProduct(irreps, irreps, irreps, executor="cpu_fused", weight_init="randn").double()
+    runner = cpu_runner(fused.frame.runner)
+    runner.use_kernel("transform")  # ("auto" takes the direct kernel at this size)
     assert fused.program.grid == (4, 7)
     assert len(phi_classes(fused.program.syntheses[0].phi)[1]) == 3
     reference = GridGauntProduct(irreps, irreps, irreps, executor="torch").double()
@@ -179,3 +207,5 @@ def test_an_odd_number_of_azimuths_runs_the_two_class_phi_stages(monkeypatch):
         results.append([out, *torch.autograd.grad(out, (x1, x2), cotangent)])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * float(b.abs().max()))
+    fused_ops = [m for m in fused.modules() if isinstance(m, FusedProgram)]
+    assert fused_ops and all(m.kernel == "transform" for m in fused_ops)

@@ -27,16 +27,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def _tolerance(table: np.ndarray) -> float:
-    return 1e-12 * max(1.0, float(np.abs(table).max())) if table.size else 1e-12
+def _matches(moved: np.ndarray, table: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(even, odd)`` per column (reduced over ``axis``): ``moved == table``, ``moved == -table``, to 1e-12 of the
+    column's own largest entry (relative per column, so a small column is not taken for symmetric; a zero column
+    is both)."""
+    tol = 1e-12 * np.abs(table).max(axis, initial=0.0)
+    even = np.abs(moved - table).max(axis, initial=0.0) <= tol
+    odd = np.abs(moved + table).max(axis, initial=0.0) <= tol
+    return even, odd
 
 
 def _parities(table: np.ndarray, moved: np.ndarray) -> np.ndarray | None:
     """Per column of ``table``: 1 where ``moved`` (its rows permuted by a symmetry) equals it, -1 where it is its
     negative (zero columns: 1); None where a column is neither."""
-    tol = _tolerance(table)
-    even = np.abs(moved - table).max(0, initial=0.0) <= tol
-    odd = np.abs(moved + table).max(0, initial=0.0) <= tol
+    even, odd = _matches(moved, table, 0)
     return np.where(even, 1, -1) if (even | odd).all() else None
 
 
@@ -116,9 +120,7 @@ def theta_reflection(theta: np.ndarray, axis: int) -> np.ndarray | None:
     half the multiply-adds."""
     tables = np.moveaxis(theta, axis, -1)  # [R, degrees, rings]
     mirrored = tables[..., ::-1]
-    tol = _tolerance(theta)
-    even = np.abs(mirrored - tables).max(-1, initial=0.0) <= tol
-    odd = np.abs(mirrored + tables).max(-1, initial=0.0) <= tol
+    even, odd = _matches(mirrored, tables, -1)
     degrees = np.arange(tables.shape[1])
     first = np.zeros(len(tables), np.int64)
     for r in range(len(tables)):
