@@ -42,7 +42,7 @@ from .program import SphereProgram
 #: "per_sample": the edge shape, 16 channels, per-edge weights, batch 2e4 (the direct kernel with the weights as
 #: per-row scales of its channel columns, ``csrc/scaled_columns.h``): direct 1.32x faster at L = 5 (2.04),
 #: transform 1.06x at L = 6 (1.60), 1.61x at L = 7 (1.17): the tie interpolates to ~1.67.
-DIRECT_COST = {None: 1.8, "shared": 3.2, "per_sample": 1.7}
+DIRECT_COST = {None: 1.8, "shared": 3.5, "per_sample": 2.0}
 WEIGHTS = tuple(DIRECT_COST)
 HEADER = 8  # int64 words: mul, dim1, dim2, dim_out, k1, k2, k3, nnz
 KERNELS = ("auto", "direct", "transform")
