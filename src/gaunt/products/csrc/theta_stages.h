@@ -79,6 +79,23 @@ void matvec_twin(const Mat<T>& M, const Vec<T>* in_a, const Vec<T>* in_b, Vec<T>
 // the first k >= lo with k = parity mod 2
 inline int first_of_parity(int lo, int parity) { return lo + ((lo - parity) & 1); }
 
+// a[i] = sum_{k = from, from + 2, .. < hi} A[i, k] in_a[k] for N rows i (and b from in_b, Twin): one class of
+// degrees
+template <typename T, int N, bool Twin>
+inline void class_rows(const T* A, int C, int from, int hi, const Vec<T>* in_a, const Vec<T>* in_b, Vec<T> (&a)[N],
+                       Vec<T> (&b)[N]) {
+  for (int i = 0; i < N; ++i) a[i] = b[i] = Vec<T>{};
+  for (int k = from; k < hi; k += 2) {
+    const Vec<T> xa = in_a[k];
+    const Vec<T> xb = Twin ? in_b[k] : xa;
+    for (int i = 0; i < N; ++i) {
+      const T w = A[i * C + k];
+      a[i] += w * xa;
+      if constexpr (Twin) b[i] += w * xb;
+    }
+  }
+}
+
 // synthesis rows t0 .. t0 + N - 1 (t0 + N <= (nt + 1) / 2) of one row r, or of a twin pair (Twin: in_b, G_b):
 // A = theta[r] [nt, C] (row-major), range = its per-ring non-zero ranges; G [nt] per input
 template <typename T, int N, bool Twin>
@@ -88,25 +105,8 @@ inline void theta_mirror_rows(const T* A, int C, const int64_t* range, int first
   row_range(range, t0, N, lo, hi);
   const T* At = A + t0 * C;
   Vec<T> ea[N], eb[N], oa[N], ob[N];
-  for (int i = 0; i < N; ++i) ea[i] = eb[i] = oa[i] = ob[i] = Vec<T>{};
-  for (int k = first_of_parity(lo, first); k < hi; k += 2) {
-    const Vec<T> xa = in_a[k];
-    const Vec<T> xb = Twin ? in_b[k] : xa;
-    for (int i = 0; i < N; ++i) {
-      const T a = At[i * C + k];
-      ea[i] += a * xa;
-      if constexpr (Twin) eb[i] += a * xb;
-    }
-  }
-  for (int k = first_of_parity(lo, 1 - first); k < hi; k += 2) {
-    const Vec<T> xa = in_a[k];
-    const Vec<T> xb = Twin ? in_b[k] : xa;
-    for (int i = 0; i < N; ++i) {
-      const T a = At[i * C + k];
-      oa[i] += a * xa;
-      if constexpr (Twin) ob[i] += a * xb;
-    }
-  }
+  class_rows<T, N, Twin>(At, C, first_of_parity(lo, first), hi, in_a, in_b, ea, eb);
+  class_rows<T, N, Twin>(At, C, first_of_parity(lo, 1 - first), hi, in_a, in_b, oa, ob);
   for (int i = 0; i < N; ++i) {
     const int t = t0 + i, u = nt - 1 - t;
     if (u == t) {
@@ -140,11 +140,8 @@ void theta_mirror_synthesis(const Separable<T>& s, int r, int q, const Vec<T>* X
 template <typename T, int N, bool Twin, int Sign>
 inline void theta_mirror_sums(const T* A, const int64_t* range, int l0, int nt, const Vec<T>* G_a, const Vec<T>* G_b,
                               Vec<T>* Y_a, Vec<T>* Y_b) {
-  int lo = static_cast<int>(range[2 * l0]), hi = static_cast<int>(range[2 * l0 + 1]);
-  for (int i = 1; i < N; ++i) {
-    lo = std::min(lo, static_cast<int>(range[2 * (l0 + 2 * i)]));
-    hi = std::max(hi, static_cast<int>(range[2 * (l0 + 2 * i) + 1]));
-  }
+  int lo, hi;
+  row_range(range, l0, N, lo, hi, 2);
   const int pairs = std::min(hi, nt / 2);  // rings t < u; a mirror-symmetric row's range is [lo, nt - lo)
   const T* Al = A + l0 * nt;
   Vec<T> ya[N], yb[N];

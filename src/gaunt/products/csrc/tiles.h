@@ -85,11 +85,11 @@ inline void block_rows(const T* A, int lda, int lo, int hi, const Vec<T>* in, in
   }
 }
 
-// the union of the non-zero ranges of rows [i, i + n)
-inline void row_range(const int64_t* range, int i, int n, int& lo, int& hi) {
+// the union of the non-zero ranges of the n rows i, i + step, ..
+inline void row_range(const int64_t* range, int i, int n, int& lo, int& hi, int step = 1) {
   lo = static_cast<int>(range[2 * i]);
   hi = static_cast<int>(range[2 * i + 1]);
-  for (int r = i + 1; r < i + n; ++r) {
+  for (int r = i + step; r < i + n * step; r += step) {
     lo = std::min(lo, static_cast<int>(range[2 * r]));
     hi = std::max(hi, static_cast<int>(range[2 * r + 1]));
   }
